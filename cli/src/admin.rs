@@ -1,0 +1,206 @@
+//! Admin commands until the admin API exists: Pages, campaigns and demo subscribers.
+
+use anyhow::Context as _;
+use chrono::{DateTime, Duration, Utc};
+use clap::Subcommand;
+use moonengage_core::campaigns;
+use moonengage_core::crypto::Keyring;
+use moonengage_core::pages::{self, NewPage};
+use moonengage_core::settings::Settings;
+use moonengage_core::subscribers::{self, NewSubscriber};
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+/// `moonengage page …`
+#[derive(Subcommand)]
+pub enum PageCommand {
+    /// Register a Page (or update its name, token and rate); prints its id.
+    Add {
+        /// Facebook's id of the Page.
+        #[arg(long)]
+        fb_page_id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// The Page access token (read from the environment to keep it out of shell history).
+        #[arg(long, env = "PAGE_ACCESS_TOKEN", hide_env_values = true)]
+        access_token: String,
+        /// Messages per second.
+        #[arg(long, default_value_t = 250)]
+        send_rate: i32,
+    },
+}
+
+/// `moonengage campaign …`
+#[derive(Subcommand)]
+pub enum CampaignCommand {
+    /// Create a draft campaign; prints its id.
+    Create {
+        /// Internal id of the Page.
+        #[arg(long)]
+        page: i64,
+        /// Name shown to admins.
+        #[arg(long)]
+        name: String,
+        /// Handlebars template: `{{first_name}}` and `{{page_name}}` are available.
+        #[arg(long)]
+        template: String,
+    },
+    /// Schedule a campaign (now, unless `--at` is given).
+    Schedule {
+        /// Campaign id.
+        id: i64,
+        /// RFC 3339 time to start at.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// Show a campaign's state and counters as JSON.
+    Show {
+        /// Campaign id.
+        id: i64,
+    },
+}
+
+/// `moonengage subscribers …`
+#[derive(Subcommand)]
+pub enum SubscribersCommand {
+    /// Add made-up opted-in subscribers to a Page, for demos and load tests.
+    Seed {
+        /// Internal id of the Page.
+        #[arg(long)]
+        page: i64,
+        /// Subscribers inside their 24-hour window.
+        #[arg(long)]
+        count: usize,
+        /// Extra subscribers whose window has closed.
+        #[arg(long, default_value_t = 0)]
+        outside_window: usize,
+        /// Extra subscribers who unsubscribed.
+        #[arg(long, default_value_t = 0)]
+        unsubscribed: usize,
+    },
+}
+
+/// Runs a `page` command.
+pub async fn page(pool: &PgPool, settings: &Settings, command: PageCommand) -> anyhow::Result<()> {
+    let PageCommand::Add {
+        fb_page_id,
+        name,
+        access_token,
+        send_rate,
+    } = command;
+    let keyring = Keyring::load_or_create(pool, &settings.crypto).await?;
+    let id = pages::register(
+        pool,
+        &keyring,
+        &NewPage {
+            fb_page_id: &fb_page_id,
+            name: &name,
+            access_token: &SecretString::from(access_token),
+            send_rate,
+        },
+    )
+    .await?;
+    println!("{id}");
+    Ok(())
+}
+
+/// Runs a `campaign` command.
+pub async fn campaign(pool: &PgPool, command: CampaignCommand) -> anyhow::Result<()> {
+    match command {
+        CampaignCommand::Create {
+            page,
+            name,
+            template,
+        } => {
+            let id = campaigns::create(pool, page, &name, &template).await?;
+            println!("{id}");
+        }
+        CampaignCommand::Schedule { id, at } => {
+            campaigns::schedule(pool, id, at.unwrap_or_else(Utc::now)).await?;
+            println!("campaign {id} scheduled");
+        }
+        CampaignCommand::Show { id } => {
+            let progress = campaigns::progress(pool, id)
+                .await?
+                .with_context(|| format!("no campaign {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&progress)?);
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `subscribers` command.
+pub async fn subscribers(
+    pool: &PgPool,
+    settings: &Settings,
+    command: SubscribersCommand,
+) -> anyhow::Result<()> {
+    let SubscribersCommand::Seed {
+        page,
+        count,
+        outside_window,
+        unsubscribed,
+    } = command;
+    let keyring = Keyring::load_or_create(pool, &settings.crypto).await?;
+    let added = seed(pool, &keyring, page, count, outside_window, unsubscribed).await?;
+    println!("{added} subscribers added");
+    Ok(())
+}
+
+const FIRST_NAMES: [&str; 8] = [
+    "Amara", "Bjorn", "Chiara", "Dmitri", "Elif", "Farah", "Goran", "Hana",
+];
+
+/// Adds made-up subscribers in batches: `count` inside their window, then the ineligible ones.
+pub async fn seed(
+    pool: &PgPool,
+    keyring: &Keyring,
+    page_id: i64,
+    count: usize,
+    outside_window: usize,
+    unsubscribed: usize,
+) -> anyhow::Result<u64> {
+    let fb_page_id: String = sqlx::query_scalar("SELECT fb_page_id FROM pages WHERE id = $1")
+        .bind(page_id)
+        .fetch_optional(pool)
+        .await?
+        .with_context(|| format!("no Page with id {page_id}"))?;
+    let now = Utc::now();
+    let total = count + outside_window + unsubscribed;
+    let people: Vec<NewSubscriber> = (0..total)
+        .map(|i| {
+            let last = if (count..count + outside_window).contains(&i) {
+                now - Duration::hours(30)
+            } else {
+                now - Duration::minutes(5)
+            };
+            NewSubscriber {
+                psid: format!(
+                    "{}",
+                    1_000_000_000_000_000u64 + rand::random::<u64>() % 8_999_999_999_999_999
+                ),
+                first_name: Some(FIRST_NAMES[i % FIRST_NAMES.len()].to_owned()),
+                opted_in_at: now - Duration::days(3),
+                consent_source: "demo".into(),
+                last_interaction_at: last,
+            }
+        })
+        .collect();
+    let mut added = 0;
+    for chunk in people.chunks(5_000) {
+        added += subscribers::insert_batch(pool, keyring, page_id, &fb_page_id, chunk).await?;
+    }
+    if unsubscribed > 0 {
+        sqlx::query(
+            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now()
+             WHERE id IN (SELECT id FROM subscribers WHERE page_id = $1
+                          ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(page_id)
+        .bind(unsubscribed as i64)
+        .execute(pool)
+        .await?;
+    }
+    Ok(added)
+}

@@ -1,0 +1,69 @@
+//! `moonengage`: the admin command line — migrations, keys, Pages, campaigns, demo data — and
+//! the local demo that runs the whole system.
+
+mod admin;
+mod demo;
+mod keys;
+
+use clap::{Parser, Subcommand};
+use moonengage_core::settings::Settings;
+use moonengage_core::{db, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "moonengage",
+    about = "MoonEngage delivery backend: admin commands and demo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the queue's and the application's migrations (the Procfile's release step).
+    Migrate,
+    /// Print a fresh set of production keys as environment variables.
+    Keys,
+    /// Manage Pages.
+    #[command(subcommand)]
+    Page(admin::PageCommand),
+    /// Manage campaigns.
+    #[command(subcommand)]
+    Campaign(admin::CampaignCommand),
+    /// Manage subscribers.
+    #[command(subcommand)]
+    Subscribers(admin::SubscribersCommand),
+    /// Run the whole system locally and send a demo campaign through the sandbox.
+    Demo(demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Keys = cli.command {
+        keys::print();
+        return Ok(());
+    }
+    let settings = Settings::load()?;
+    match cli.command {
+        Command::Demo(args) => demo::run(settings, args).await,
+        command => {
+            telemetry::init(settings.app.is_production());
+            let pool = db::connect(&settings.database)?;
+            match command {
+                Command::Migrate => {
+                    db::migrate(&pool).await?;
+                    println!("migrations applied");
+                    Ok(())
+                }
+                Command::Page(command) => admin::page(&pool, &settings, command).await,
+                Command::Campaign(command) => admin::campaign(&pool, command).await,
+                Command::Subscribers(command) => {
+                    admin::subscribers(&pool, &settings, command).await
+                }
+                Command::Keys | Command::Demo(_) => unreachable!("handled above"),
+            }
+        }
+    }
+}

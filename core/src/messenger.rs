@@ -1,0 +1,340 @@
+//! The Graph API client: the Send API call and the classification of its answer. Classifying on
+//! code and subcode (not the HTTP status) is what lets a worker choose between retrying,
+//! skipping, marking a person unreachable and halting a Page.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::settings::MessengerSettings;
+
+/// A quick reply button under a message; the unsubscribe option is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuickReply {
+    /// Button label (at most 20 characters).
+    pub title: String,
+    /// What comes back in the webhook when the person taps it.
+    pub payload: String,
+}
+
+/// What to send to one person.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage<'a> {
+    /// The recipient's page-scoped id.
+    pub psid: &'a str,
+    /// The rendered text.
+    pub text: &'a str,
+    /// Buttons, the unsubscribe option among them.
+    pub quick_replies: &'a [QuickReply],
+}
+
+/// A message Facebook accepted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sent {
+    /// Facebook's id of the message.
+    pub message_id: String,
+}
+
+/// The error object of a Graph API answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphError {
+    /// Human-readable text from Facebook (may name the recipient; never logged).
+    #[serde(default)]
+    pub message: String,
+    /// Main error code.
+    pub code: i64,
+    /// Refinement of the code.
+    #[serde(default)]
+    pub error_subcode: Option<i64>,
+    /// Facebook's own hint that retrying may work.
+    #[serde(default)]
+    pub is_transient: Option<bool>,
+}
+
+/// Why a send did not produce a message id.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Facebook answered with an error object.
+    #[error("Graph API error {} (subcode {:?}, HTTP {status})", .error.code, .error.error_subcode)]
+    Api {
+        /// HTTP status of the answer.
+        status: u16,
+        /// The error object.
+        error: GraphError,
+        /// Minutes until access returns, from `X-Business-Use-Case-Usage`, when rate limited.
+        regain_access_minutes: Option<u64>,
+    },
+    /// An HTTP error without a Graph error body (proxy errors, 5xx pages).
+    #[error("HTTP {status} without a Graph error body")]
+    Http {
+        /// HTTP status of the answer.
+        status: u16,
+    },
+    /// The connection failed before the request was written: nothing reached Facebook.
+    #[error("connection failed before the request was sent")]
+    Connect,
+    /// The request may have reached Facebook but no answer came: resending could duplicate.
+    #[error("no answer after the request was sent")]
+    Ambiguous,
+}
+
+/// What a worker does with a failed send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try again later with backoff.
+    Transient,
+    /// The Page is over a rate limit: pause it, retry without spending an attempt.
+    RateLimited,
+    /// This person cannot be reached from this Page: mark them unreachable.
+    RecipientPermanent,
+    /// The person's 24-hour window has closed: skip.
+    WindowClosed,
+    /// The Page cannot send at all (token, permission, block): halt it, tell admins.
+    PageFatal,
+    /// May or may not have been delivered: record as unknown, never resend.
+    Ambiguous,
+    /// Any other rejection of this message: fail it without retrying.
+    Permanent,
+}
+
+impl ErrorClass {
+    /// Stable name for records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::RecipientPermanent => "recipient_unreachable",
+            ErrorClass::WindowClosed => "window_closed",
+            ErrorClass::PageFatal => "page_fatal",
+            ErrorClass::Ambiguous => "unknown",
+            ErrorClass::Permanent => "rejected",
+        }
+    }
+}
+
+impl SendError {
+    /// Classifies by code and subcode as ../shared/reference/messenger-platform.md lists them.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SendError::Connect => ErrorClass::Transient,
+            SendError::Ambiguous => ErrorClass::Ambiguous,
+            SendError::Http { status } if *status == 429 || *status >= 500 => ErrorClass::Transient,
+            SendError::Http { .. } => ErrorClass::Permanent,
+            SendError::Api { status, error, .. } => classify(*status, error),
+        }
+    }
+}
+
+fn classify(status: u16, error: &GraphError) -> ErrorClass {
+    let subcode = error.error_subcode.unwrap_or(0);
+    match (error.code, subcode) {
+        (4 | 17 | 32 | 613 | 80006, _) => ErrorClass::RateLimited,
+        (1200 | 1 | 2, _) => ErrorClass::Transient,
+        (551, _) if error.is_transient == Some(true) => ErrorClass::Transient,
+        (551, _) | (100, 2018001) | (10, 2018108) | (200, 1545041) => {
+            ErrorClass::RecipientPermanent
+        }
+        (10, 2018278) => ErrorClass::WindowClosed,
+        (190, _) | (10, 2018065) | (200, 2018028) | (230, _) | (368, _) | (10, 1893063) => {
+            ErrorClass::PageFatal
+        }
+        _ if error.is_transient == Some(true) || status == 429 || status >= 500 => {
+            ErrorClass::Transient
+        }
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// A Graph API client shared by every job of a worker (one connection pool).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    messages_url: String,
+}
+
+#[derive(Serialize)]
+struct SendBody<'a> {
+    recipient: Recipient<'a>,
+    messaging_type: &'static str,
+    message: MessageBody<'a>,
+}
+
+#[derive(Serialize)]
+struct Recipient<'a> {
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct MessageBody<'a> {
+    text: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    quick_replies: Vec<QuickReplyBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct QuickReplyBody<'a> {
+    content_type: &'static str,
+    title: &'a str,
+    payload: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: GraphError,
+}
+
+impl Client {
+    /// Builds the client; outside dev and test only `https://` endpoints are allowed.
+    pub fn new(settings: &MessengerSettings, https_only: bool) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .timeout(settings.request_timeout())
+            .https_only(https_only)
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let base = settings.base_url.trim_end_matches('/');
+        Ok(Client {
+            http,
+            messages_url: format!("{base}/{}/me/messages", settings.api_version),
+        })
+    }
+
+    /// Sends a text with quick replies as a `RESPONSE` inside the person's 24-hour window.
+    pub async fn send(
+        &self,
+        page_token: &SecretString,
+        message: &OutgoingMessage<'_>,
+    ) -> Result<Sent, SendError> {
+        let body = SendBody {
+            recipient: Recipient { id: message.psid },
+            messaging_type: "RESPONSE",
+            message: MessageBody {
+                text: message.text,
+                quick_replies: message
+                    .quick_replies
+                    .iter()
+                    .map(|q| QuickReplyBody {
+                        content_type: "text",
+                        title: &q.title,
+                        payload: &q.payload,
+                    })
+                    .collect(),
+            },
+        };
+        let response = self
+            .http
+            .post(&self.messages_url)
+            .query(&[("access_token", page_token.expose_secret())])
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let regain_access_minutes = regain_access_minutes(response.headers());
+        let bytes = response.bytes().await.map_err(|_| SendError::Ambiguous)?;
+        if status.is_success() {
+            return serde_json::from_slice::<Sent>(&bytes).map_err(|_| SendError::Ambiguous);
+        }
+        match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+            Ok(envelope) => Err(SendError::Api {
+                status: status.as_u16(),
+                error: envelope.error,
+                regain_access_minutes,
+            }),
+            Err(_) => Err(SendError::Http {
+                status: status.as_u16(),
+            }),
+        }
+    }
+}
+
+/// A connect error happened before anything was written; any other transport error (timeout,
+/// reset mid-request) leaves the outcome unknown.
+fn transport_error(error: reqwest::Error) -> SendError {
+    if error.is_connect() {
+        SendError::Connect
+    } else {
+        SendError::Ambiguous
+    }
+}
+
+/// Reads `estimated_time_to_regain_access` (minutes) from `X-Business-Use-Case-Usage`.
+fn regain_access_minutes(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = headers.get("x-business-use-case-usage")?.to_str().ok()?;
+    let usage: serde_json::Value = serde_json::from_str(value).ok()?;
+    usage
+        .as_object()?
+        .values()
+        .filter_map(|entries| entries.as_array())
+        .flatten()
+        .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: i64, subcode: Option<i64>, transient: Option<bool>) -> SendError {
+        SendError::Api {
+            status,
+            error: GraphError {
+                message: String::new(),
+                code,
+                error_subcode: subcode,
+                is_transient: transient,
+            },
+            regain_access_minutes: None,
+        }
+    }
+
+    #[test]
+    fn classifies_the_documented_codes() {
+        use ErrorClass::*;
+        let table = [
+            (api(500, 1200, None, Some(true)), Transient),
+            (api(500, 1, None, None), Transient),
+            (api(500, 2, None, Some(true)), Transient),
+            (api(400, 4, None, None), RateLimited),
+            (api(400, 17, None, None), RateLimited),
+            (api(400, 32, None, None), RateLimited),
+            (api(400, 613, None, None), RateLimited),
+            (api(400, 80006, None, None), RateLimited),
+            (api(400, 551, None, Some(false)), RecipientPermanent),
+            (api(400, 551, None, Some(true)), Transient),
+            (api(400, 100, Some(2018001), None), RecipientPermanent),
+            (api(400, 10, Some(2018108), None), RecipientPermanent),
+            (api(400, 200, Some(1545041), None), RecipientPermanent),
+            (api(400, 10, Some(2018278), None), WindowClosed),
+            (api(400, 190, Some(460), None), PageFatal),
+            (api(400, 10, Some(2018065), None), PageFatal),
+            (api(400, 200, Some(2018028), None), PageFatal),
+            (api(400, 230, None, None), PageFatal),
+            (api(400, 368, None, None), PageFatal),
+            (api(400, 10, Some(1893063), None), PageFatal),
+            (api(400, 100, None, None), Permanent),
+            (SendError::Http { status: 503 }, Transient),
+            (SendError::Http { status: 429 }, Transient),
+            (SendError::Http { status: 404 }, Permanent),
+            (SendError::Connect, Transient),
+            (SendError::Ambiguous, Ambiguous),
+        ];
+        for (error, expected) in table {
+            assert_eq!(error.class(), expected, "{error}");
+        }
+    }
+
+    #[test]
+    fn reads_the_regain_access_estimate() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-business-use-case-usage",
+            r#"{"123":[{"type":"messenger","call_count":100,"estimated_time_to_regain_access":7}]}"#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(regain_access_minutes(&headers), Some(7));
+        assert_eq!(regain_access_minutes(&Default::default()), None);
+    }
+}

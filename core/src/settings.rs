@@ -1,0 +1,241 @@
+//! Settings of every process, layered: `config/default.toml`, then `config/{APP_ENV}.toml`, then
+//! `MOONENGAGE__SECTION__KEY` environment variables, then the platform's `DATABASE_URL`,
+//! `REDIS_URL` and `PORT`. A missing or invalid setting fails at start with its key named.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::crypto::CryptoSettings;
+use crate::unsubscribe::UnsubscribeSettings;
+
+/// Why settings could not be loaded; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A file could not be read or a value has the wrong shape (the message names the key).
+    #[error("configuration error: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but breaks a rule.
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `database.url`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Every setting of the system; each process reads the sections it needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Environment and identity of the deployment.
+    pub app: AppSettings,
+    /// Postgres: the queue and the application's data.
+    pub database: DatabaseSettings,
+    /// Redis: the shared per-Page rate limiter.
+    pub redis: RedisSettings,
+    /// The web process's listener.
+    pub web: WebSettings,
+    /// The Graph API (Facebook, or the sandbox in dev and tests).
+    pub messenger: MessengerSettings,
+    /// Keys for encryption at rest and blind indexes.
+    pub crypto: CryptoSettings,
+    /// Keys that sign the unsubscribe token of every message.
+    pub unsubscribe: UnsubscribeSettings,
+    /// How workers fetch from the Postgres queue.
+    pub queue: QueueSettings,
+    /// Worker process behaviour.
+    pub worker: WorkerSettings,
+    /// Scheduler process behaviour.
+    pub scheduler: SchedulerSettings,
+}
+
+/// Which deployment this is; decides defaults such as JSON logs and the HTTPS requirement.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppSettings {
+    /// `local`, `test` or `production`.
+    pub env: String,
+}
+
+impl AppSettings {
+    /// Production refuses plain-HTTP outbound calls and logs JSON.
+    pub fn is_production(&self) -> bool {
+        self.env == "production"
+    }
+}
+
+/// Connection to Postgres.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// Connection URL; it may carry a password, so it stays secret.
+    pub url: SecretString,
+    /// Upper bound of the pool of each process.
+    pub max_connections: u32,
+    /// How long a query waits for a free connection before failing.
+    pub acquire_timeout_secs: u64,
+}
+
+/// Connection to Redis; absent means every worker limits its own rate in-process.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// Connection URL, or none.
+    pub url: Option<SecretString>,
+}
+
+/// Where the web process listens.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSettings {
+    /// Interface to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one (tests).
+    pub port: u16,
+}
+
+/// The Graph API endpoint and the app's secrets.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessengerSettings {
+    /// `https://graph.facebook.com` in production, the sandbox elsewhere.
+    pub base_url: String,
+    /// Graph API version, e.g. `v21.0`.
+    pub api_version: String,
+    /// Time allowed to establish a connection; failing here is always safe to retry.
+    pub connect_timeout_ms: u64,
+    /// Time allowed for a whole call; past it a send is ambiguous and never repeated.
+    pub request_timeout_ms: u64,
+    /// Signs webhooks and the data-deletion callback.
+    pub app_secret: SecretString,
+    /// Answers Facebook's webhook verification handshake.
+    pub verify_token: SecretString,
+}
+
+/// How a worker polls the Postgres queue (see DESIGN: apalis-postgres pitfalls).
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueSettings {
+    /// Jobs claimed per fetch; 10 caps a worker near 3k jobs/s, a few hundred does not.
+    pub batch_size: usize,
+    /// Poll interval when LISTEN/NOTIFY is quiet, so no job waits for a heartbeat.
+    pub poll_interval_ms: u64,
+    /// Worker heartbeat; a worker silent for `heartbeat * missed_heartbeats` is presumed dead
+    /// and its jobs are handed to others.
+    pub heartbeat_secs: u64,
+    /// See `heartbeat_secs`.
+    pub missed_heartbeats: usize,
+    /// Attempts a job gets before it is failed for good.
+    pub max_attempts: i32,
+    /// First retry delay; doubles with each attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Cap of the retry delay.
+    pub retry_max_ms: u64,
+}
+
+/// Worker process behaviour.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    /// Jobs run at once per worker process.
+    pub concurrency: usize,
+    /// On SIGTERM, how long in-flight sends may take to finish.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Scheduler process behaviour.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulerSettings {
+    /// How often the leader looks for due campaigns and maintenance.
+    pub tick_ms: u64,
+    /// Recipients turned into jobs per fan-out statement.
+    pub fanout_batch: i64,
+    /// How long finished job rows are kept.
+    pub finished_jobs_retention_secs: u64,
+}
+
+impl Settings {
+    /// Loads from `MOONENGAGE_CONFIG_DIR` (default `./config`) and the environment.
+    pub fn load() -> Result<Settings, SettingsError> {
+        let dir = std::env::var_os("MOONENGAGE_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        Self::load_from(&dir)
+    }
+
+    /// Loads from a given folder of TOML files and the environment.
+    pub fn load_from(dir: &Path) -> Result<Settings, SettingsError> {
+        let env = std::env::var("APP_ENV").unwrap_or_else(|_| "local".into());
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(dir.join("default.toml")))
+            .add_source(config::File::from(dir.join(format!("{env}.toml"))).required(false))
+            .add_source(
+                config::Environment::with_prefix("MOONENGAGE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("crypto.age_identities")
+                    .with_list_parse_key("crypto.age_recipients")
+                    .try_parsing(true),
+            )
+            .set_override("app.env", env)?;
+        for (var, key) in [("DATABASE_URL", "database.url"), ("REDIS_URL", "redis.url")] {
+            if let Ok(value) = std::env::var(var) {
+                builder = builder.set_override(key, value)?;
+            }
+        }
+        if let Ok(port) = std::env::var("PORT") {
+            let port: u16 = port.parse().map_err(|_| SettingsError::Invalid {
+                key: "PORT",
+                reason: format!("`{port}` is not a port number"),
+            })?;
+            builder = builder.set_override("web.port", port)?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules that types alone cannot express.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, reason: &str| SettingsError::Invalid {
+            key,
+            reason: reason.into(),
+        };
+        if self.database.url.expose_secret().is_empty() {
+            return Err(invalid("database.url", "must be set"));
+        }
+        if self.app.is_production() && !self.messenger.base_url.starts_with("https://") {
+            return Err(invalid(
+                "messenger.base_url",
+                "must be https:// in production",
+            ));
+        }
+        if self.messenger.app_secret.expose_secret().is_empty() {
+            return Err(invalid("messenger.app_secret", "must be set"));
+        }
+        if self.queue.batch_size == 0 {
+            return Err(invalid("queue.batch_size", "must be at least 1"));
+        }
+        if self.worker.concurrency == 0 {
+            return Err(invalid("worker.concurrency", "must be at least 1"));
+        }
+        if self.scheduler.fanout_batch <= 0 {
+            return Err(invalid("scheduler.fanout_batch", "must be at least 1"));
+        }
+        self.crypto.validate().map_err(|e| SettingsError::Invalid {
+            key: e.key(),
+            reason: e.to_string(),
+        })?;
+        self.unsubscribe
+            .validate()
+            .map_err(|e| SettingsError::Invalid {
+                key: e.key(),
+                reason: e.to_string(),
+            })?;
+        Ok(())
+    }
+}
+
+impl MessengerSettings {
+    /// Budget for a whole Send API call.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}

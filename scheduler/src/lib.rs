@@ -1,0 +1,105 @@
+//! The scheduler: exactly one leader (a Postgres advisory lock) starts due campaigns, fans them
+//! out into send jobs, completes them, and prunes the queue. Other schedulers stand by and take
+//! over within a tick when the leader dies.
+
+mod fanout;
+mod leader;
+mod maintenance;
+
+use std::future::Future;
+use std::time::Duration;
+
+use moonengage_core::settings::Settings;
+use moonengage_core::{db, shutdown};
+use sqlx::PgPool;
+
+use crate::leader::Leader;
+
+/// Fan-out batches per campaign per tick, so one huge campaign cannot keep the leader from
+/// starting, completing or fanning out others.
+const BATCHES_PER_TICK: usize = 20;
+
+/// A built scheduler, ready to run.
+pub struct Scheduler {
+    settings: Settings,
+    pool: PgPool,
+}
+
+impl Scheduler {
+    /// Connects to Postgres; fails with the setting named when it is invalid.
+    pub async fn build(settings: Settings) -> anyhow::Result<Scheduler> {
+        let pool = db::connect(&settings.database)?;
+        Ok(Scheduler { settings, pool })
+    }
+
+    /// Runs until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(async {
+            let _ = shutdown::signal().await;
+        })
+        .await
+    }
+
+    /// Runs until `stop` resolves. A failing tick is logged and retried on the next one; a
+    /// scheduler never exits because the database blinked.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut leader = Leader::new(&self.settings.database);
+        let tick = Duration::from_millis(self.settings.scheduler.tick_ms);
+        tokio::pin!(stop);
+        tracing::info!("scheduler started");
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(tick) => {}
+            }
+            match leader.ensure().await {
+                Ok(true) => {
+                    if let Err(error) = self.tick().await {
+                        tracing::warn!(error = %format!("{error:#}"), "scheduler tick failed");
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "cannot reach the leader lock");
+                }
+            }
+        }
+        tracing::info!("scheduler stopped");
+        Ok(())
+    }
+
+    async fn tick(&self) -> anyhow::Result<()> {
+        let settings = &self.settings;
+        let started = fanout::start_due(&self.pool).await?;
+        if started > 0 {
+            tracing::info!(started, "campaigns started");
+        }
+        for (campaign_id, page_id, mut cursor) in fanout::pending(&self.pool).await? {
+            for _ in 0..BATCHES_PER_TICK {
+                let done = fanout::batch(
+                    &self.pool,
+                    campaign_id,
+                    page_id,
+                    cursor,
+                    settings.scheduler.fanout_batch,
+                    settings.queue.max_attempts,
+                )
+                .await?;
+                if done {
+                    tracing::info!(campaign_id, "campaign fanned out");
+                    break;
+                }
+                cursor = sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
+                    .bind(campaign_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+            }
+        }
+        for campaign_id in fanout::complete_finished(&self.pool).await? {
+            tracing::info!(campaign_id, "campaign completed");
+        }
+        let retention = Duration::from_secs(settings.scheduler.finished_jobs_retention_secs);
+        maintenance::prune_finished_jobs(&self.pool, retention).await?;
+        Ok(())
+    }
+}

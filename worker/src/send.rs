@@ -1,0 +1,329 @@
+//! The send job: one campaign message to one person, following DESIGN's delivery semantics —
+//! skip with a reason, claim the delivery so nobody gets a campaign twice, render, attach the
+//! unsubscribe option, call the Send API, record the outcome.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use apalis::prelude::{BoxDynError, Data, TaskId};
+use moonengage_core::crypto::{Context, Keyring};
+use moonengage_core::messenger::{self, ErrorClass, OutgoingMessage, QuickReply, SendError};
+use moonengage_core::pages;
+use moonengage_core::queue::{self, SendJob};
+use moonengage_core::settings::QueueSettings;
+use moonengage_core::template::{Template, Variables};
+use moonengage_core::unsubscribe::{self, UnsubscribeClaims, UnsubscribeSigner};
+use sqlx::PgPool;
+
+/// A paused campaign's jobs look again after this long.
+const PAUSED_RECHECK: Duration = Duration::from_secs(5);
+
+/// Label of the unsubscribe quick reply (Messenger allows 20 characters).
+const UNSUBSCRIBE_TITLE: &str = "Unsubscribe";
+
+/// What every send job of a worker shares: connections, keys and compiled templates.
+pub struct SendContext {
+    pool: PgPool,
+    keyring: Keyring,
+    client: messenger::Client,
+    signer: UnsubscribeSigner,
+    queue: QueueSettings,
+    templates: Mutex<HashMap<i64, Arc<Template>>>,
+}
+
+impl SendContext {
+    /// Bundles what a send needs; built once per worker process.
+    pub fn new(
+        pool: PgPool,
+        keyring: Keyring,
+        client: messenger::Client,
+        signer: UnsubscribeSigner,
+        queue: QueueSettings,
+    ) -> SendContext {
+        SendContext {
+            pool,
+            keyring,
+            client,
+            signer,
+            queue,
+            templates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A campaign's template is fixed once it runs, so each worker compiles it once.
+    fn template(&self, campaign_id: i64, source: &str) -> anyhow::Result<Arc<Template>> {
+        let mut cache = self
+            .templates
+            .lock()
+            .map_err(|_| anyhow::anyhow!("template cache poisoned"))?;
+        if let Some(template) = cache.get(&campaign_id) {
+            return Ok(template.clone());
+        }
+        let template = Arc::new(Template::compile(source)?);
+        cache.insert(campaign_id, template.clone());
+        Ok(template)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    campaign_state: String,
+    template: String,
+    page_id: i64,
+    page_name: String,
+    page_status: String,
+    access_token: Vec<u8>,
+    subscriber_status: Option<String>,
+    psid: Option<Vec<u8>>,
+    first_name: Option<Vec<u8>>,
+    in_window: Option<bool>,
+}
+
+/// The apalis handler. An `Err` here is an infrastructure failure (database, keys) and is
+/// retried by the queue; every outcome of the send itself is recorded and returns `Ok`.
+pub async fn handle(
+    job: SendJob,
+    task_id: TaskId,
+    ctx: Data<Arc<SendContext>>,
+) -> Result<(), BoxDynError> {
+    run(&ctx, job, &task_id.to_string()).await.map_err(|error| {
+        tracing::warn!(
+            campaign_id = job.campaign_id,
+            subscriber_id = job.subscriber_id,
+            error = %format!("{error:#}"),
+            "send job failed"
+        );
+        error.into()
+    })
+}
+
+async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<()> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT c.state AS campaign_state, c.template, c.page_id, p.name AS page_name,
+                p.status AS page_status, p.access_token,
+                s.status AS subscriber_status, s.psid, s.first_name,
+                s.last_interaction_at > now() - interval '24 hours' AS in_window
+         FROM campaigns c
+         JOIN pages p ON p.id = c.page_id
+         LEFT JOIN subscribers s ON s.id = $2 AND s.page_id = c.page_id
+         WHERE c.id = $1",
+    )
+    .bind(job.campaign_id)
+    .bind(job.subscriber_id)
+    .fetch_optional(&ctx.pool)
+    .await
+    .context("loading the campaign and recipient")?;
+    // Campaign or person erased since the job was queued: there is nothing left to send to.
+    let Some(row) = row else { return Ok(()) };
+    let (Some(status), Some(psid), Some(in_window)) = (
+        row.subscriber_status.as_deref(),
+        row.psid.as_ref(),
+        row.in_window,
+    ) else {
+        return Ok(());
+    };
+
+    match row.campaign_state.as_str() {
+        "cancelled" => return skip(ctx, job, "cancelled").await,
+        "paused" => {
+            queue::reschedule(&ctx.pool, task_id, PAUSED_RECHECK, false).await?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    if row.page_status != "active" {
+        queue::reschedule(&ctx.pool, task_id, PAUSED_RECHECK, false).await?;
+        return Ok(());
+    }
+    if status != "active" {
+        return skip(ctx, job, status).await;
+    }
+    if !in_window {
+        return skip(ctx, job, "outside_window").await;
+    }
+
+    let Some(attempts) = claim(ctx, job).await? else {
+        return Ok(());
+    };
+
+    let psid = ctx.keyring.open_string(Context::SubscriberPsid, psid)?;
+    let first_name = row
+        .first_name
+        .as_deref()
+        .map(|sealed| {
+            ctx.keyring
+                .open_string(Context::SubscriberFirstName, sealed)
+        })
+        .transpose()?;
+    let token = ctx.signer.sign(&UnsubscribeClaims {
+        subscriber_id: job.subscriber_id,
+        page_id: row.page_id,
+        campaign_id: job.campaign_id,
+    });
+    let footer = ctx
+        .signer
+        .link(&token)
+        .map(|link| format!("\n\nUnsubscribe: {link}"))
+        .unwrap_or_default();
+    let template = ctx.template(job.campaign_id, &row.template)?;
+    let text = match template.render(
+        &Variables {
+            first_name: first_name.as_deref(),
+            page_name: &row.page_name,
+        },
+        &footer,
+    ) {
+        Ok(text) => text,
+        Err(error) => {
+            return finish(
+                ctx,
+                job,
+                "failed",
+                Some(&format!("template: {error}")),
+                None,
+            )
+            .await;
+        }
+    };
+    let quick_replies = [QuickReply {
+        title: UNSUBSCRIBE_TITLE.into(),
+        payload: unsubscribe::payload(&token),
+    }];
+    let page_token = pages::open_token(&ctx.keyring, &row.access_token)?;
+    let result = ctx
+        .client
+        .send(
+            &page_token,
+            &OutgoingMessage {
+                psid: &psid,
+                text: &text,
+                quick_replies: &quick_replies,
+            },
+        )
+        .await;
+    match result {
+        Ok(sent) => finish(ctx, job, "sent", None, Some(&sent.message_id)).await,
+        Err(error) => failed(ctx, job, task_id, attempts, &error).await,
+    }
+}
+
+/// Records what a failed send means for this person, and retries when it may still work.
+async fn failed(
+    ctx: &SendContext,
+    job: SendJob,
+    task_id: &str,
+    attempts: i32,
+    error: &SendError,
+) -> anyhow::Result<()> {
+    let class = error.class();
+    tracing::info!(
+        campaign_id = job.campaign_id,
+        subscriber_id = job.subscriber_id,
+        class = class.as_str(),
+        %error,
+        "send not accepted"
+    );
+    match class {
+        ErrorClass::Transient | ErrorClass::RateLimited if attempts < ctx.queue.max_attempts => {
+            finish(ctx, job, "retrying", Some(class.as_str()), None).await?;
+            let delay = queue::backoff(&ctx.queue, attempts.unsigned_abs());
+            queue::reschedule(&ctx.pool, task_id, delay, true).await?;
+            Ok(())
+        }
+        ErrorClass::Transient | ErrorClass::RateLimited | ErrorClass::Permanent => {
+            finish(ctx, job, "failed", Some(class.as_str()), None).await
+        }
+        ErrorClass::WindowClosed => finish(ctx, job, "skipped", Some(class.as_str()), None).await,
+        ErrorClass::Ambiguous => finish(ctx, job, "unknown", Some(class.as_str()), None).await,
+        ErrorClass::RecipientPermanent => {
+            sqlx::query("UPDATE subscribers SET status = 'unreachable' WHERE id = $1")
+                .bind(job.subscriber_id)
+                .execute(&ctx.pool)
+                .await?;
+            finish(ctx, job, "failed", Some(class.as_str()), None).await
+        }
+        ErrorClass::PageFatal => {
+            sqlx::query(
+                "UPDATE pages SET status = 'halted', halted_reason = $2
+                 WHERE id = (SELECT page_id FROM campaigns WHERE id = $1)",
+            )
+            .bind(job.campaign_id)
+            .bind(class.as_str())
+            .execute(&ctx.pool)
+            .await?;
+            finish(ctx, job, "failed", Some(class.as_str()), None).await
+        }
+    }
+}
+
+/// Claims the delivery for this attempt; `None` means it was claimed before. A claim still
+/// `sending` belongs to an attempt that died mid-send: it may have reached the person, so it is
+/// settled as `unknown` and never sent again.
+async fn claim(ctx: &SendContext, job: SendJob) -> anyhow::Result<Option<i32>> {
+    let attempts: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO deliveries (campaign_id, subscriber_id, status, attempts)
+         VALUES ($1, $2, 'sending', 1)
+         ON CONFLICT (campaign_id, subscriber_id) DO UPDATE
+           SET status = 'sending', attempts = deliveries.attempts + 1, updated_at = now()
+           WHERE deliveries.status = 'retrying'
+         RETURNING attempts",
+    )
+    .bind(job.campaign_id)
+    .bind(job.subscriber_id)
+    .fetch_optional(&ctx.pool)
+    .await
+    .context("claiming the delivery")?;
+    if attempts.is_none() {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'unknown', reason = 'interrupted', updated_at = now()
+             WHERE campaign_id = $1 AND subscriber_id = $2 AND status = 'sending'",
+        )
+        .bind(job.campaign_id)
+        .bind(job.subscriber_id)
+        .execute(&ctx.pool)
+        .await?;
+    }
+    Ok(attempts)
+}
+
+/// Records a person not messaged and why, unless their delivery already has an outcome.
+async fn skip(ctx: &SendContext, job: SendJob, reason: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO deliveries (campaign_id, subscriber_id, status, reason)
+         VALUES ($1, $2, 'skipped', $3)
+         ON CONFLICT (campaign_id, subscriber_id) DO UPDATE
+           SET status = 'skipped', reason = $3, updated_at = now()
+           WHERE deliveries.status = 'retrying'",
+    )
+    .bind(job.campaign_id)
+    .bind(job.subscriber_id)
+    .bind(reason)
+    .execute(&ctx.pool)
+    .await?;
+    Ok(())
+}
+
+/// Writes the outcome of this delivery.
+async fn finish(
+    ctx: &SendContext,
+    job: SendJob,
+    status: &str,
+    reason: Option<&str>,
+    message_id: Option<&str>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET status = $3, reason = $4, message_id = $5, updated_at = now()
+         WHERE campaign_id = $1 AND subscriber_id = $2",
+    )
+    .bind(job.campaign_id)
+    .bind(job.subscriber_id)
+    .bind(status)
+    .bind(reason)
+    .bind(message_id)
+    .execute(&ctx.pool)
+    .await
+    .context("recording the delivery outcome")?;
+    Ok(())
+}
