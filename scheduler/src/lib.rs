@@ -2,7 +2,7 @@
 //! out into send jobs, completes them, and prunes the queue. Other schedulers stand by and take
 //! over within a tick when the leader dies.
 
-mod fanout;
+pub mod fanout;
 mod leader;
 mod maintenance;
 

@@ -1,1 +1,5 @@
-fn main() {}
+//! Integration tests of the whole system against real Postgres, real Redis, the real sandbox
+//! over HTTP, and real processes where the behaviour under test is about processes.
+
+mod helpers;
+mod spine;

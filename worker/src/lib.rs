@@ -59,6 +59,13 @@ impl Worker {
         &self.name
     }
 
+    /// Renames the worker; needed only when several run in one process (tests), since the
+    /// default name (host and pid) must be unique among live workers.
+    pub fn named(mut self, name: impl Into<String>) -> Worker {
+        self.name = name.into();
+        self
+    }
+
     /// Runs until SIGTERM or Ctrl-C.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(async {

@@ -1,0 +1,363 @@
+//! Test harness: a fresh database per test, the sandbox in-process, the scheduler and workers
+//! in-process or as real processes.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use moonengage_core::campaigns::{self, Progress};
+use moonengage_core::crypto::Keyring;
+use moonengage_core::db;
+use moonengage_core::pages::{self, NewPage};
+use moonengage_core::settings::Settings;
+use moonengage_core::subscribers::{self, NewSubscriber};
+use moonengage_sandbox::{Sandbox, SandboxSettings, SandboxState};
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The repository root (the tests crate lives one level down).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// Where cargo put the binaries of this build (target/debug next to the test executable).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    /// Pool on the test database.
+    pub pool: PgPool,
+    /// Its URL, for processes.
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a fresh database.
+    pub async fn new() -> TestDb {
+        let name = format!("it_{:016x}", rand::random::<u64>());
+        let url = db::recreate_database(&format!("{SERVER_URL}/postgres"), &name)
+            .await
+            .expect("create test database");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&url)
+            .await
+            .expect("connect test database");
+        db::migrate(&pool).await.expect("migrate");
+        TestDb { pool, url, name }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Best effort, off the test's runtime (which may be shutting down).
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) =
+                    sqlx::PgConnection::connect(&format!("{SERVER_URL}/postgres")).await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The repository's settings (config/default.toml) pointed at a test database and sandbox.
+pub fn settings(db_url: &str, sandbox_url: &str) -> Settings {
+    let mut settings = Settings::load_from(&repo_root().join("config")).expect("settings");
+    settings.database.url = SecretString::from(db_url.to_owned());
+    settings.messenger.base_url = sandbox_url.to_owned();
+    settings.messenger.request_timeout_ms = 3_000;
+    settings.scheduler.tick_ms = 100;
+    settings.queue.poll_interval_ms = 200;
+    settings.queue.retry_base_ms = 100;
+    settings.queue.retry_max_ms = 2_000;
+    settings
+}
+
+/// A person to seed.
+#[derive(Debug, Clone)]
+pub struct Person {
+    /// Page-scoped id.
+    pub psid: String,
+    /// First name.
+    pub first_name: String,
+    /// Last message to the Page.
+    pub last_interaction_at: DateTime<Utc>,
+}
+
+impl Person {
+    /// A person inside their 24-hour window, with a random 16-digit PSID.
+    pub fn in_window(first_name: &str) -> Person {
+        Person {
+            psid: random_psid(),
+            first_name: first_name.to_owned(),
+            last_interaction_at: Utc::now() - chrono::Duration::minutes(10),
+        }
+    }
+
+    /// A person whose window closed.
+    pub fn outside_window(first_name: &str) -> Person {
+        Person {
+            last_interaction_at: Utc::now() - chrono::Duration::hours(30),
+            ..Person::in_window(first_name)
+        }
+    }
+}
+
+/// A PSID shaped like Facebook's.
+pub fn random_psid() -> String {
+    (1_000_000_000_000_000u64 + rand::random::<u64>() % 8_000_000_000_000_000).to_string()
+}
+
+/// The system under test, in-process: database, sandbox, and whatever components a test starts.
+pub struct Harness {
+    /// The test database.
+    pub db: TestDb,
+    /// Settings pointing at the test database and sandbox.
+    pub settings: Settings,
+    /// The keyring the processes use.
+    pub keyring: Keyring,
+    /// The sandbox's in-memory state.
+    pub sandbox: SandboxState,
+    /// The sandbox's URL.
+    pub sandbox_url: String,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Harness {
+    /// A fresh database and a sandbox without rate limit or latency.
+    pub async fn new() -> Harness {
+        let db = TestDb::new().await;
+        let sandbox = Sandbox::build(SandboxSettings {
+            rate_limit_per_page: 0,
+            ..SandboxSettings::default()
+        })
+        .await
+        .expect("sandbox");
+        let sandbox_url = sandbox.base_url();
+        let state = sandbox.state();
+        let stop = CancellationToken::new();
+        let sandbox_task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                tokio::select! {
+                    _ = sandbox.run_until_stopped() => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+        });
+        let settings = settings(&db.url, &sandbox_url);
+        let keyring = Keyring::load_or_create(&db.pool, &settings.crypto)
+            .await
+            .expect("keyring");
+        Harness {
+            db,
+            settings,
+            keyring,
+            sandbox: state,
+            sandbox_url,
+            stop,
+            tasks: vec![sandbox_task],
+        }
+    }
+
+    /// The pool on the test database.
+    pub fn pool(&self) -> &PgPool {
+        &self.db.pool
+    }
+
+    /// Registers a Page whose token the sandbox accepts; returns its internal id.
+    pub async fn add_page(&self, fb_page_id: &str) -> i64 {
+        pages::register(
+            self.pool(),
+            &self.keyring,
+            &NewPage {
+                fb_page_id,
+                name: &format!("Page {fb_page_id}"),
+                access_token: &SecretString::from(format!("sandbox-token-{fb_page_id}")),
+                send_rate: 250,
+            },
+        )
+        .await
+        .expect("register page")
+    }
+
+    /// Adds opted-in people to a Page.
+    pub async fn seed(&self, page_id: i64, fb_page_id: &str, people: &[Person]) {
+        let rows: Vec<NewSubscriber> = people
+            .iter()
+            .map(|p| NewSubscriber {
+                psid: p.psid.clone(),
+                first_name: Some(p.first_name.clone()),
+                opted_in_at: Utc::now() - chrono::Duration::days(1),
+                consent_source: "test".into(),
+                last_interaction_at: p.last_interaction_at,
+            })
+            .collect();
+        for chunk in rows.chunks(5_000) {
+            subscribers::insert_batch(self.pool(), &self.keyring, page_id, fb_page_id, chunk)
+                .await
+                .expect("seed");
+        }
+    }
+
+    /// Creates a campaign with the given template and schedules it now.
+    pub async fn campaign(&self, page_id: i64, template: &str) -> i64 {
+        let id = campaigns::create(self.pool(), page_id, "test campaign", template)
+            .await
+            .expect("create campaign");
+        campaigns::schedule(self.pool(), id, Utc::now())
+            .await
+            .expect("schedule");
+        id
+    }
+
+    /// Runs a scheduler in this process.
+    pub async fn start_scheduler(&mut self) {
+        let scheduler = moonengage_scheduler::Scheduler::build(self.settings.clone())
+            .await
+            .expect("scheduler");
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let _ = scheduler.run_until(stop.cancelled_owned()).await;
+        }));
+    }
+
+    /// Runs a worker in this process, under a name of its own.
+    pub async fn start_worker(&mut self, name: &str) {
+        let worker = moonengage_worker::Worker::build(self.settings.clone())
+            .await
+            .expect("worker")
+            .named(name);
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let _ = worker.run_until(stop.cancelled_owned()).await;
+        }));
+    }
+
+    /// Waits until a campaign completes and returns its final counters.
+    pub async fn wait_completed(&self, campaign_id: i64, within: Duration) -> Progress {
+        wait_completed(self.pool(), campaign_id, within).await
+    }
+
+    /// Environment for a real process of ours pointed at this harness.
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DATABASE_URL".into(), self.db.url.clone()),
+            (
+                "MOONENGAGE_CONFIG_DIR".into(),
+                repo_root().join("config").display().to_string(),
+            ),
+            (
+                "MOONENGAGE__MESSENGER__BASE_URL".into(),
+                self.sandbox_url.clone(),
+            ),
+            ("MOONENGAGE__SCHEDULER__TICK_MS".into(), "100".into()),
+            ("MOONENGAGE__QUEUE__POLL_INTERVAL_MS".into(), "200".into()),
+            ("RUST_LOG".into(), "info".into()),
+        ]
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Waits until a campaign completes and returns its final counters.
+pub async fn wait_completed(pool: &PgPool, campaign_id: i64, within: Duration) -> Progress {
+    let started = Instant::now();
+    loop {
+        let progress = campaigns::progress(pool, campaign_id)
+            .await
+            .expect("progress")
+            .expect("campaign exists");
+        if progress.state == "completed" {
+            return progress;
+        }
+        assert!(
+            started.elapsed() < within,
+            "campaign {campaign_id} did not complete within {within:?}: {progress:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One of our binaries running as a real process; killed if the test drops it.
+pub struct Process {
+    /// The child process.
+    pub child: Child,
+}
+
+impl Process {
+    /// Starts `target/<profile>/<binary>` with the given environment.
+    pub fn start(binary: &str, env: &[(String, String)]) -> Process {
+        let path = bin_dir().join(binary);
+        assert!(
+            path.exists(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            path.display()
+        );
+        let child = Command::new(path)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        Process { child }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("kill");
+    }
+
+    /// Waits for the exit, failing the test after `within`.
+    pub async fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("process did not exit in time")
+            .expect("wait")
+    }
+}
