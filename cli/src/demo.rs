@@ -40,6 +40,10 @@ pub struct DemoArgs {
     /// Sandbox answer delay in milliseconds (Facebook answers in ~100 ms).
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
+    /// Messages per second each Page may send (Facebook allows 300; raise it to measure the
+    /// pipeline itself, as bench/run does).
+    #[arg(long, default_value_t = 250)]
+    send_rate: i32,
     /// The database the demo re-creates for itself.
     #[arg(long, default_value = "moonengage_demo")]
     database: String,
@@ -117,7 +121,7 @@ async fn demo(
                 fb_page_id: &fb_page_id,
                 name: &format!("Moon Cafe #{}", index + 1),
                 access_token: &SecretString::from(format!("sandbox-token-{fb_page_id}")),
-                send_rate: 250,
+                send_rate: args.send_rate,
             },
         )
         .await?;
@@ -149,6 +153,7 @@ async fn demo(
         )?
         .progress_chars("=> "),
     );
+    let mut fanned_out = None;
     let summary = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut summary = Summary::default();
@@ -164,6 +169,9 @@ async fn demo(
             "({:.0} msg/s)",
             summary.sent as f64 / started.elapsed().as_secs_f64()
         ));
+        if fanned_out.is_none() && summary.fanned_out == campaign_ids.len() {
+            fanned_out = Some(started.elapsed());
+        }
         if summary.completed == campaign_ids.len() {
             break summary;
         }
@@ -174,6 +182,7 @@ async fn demo(
     };
     bar.finish();
     let elapsed = started.elapsed().as_secs_f64();
+    let memory = children.peak_memory("worker");
     let received = sandbox_received(&sandbox).await?;
     println!();
     println!("campaign completed in {elapsed:.1} s");
@@ -188,6 +197,19 @@ async fn demo(
         "  throughput {:.0} messages/s",
         summary.sent as f64 / elapsed
     );
+    if let Some(fanned_out) = fanned_out {
+        println!(
+            "  fan-out of every campaign done after {:.2} s",
+            fanned_out.as_secs_f64()
+        );
+    }
+    for (index, kib) in memory.iter().enumerate() {
+        println!(
+            "  worker {} peak memory {:.1} MiB",
+            index + 1,
+            *kib as f64 / 1024.0
+        );
+    }
     println!("  sandbox received {received} messages");
     if received != summary.sent {
         bail!(
@@ -206,6 +228,7 @@ struct Summary {
     failed: i64,
     unknown: i64,
     completed: usize,
+    fanned_out: usize,
 }
 
 impl Summary {
@@ -216,6 +239,7 @@ impl Summary {
         self.failed += progress.failed;
         self.unknown += progress.unknown;
         self.completed += usize::from(progress.state == "completed");
+        self.fanned_out += usize::from(progress.fanout_done);
     }
 
     fn finished(&self) -> i64 {
@@ -274,6 +298,20 @@ impl Children {
         }
         self.running.push((binary.to_owned(), child));
         Ok(())
+    }
+
+    /// Peak resident memory (KiB) of each running process of one kind, from /proc.
+    fn peak_memory(&self, binary: &str) -> Vec<u64> {
+        self.running
+            .iter()
+            .filter(|(name, _)| name == binary)
+            .filter_map(|(_, child)| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", child.id()?)).ok()?;
+                let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            })
+            .collect()
     }
 
     /// Fails when a process died under the demo.

@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod keys;
+mod tokens;
 
 use clap::{Parser, Subcommand};
 use moonengage_core::settings::Settings;
@@ -28,6 +29,9 @@ enum Command {
     /// Manage Pages.
     #[command(subcommand)]
     Page(admin::PageCommand),
+    /// Create or revoke bearer tokens of the admin API.
+    #[command(subcommand)]
+    AdminToken(tokens::TokenCommand),
     /// Manage campaigns.
     #[command(subcommand)]
     Campaign(admin::CampaignCommand),
@@ -58,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 Command::Page(command) => admin::page(&pool, &settings, command).await,
+                Command::AdminToken(command) => tokens::run(&pool, command).await,
                 Command::Campaign(command) => admin::campaign(&pool, command).await,
                 Command::Subscribers(command) => {
                     admin::subscribers(&pool, &settings, command).await

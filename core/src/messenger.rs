@@ -34,6 +34,9 @@ pub struct OutgoingMessage<'a> {
 pub struct Sent {
     /// Facebook's id of the message.
     pub message_id: String,
+    /// Highest share (percent) of the Page's rate budget used, from `X-Business-Use-Case-Usage`.
+    #[serde(skip)]
+    pub usage_percent: Option<u64>,
 }
 
 /// The error object of a Graph API answer.
@@ -231,10 +234,15 @@ impl Client {
             .await
             .map_err(transport_error)?;
         let status = response.status();
-        let regain_access_minutes = regain_access_minutes(response.headers());
+        let usage = business_usage(response.headers());
+        let regain_access_minutes = usage_field_max(&usage, &["estimated_time_to_regain_access"]);
         let bytes = response.bytes().await.map_err(|_| SendError::Ambiguous)?;
         if status.is_success() {
-            return serde_json::from_slice::<Sent>(&bytes).map_err(|_| SendError::Ambiguous);
+            let mut sent =
+                serde_json::from_slice::<Sent>(&bytes).map_err(|_| SendError::Ambiguous)?;
+            sent.usage_percent =
+                usage_field_max(&usage, &["call_count", "total_cputime", "total_time"]);
+            return Ok(sent);
         }
         match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
             Ok(envelope) => Err(SendError::Api {
@@ -259,16 +267,25 @@ fn transport_error(error: reqwest::Error) -> SendError {
     }
 }
 
-/// Reads `estimated_time_to_regain_access` (minutes) from `X-Business-Use-Case-Usage`.
-fn regain_access_minutes(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+/// Parses `X-Business-Use-Case-Usage`: per Page, a list of usage entries.
+fn business_usage(headers: &reqwest::header::HeaderMap) -> Option<serde_json::Value> {
     let value = headers.get("x-business-use-case-usage")?.to_str().ok()?;
-    let usage: serde_json::Value = serde_json::from_str(value).ok()?;
+    serde_json::from_str(value).ok()
+}
+
+/// The largest of the named numeric fields over every entry of the usage header.
+fn usage_field_max(usage: &Option<serde_json::Value>, fields: &[&str]) -> Option<u64> {
     usage
+        .as_ref()?
         .as_object()?
         .values()
         .filter_map(|entries| entries.as_array())
         .flatten()
-        .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
+        .flat_map(|entry| {
+            fields
+                .iter()
+                .filter_map(|field| entry.get(*field)?.as_u64())
+        })
         .max()
 }
 
@@ -326,15 +343,26 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_regain_access_estimate() {
+    fn reads_the_usage_header() {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             "x-business-use-case-usage",
-            r#"{"123":[{"type":"messenger","call_count":100,"estimated_time_to_regain_access":7}]}"#
+            r#"{"123":[{"type":"messenger","call_count":85,"total_time":12,"estimated_time_to_regain_access":7}]}"#
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(regain_access_minutes(&headers), Some(7));
-        assert_eq!(regain_access_minutes(&Default::default()), None);
+        let usage = business_usage(&headers);
+        assert_eq!(
+            usage_field_max(&usage, &["estimated_time_to_regain_access"]),
+            Some(7)
+        );
+        assert_eq!(
+            usage_field_max(&usage, &["call_count", "total_cputime", "total_time"]),
+            Some(85)
+        );
+        assert_eq!(
+            usage_field_max(&business_usage(&Default::default()), &["call_count"]),
+            None
+        );
     }
 }

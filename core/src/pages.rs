@@ -49,3 +49,125 @@ pub fn open_token(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<SecretStri
         .context("opening a Page access token")?;
     Ok(SecretString::from(token))
 }
+
+/// Halts a Page that Facebook refuses for good (token, permission, block): nothing more is
+/// sent from it, and its running campaigns are paused, until an admin resumes it. Admins are
+/// e-mailed (once per halt: only the call that halted an active Page reports it).
+pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<Vec<i64>> {
+    let halted = sqlx::query(
+        "UPDATE pages SET status = 'halted', halted_reason = $2 WHERE id = $1 AND status = 'active'",
+    )
+    .bind(page_id)
+    .bind(reason)
+    .execute(pool)
+    .await
+    .context("halting a Page")?;
+    if halted.rows_affected() == 0 {
+        return Ok(Vec::new());
+    }
+    let running: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM campaigns WHERE page_id = $1 AND state IN ('running', 'scheduled')",
+    )
+    .bind(page_id)
+    .fetch_all(pool)
+    .await?;
+    for campaign in &running {
+        crate::campaigns::pause(pool, *campaign).await?;
+    }
+    crate::notify::admin(
+        pool,
+        crate::notify::AdminEvent::PageHalted {
+            page_id,
+            paused_campaigns: running.clone(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        },
+    )
+    .await?;
+    Ok(running)
+}
+
+/// Resumes a halted Page (after an admin fixed its token or permissions) and the campaigns its
+/// halt paused.
+pub async fn resume(pool: &PgPool, page_id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE pages SET status = 'active', halted_reason = NULL WHERE id = $1")
+        .bind(page_id)
+        .execute(pool)
+        .await
+        .context("resuming a Page")?;
+    let paused: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM campaigns WHERE page_id = $1 AND state = 'paused'")
+            .bind(page_id)
+            .fetch_all(pool)
+            .await?;
+    for campaign in paused {
+        crate::campaigns::resume(pool, campaign).await?;
+    }
+    Ok(())
+}
+
+/// Makes every worker hold a rate-limited Page's sends until `seconds` from now.
+pub async fn pause_for(pool: &PgPool, page_id: i64, seconds: f64) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE pages
+         SET paused_until = greatest(coalesce(paused_until, now()), now() + make_interval(secs => $2))
+         WHERE id = $1",
+    )
+    .bind(page_id)
+    .bind(seconds)
+    .execute(pool)
+    .await
+    .context("pausing a rate-limited Page")?;
+    Ok(())
+}
+
+/// A Page as the admin API lists it: no token.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct PageSummary {
+    /// Internal id.
+    pub id: i64,
+    /// Facebook's id of the Page.
+    pub fb_page_id: String,
+    /// Display name.
+    pub name: String,
+    /// Messages per second.
+    pub send_rate: i32,
+    /// `active` or `halted`.
+    pub status: String,
+    /// Why it was halted.
+    pub halted_reason: Option<String>,
+    /// When it was registered.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every registered Page, oldest first.
+pub async fn list(pool: &PgPool) -> anyhow::Result<Vec<PageSummary>> {
+    sqlx::query_as(
+        "SELECT id, fb_page_id, name, send_rate, status, halted_reason, created_at
+         FROM pages ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("listing Pages")
+}
+
+/// Sets a Page's send rate (messages per second, which the rate limiter reads); `false` when
+/// there is no such Page.
+pub async fn set_send_rate(pool: &PgPool, page_id: i64, send_rate: i32) -> anyhow::Result<bool> {
+    let updated = sqlx::query("UPDATE pages SET send_rate = $2 WHERE id = $1")
+        .bind(page_id)
+        .bind(send_rate)
+        .execute(pool)
+        .await
+        .context("setting a Page's send rate")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Facebook's id of a Page (the blind index of its subscribers' PSIDs is keyed by it), or
+/// `None` when there is no such Page.
+pub async fn fb_page_id(pool: &PgPool, page_id: i64) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar("SELECT fb_page_id FROM pages WHERE id = $1")
+        .bind(page_id)
+        .fetch_optional(pool)
+        .await
+        .context("finding a Page")
+}

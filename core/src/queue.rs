@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use apalis_core::backend::ext::BackendExt;
 use apalis_core::backend::ext::poll_strategy::{PollWith, Strategy};
 use apalis_postgres::{Config, PostgresStorage};
@@ -14,6 +15,21 @@ use crate::settings::QueueSettings;
 /// Queue of per-recipient campaign sends. Names are fixed here, never the Rust type name, so a
 /// refactor cannot orphan queued rows.
 pub const SEND_QUEUE: &str = "send";
+
+/// Queue of received webhook events, each processed once by a worker.
+pub const WEBHOOK_QUEUE: &str = "webhook";
+
+/// Queue of data-subject requests (export, erasure, objection).
+pub const DSR_QUEUE: &str = "dsr";
+
+/// Queue of one-line service messages to a person (e.g. the confirmation of an unsubscribe).
+pub const NOTIFY_QUEUE: &str = "notify";
+
+/// Queue of e-mails to admins (see `notify::admin`), retried until the SMTP server takes them.
+pub const EMAIL_QUEUE: &str = "email";
+
+/// Queue of privacy-policy notices to people (see `policy`).
+pub const POLICY_QUEUE: &str = "policy";
 
 /// One campaign message to one person. Ids only: job rows are not encrypted and outlive their
 /// work, so a PSID, a name or a text never goes in here.
@@ -30,6 +46,64 @@ impl SendJob {
     pub fn idempotency_key(&self) -> String {
         format!("{}:{}", self.campaign_id, self.subscriber_id)
     }
+}
+
+/// One received webhook event to process; the event's row holds the rest (sealed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    /// `webhook_events.id`.
+    pub event_id: i64,
+}
+
+/// One data-subject request to carry out; the request's row holds the rest (sealed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DsrJob {
+    /// `dsr_requests.id`.
+    pub request_id: i64,
+}
+
+/// Which service message a notify job sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyKind {
+    /// Confirms that the person is unsubscribed and will get no more campaign messages.
+    Unsubscribed,
+}
+
+/// One service message to one person, by internal id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyJob {
+    /// The recipient.
+    pub subscriber_id: i64,
+    /// What to tell them.
+    pub kind: NotifyKind,
+}
+
+/// Queues one job from our own SQL, so it commits or rolls back with the rows it belongs to
+/// (pass a transaction). The `(queue, idempotency_key)` pair is unique: queuing the same work
+/// twice adds nothing, and the answer says whether this call added the job.
+pub async fn enqueue<'e, J: Serialize>(
+    executor: impl sqlx::PgExecutor<'e>,
+    queue: &str,
+    job: &J,
+    idempotency_key: &str,
+    max_attempts: i32,
+) -> anyhow::Result<bool> {
+    let payload = serde_json::to_vec(job).context("encoding a job payload")?;
+    let added = sqlx::query(
+        "INSERT INTO apalis.jobs
+           (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
+         VALUES (apalis.generate_ulid(), $1, $2, 'Pending', 0, $3, now(), 0, $4)
+         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+    )
+    .bind(queue)
+    .bind(payload)
+    .bind(max_attempts)
+    .bind(idempotency_key)
+    .execute(executor)
+    .await
+    .with_context(|| format!("queuing a {queue} job"))?;
+    Ok(added.rows_affected() == 1)
 }
 
 /// The storage type a worker polls: apalis-postgres with LISTEN/NOTIFY plus an interval.
@@ -93,4 +167,26 @@ pub fn backoff(settings: &QueueSettings, attempt: u32) -> Duration {
         .max(1);
     let half = ceiling / 2;
     Duration::from_millis(half + rand::random::<u64>() % (ceiling - half + 1))
+}
+
+/// Parks a running send job with its paused campaign (see `campaigns::pause`), but only while
+/// the campaign is still paused: a resume that raced with this job must not leave it parked.
+/// Returns false when the campaign was no longer paused.
+pub async fn park_while_paused(
+    pool: &PgPool,
+    task_id: &str,
+    campaign_id: i64,
+) -> sqlx::Result<bool> {
+    let parked = sqlx::query(
+        "UPDATE apalis.jobs
+         SET status = 'Pending', lock_by = NULL, lock_at = NULL,
+             run_at = now() + interval '100 years'
+         WHERE id = $1
+           AND EXISTS (SELECT 1 FROM campaigns WHERE id = $2 AND state = 'paused')",
+    )
+    .bind(task_id)
+    .bind(campaign_id)
+    .execute(pool)
+    .await?;
+    Ok(parked.rows_affected() == 1)
 }

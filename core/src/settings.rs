@@ -9,7 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::crypto::CryptoSettings;
+use crate::email::EmailSettings;
+use crate::privacy::PrivacySettings;
+use crate::rate_limit::RateLimitSettings;
 use crate::unsubscribe::UnsubscribeSettings;
+use crate::webhook::KeywordSettings;
 
 /// Why settings could not be loaded; the message names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +48,22 @@ pub struct Settings {
     pub crypto: CryptoSettings,
     /// Keys that sign the unsubscribe token of every message.
     pub unsubscribe: UnsubscribeSettings,
+    /// Words a person sends to unsubscribe or to ask for their data.
+    pub keywords: KeywordSettings,
     /// How workers fetch from the Postgres queue.
     pub queue: QueueSettings,
     /// Worker process behaviour.
     pub worker: WorkerSettings,
     /// Scheduler process behaviour.
     pub scheduler: SchedulerSettings,
+    /// Per-Page send rate limiting.
+    pub rate_limit: RateLimitSettings,
+    /// Where worker and scheduler serve `/metrics`, and how fresh the database gauges are.
+    pub metrics: MetricsSettings,
+    /// Admin notifications by e-mail (SMTP).
+    pub email: EmailSettings,
+    /// Data-subject requests: how long an export's download link works.
+    pub privacy: PrivacySettings,
 }
 
 /// Which deployment this is; decides defaults such as JSON logs and the HTTPS requirement.
@@ -82,15 +96,54 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// Connection URL, or none.
     pub url: Option<SecretString>,
+    /// Prefix of every key, so deployments (and tests) sharing a Redis do not collide.
+    pub key_prefix: String,
+    /// Connect and response timeout: a slow Redis must not stall sends.
+    pub timeout_ms: u64,
 }
 
-/// Where the web process listens.
+/// Where the web process listens and how it protects itself.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebSettings {
     /// Interface to bind.
     pub host: String,
     /// Port to bind; 0 picks a free one (tests).
     pub port: u16,
+    /// Behind a proxy: redirect a request the proxy marks `X-Forwarded-Proto: http` to HTTPS,
+    /// and send HSTS on the others.
+    #[serde(default)]
+    pub require_https: bool,
+    /// PEM certificate chain; with `tls_key_path`, the web process terminates TLS itself.
+    #[serde(default)]
+    pub tls_cert_path: Option<PathBuf>,
+    /// PEM private key of `tls_cert_path`.
+    #[serde(default)]
+    pub tls_key_path: Option<PathBuf>,
+    /// Largest webhook body accepted; Facebook's batches are far below the default.
+    pub max_body_bytes: usize,
+    /// Largest subscriber import accepted by the admin API.
+    pub max_import_bytes: usize,
+    /// A request still unanswered after this long is answered with an error, so a slow client
+    /// or a stuck query cannot hold a connection forever.
+    pub request_timeout_secs: u64,
+    /// Public URL of this process (e.g. `https://engage.example.com`), where the HTTPS redirect
+    /// points; none means the request's own host.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+}
+
+impl WebSettings {
+    /// Whether the process serves HTTPS itself.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        self.tls_cert_path
+            .as_deref()
+            .zip(self.tls_key_path.as_deref())
+    }
+
+    /// Budget of one request.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
 }
 
 /// The Graph API endpoint and the app's secrets.
@@ -146,8 +199,27 @@ pub struct SchedulerSettings {
     pub tick_ms: u64,
     /// Recipients turned into jobs per fan-out statement.
     pub fanout_batch: i64,
+    /// Give each job a run time paced at its Page's send rate, so Pages interleave in the queue
+    /// and a huge campaign cannot starve a small one of another Page.
+    pub pace_fanout: bool,
     /// How long finished job rows are kept.
     pub finished_jobs_retention_secs: u64,
+}
+
+/// The `/metrics` listener of worker and scheduler (web serves `/metrics` on its own port). A
+/// Procfile runner gives every process its own `PORT`, which is used here; without one, `port`
+/// applies, and 0 (the default) serves nothing, since N workers on one machine cannot share a
+/// fixed port.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// Interface to bind.
+    pub host: String,
+    /// Port to bind; 0 means no listener.
+    pub port: u16,
+    /// How often the scheduler leader recomputes the gauges read from Postgres (queue depth,
+    /// oldest job, campaign progress, open data-subject requests): each is a few aggregate
+    /// queries, cheap but not free on a large queue.
+    pub refresh_ms: u64,
 }
 
 impl Settings {
@@ -172,6 +244,10 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("crypto.age_identities")
                     .with_list_parse_key("crypto.age_recipients")
+                    .with_list_parse_key("keywords.stop")
+                    .with_list_parse_key("keywords.export")
+                    .with_list_parse_key("keywords.erase")
+                    .with_list_parse_key("email.admins")
                     .try_parsing(true),
             )
             .set_override("app.env", env)?;
@@ -185,7 +261,9 @@ impl Settings {
                 key: "PORT",
                 reason: format!("`{port}` is not a port number"),
             })?;
-            builder = builder.set_override("web.port", port)?;
+            builder = builder
+                .set_override("web.port", port)?
+                .set_override("metrics.port", port)?;
         }
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
@@ -210,6 +288,16 @@ impl Settings {
         if self.messenger.app_secret.expose_secret().is_empty() {
             return Err(invalid("messenger.app_secret", "must be set"));
         }
+        if self.messenger.verify_token.expose_secret().is_empty() {
+            return Err(invalid("messenger.verify_token", "must be set"));
+        }
+        self.validate_web()?;
+        if self.privacy.export_ttl_days == 0 {
+            return Err(invalid("privacy.export_ttl_days", "must be at least 1"));
+        }
+        if let Some(key) = self.keywords.first_empty_list() {
+            return Err(invalid(key, "must list at least one keyword"));
+        }
         if self.queue.batch_size == 0 {
             return Err(invalid("queue.batch_size", "must be at least 1"));
         }
@@ -229,6 +317,45 @@ impl Settings {
                 key: e.key(),
                 reason: e.to_string(),
             })?;
+        self.email
+            .validate(self.app.is_production())
+            .map_err(|e| SettingsError::Invalid {
+                key: e.key,
+                reason: e.reason,
+            })?;
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// The `web` rules: TLS needs both files, limits must be positive, the base URL absolute.
+    fn validate_web(&self) -> Result<(), SettingsError> {
+        let invalid = |key, reason: &str| SettingsError::Invalid {
+            key,
+            reason: reason.into(),
+        };
+        let web = &self.web;
+        match (&web.tls_cert_path, &web.tls_key_path) {
+            (Some(_), None) => {
+                return Err(invalid("web.tls_key_path", "needed with a certificate"));
+            }
+            (None, Some(_)) => return Err(invalid("web.tls_cert_path", "needed with a key")),
+            _ => {}
+        }
+        if web.max_body_bytes == 0 {
+            return Err(invalid("web.max_body_bytes", "must be at least 1"));
+        }
+        if web.max_import_bytes == 0 {
+            return Err(invalid("web.max_import_bytes", "must be at least 1"));
+        }
+        if web.request_timeout_secs == 0 {
+            return Err(invalid("web.request_timeout_secs", "must be at least 1"));
+        }
+        if let Some(url) = &web.public_base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid("web.public_base_url", "must start with https://"));
+        }
         Ok(())
     }
 }

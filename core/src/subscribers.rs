@@ -69,3 +69,80 @@ pub async fn insert_batch(
     .context("inserting subscribers")?;
     Ok(inserted.rows_affected())
 }
+
+/// What unsubscribing through a token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// The person is unsubscribed now (or was already).
+    Done,
+    /// No such person on that Page: erased, so there is nothing left to unsubscribe.
+    Gone,
+}
+
+/// Unsubscribes a person at once; idempotent. The Page must match, so a token minted for one
+/// Page cannot act on another. Their queued sends are skipped by the send job, which reads the
+/// status before sending.
+pub async fn unsubscribe(
+    pool: &PgPool,
+    subscriber_id: i64,
+    page_id: i64,
+) -> anyhow::Result<Unsubscribed> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "UPDATE subscribers
+         SET status = 'unsubscribed', unsubscribed_at = coalesce(unsubscribed_at, now())
+         WHERE id = $1 AND page_id = $2 RETURNING id",
+    )
+    .bind(subscriber_id)
+    .bind(page_id)
+    .fetch_optional(pool)
+    .await
+    .context("unsubscribing")?;
+    Ok(match found {
+        Some(_) => Unsubscribed::Done,
+        None => Unsubscribed::Gone,
+    })
+}
+
+/// A person's status, or `None` when they were erased (or the Page does not match).
+pub async fn status(
+    pool: &PgPool,
+    subscriber_id: i64,
+    page_id: i64,
+) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1 AND page_id = $2")
+        .bind(subscriber_id)
+        .bind(page_id)
+        .fetch_optional(pool)
+        .await
+        .context("reading a subscriber's status")
+}
+
+/// A Page's audience by status, and how many are inside their 24-hour window now.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, sqlx::FromRow)]
+pub struct Counts {
+    /// Opted in and reachable.
+    pub active: i64,
+    /// Asked to receive nothing more.
+    pub unsubscribed: i64,
+    /// Facebook says they cannot be reached from this Page.
+    pub unreachable: i64,
+    /// Active and inside the window: who a campaign sent now would reach.
+    pub in_window: i64,
+}
+
+/// Counts a Page's subscribers by status.
+pub async fn counts(pool: &PgPool, page_id: i64) -> anyhow::Result<Counts> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'active') AS active,
+                count(*) FILTER (WHERE status = 'unsubscribed') AS unsubscribed,
+                count(*) FILTER (WHERE status = 'unreachable') AS unreachable,
+                count(*) FILTER (WHERE status = 'active'
+                                   AND last_interaction_at > now() - interval '24 hours')
+                  AS in_window
+         FROM subscribers WHERE page_id = $1",
+    )
+    .bind(page_id)
+    .fetch_one(pool)
+    .await
+    .context("counting subscribers")
+}

@@ -6,6 +6,7 @@
 use anyhow::Context as _;
 use sqlx::PgPool;
 
+use moonengage_core::notify::{self, AdminEvent};
 use moonengage_core::queue::SEND_QUEUE;
 
 /// Starts every scheduled campaign whose time has come.
@@ -20,10 +21,10 @@ pub async fn start_due(pool: &PgPool) -> anyhow::Result<u64> {
     Ok(started.rows_affected())
 }
 
-/// Campaigns still being fanned out, oldest first.
-pub async fn pending(pool: &PgPool) -> anyhow::Result<Vec<(i64, i64, i64)>> {
+/// Campaigns still being fanned out, oldest first, with their cursors.
+pub async fn pending(pool: &PgPool) -> anyhow::Result<Vec<(i64, i64)>> {
     sqlx::query_as(
-        "SELECT id, page_id, fanout_cursor FROM campaigns
+        "SELECT id, fanout_cursor FROM campaigns
          WHERE state = 'running' AND NOT fanout_done ORDER BY id",
     )
     .fetch_all(pool)
@@ -32,31 +33,48 @@ pub async fn pending(pool: &PgPool) -> anyhow::Result<Vec<(i64, i64, i64)>> {
 }
 
 /// Fans out the next batch of one campaign; returns whether the campaign is fully fanned out.
-/// The `fanout_cursor = $3` guard makes a batch that lost a race count nothing, and the unique
-/// idempotency key of a job (campaign and recipient) keeps it from being queued twice.
+/// With `pace`, the n-th job of a campaign is due at `started_at + n / send_rate`, so jobs of
+/// different Pages interleave in the queue by run time. The `fanout_cursor = $3` guard makes a
+/// batch that lost a race count nothing, and the unique idempotency key of a job (campaign and
+/// recipient) keeps it from being queued twice.
 pub async fn batch(
     pool: &PgPool,
     campaign_id: i64,
-    page_id: i64,
     cursor: i64,
     size: i64,
     max_attempts: i32,
+    pace: bool,
 ) -> anyhow::Result<bool> {
     let done: Option<bool> = sqlx::query_scalar(
-        "WITH batch AS (
-             SELECT id, status, last_interaction_at > now() - interval '24 hours' AS in_window
-             FROM subscribers
-             WHERE page_id = $2 AND id > $3
-             ORDER BY id
-             LIMIT $4
+        "WITH campaign AS (
+             SELECT c.id, c.page_id, c.queued, coalesce(c.started_at, now()) AS started_at,
+                    p.send_rate
+             FROM campaigns c JOIN pages p ON p.id = c.page_id
+             WHERE c.id = $1
+         ),
+         batch AS (
+             SELECT s.id, s.status,
+                    s.last_interaction_at > now() - interval '24 hours' AS in_window
+             FROM subscribers s, campaign
+             WHERE s.page_id = campaign.page_id AND s.id > $2
+             ORDER BY s.id
+             LIMIT $3
+         ),
+         eligible AS (
+             SELECT id, row_number() OVER (ORDER BY id) AS n
+             FROM batch WHERE status = 'active' AND in_window
          ),
          jobs AS (
              INSERT INTO apalis.jobs
                (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
-             SELECT apalis.generate_ulid(), $5,
-                    convert_to(json_build_object('campaign_id', $1::bigint, 'subscriber_id', id)::text, 'UTF8'),
-                    'Pending', 0, $6, now(), 0, $1::bigint || ':' || id
-             FROM batch WHERE status = 'active' AND in_window
+             SELECT apalis.generate_ulid(), $4,
+                    convert_to(json_build_object('campaign_id', $1::bigint, 'subscriber_id', e.id)::text, 'UTF8'),
+                    'Pending', 0, $5,
+                    CASE WHEN $6 THEN greatest(now(), c.started_at + make_interval(
+                             secs => (c.queued + e.n - 1)::float8 / c.send_rate))
+                         ELSE now() END,
+                    0, $1::bigint || ':' || e.id
+             FROM eligible e, campaign c
              ON CONFLICT (job_type, idempotency_key) DO NOTHING
          ),
          skips AS (
@@ -67,17 +85,18 @@ pub async fn batch(
          )
          UPDATE campaigns SET
              fanout_cursor = coalesce((SELECT max(id) FROM batch), fanout_cursor),
-             fanout_done = (SELECT count(*) FROM batch) < $4,
-             recipients = recipients + (SELECT count(*) FROM batch)
-         WHERE id = $1 AND fanout_cursor = $3 AND state = 'running'
+             fanout_done = (SELECT count(*) FROM batch) < $3,
+             recipients = recipients + (SELECT count(*) FROM batch),
+             queued = queued + (SELECT count(*) FROM eligible)
+         WHERE id = $1 AND fanout_cursor = $2 AND state = 'running'
          RETURNING fanout_done",
     )
     .bind(campaign_id)
-    .bind(page_id)
     .bind(cursor)
     .bind(size)
     .bind(SEND_QUEUE)
     .bind(max_attempts)
+    .bind(pace)
     .fetch_optional(pool)
     .await
     .with_context(|| format!("fanning out campaign {campaign_id}"))?;
@@ -85,9 +104,12 @@ pub async fn batch(
 }
 
 /// Completes every fanned-out running campaign whose recipients all have a final outcome, and
-/// freezes its counters in the campaign row (they outlive the delivery rows).
+/// freezes its counters in the campaign row (they outlive the delivery rows). Admins are
+/// e-mailed in the same transaction: "failed" when nothing was sent and sends failed, else
+/// "completed".
 pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    sqlx::query_scalar(
+    let mut tx = pool.begin().await.context("starting to complete campaigns")?;
+    let completed: Vec<(i64, i32, i32)> = sqlx::query_as(
         "WITH counts AS (
              SELECT c.id,
                     count(d.*) FILTER (WHERE d.status = 'sent') AS sent,
@@ -106,9 +128,19 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
          FROM counts
          WHERE c.id = counts.id
            AND counts.sent + counts.skipped + counts.failed + counts.unknown = c.recipients
-         RETURNING c.id",
+         RETURNING c.id, c.sent, c.failed",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await
-    .context("completing finished campaigns")
+    .context("completing finished campaigns")?;
+    for &(campaign_id, sent, failed) in &completed {
+        let event = if sent == 0 && failed > 0 {
+            AdminEvent::CampaignFailed { campaign_id }
+        } else {
+            AdminEvent::CampaignCompleted { campaign_id }
+        };
+        notify::admin(&mut *tx, event).await?;
+    }
+    tx.commit().await.context("committing completed campaigns")?;
+    Ok(completed.into_iter().map(|(id, ..)| id).collect())
 }

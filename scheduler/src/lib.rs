@@ -9,6 +9,7 @@ mod maintenance;
 use std::future::Future;
 use std::time::Duration;
 
+use moonengage_core::metrics::{self, DbCollector};
 use moonengage_core::settings::Settings;
 use moonengage_core::{db, shutdown};
 use sqlx::PgPool;
@@ -46,6 +47,13 @@ impl Scheduler {
         let mut leader = Leader::new(&self.settings.database);
         let tick = Duration::from_millis(self.settings.scheduler.tick_ms);
         tokio::pin!(stop);
+        metrics::init("scheduler");
+        let _metrics = metrics::start(&self.settings.metrics).await;
+        let queue = &self.settings.queue;
+        let mut gauges = DbCollector::new(
+            Duration::from_millis(self.settings.metrics.refresh_ms),
+            Duration::from_secs(queue.heartbeat_secs * queue.missed_heartbeats as u64),
+        );
         tracing::info!("scheduler started");
         loop {
             tokio::select! {
@@ -57,9 +65,13 @@ impl Scheduler {
                     if let Err(error) = self.tick().await {
                         tracing::warn!(error = %format!("{error:#}"), "scheduler tick failed");
                     }
+                    if let Err(error) = gauges.lead(&self.pool).await {
+                        tracing::warn!(error = %format!("{error:#}"), "metrics refresh failed");
+                    }
                 }
-                Ok(false) => {}
+                Ok(false) => gauges.stand_by(),
                 Err(error) => {
+                    gauges.stand_by();
                     tracing::warn!(error = %format!("{error:#}"), "cannot reach the leader lock");
                 }
             }
@@ -74,15 +86,15 @@ impl Scheduler {
         if started > 0 {
             tracing::info!(started, "campaigns started");
         }
-        for (campaign_id, page_id, mut cursor) in fanout::pending(&self.pool).await? {
+        for (campaign_id, mut cursor) in fanout::pending(&self.pool).await? {
             for _ in 0..BATCHES_PER_TICK {
                 let done = fanout::batch(
                     &self.pool,
                     campaign_id,
-                    page_id,
                     cursor,
                     settings.scheduler.fanout_batch,
                     settings.queue.max_attempts,
+                    settings.scheduler.pace_fanout,
                 )
                 .await?;
                 if done {

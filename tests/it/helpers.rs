@@ -102,6 +102,7 @@ pub fn settings(db_url: &str, sandbox_url: &str) -> Settings {
     settings.queue.poll_interval_ms = 200;
     settings.queue.retry_base_ms = 100;
     settings.queue.retry_max_ms = 2_000;
+    settings.redis.key_prefix = format!("it-{:016x}", rand::random::<u64>());
     settings
 }
 
@@ -267,6 +268,19 @@ impl Harness {
         }));
     }
 
+    /// Runs the web process in this process on a free port; returns its base URL.
+    pub async fn start_web(&mut self) -> String {
+        let mut settings = self.settings.clone();
+        settings.web.port = 0;
+        let app = moonengage_web::App::build(settings).await.expect("web");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let _ = app.run_until(stop.cancelled_owned()).await;
+        }));
+        url
+    }
+
     /// Waits until a campaign completes and returns its final counters.
     pub async fn wait_completed(&self, campaign_id: i64, within: Duration) -> Progress {
         wait_completed(self.pool(), campaign_id, within).await
@@ -286,7 +300,11 @@ impl Harness {
             ),
             ("MOONENGAGE__SCHEDULER__TICK_MS".into(), "100".into()),
             ("MOONENGAGE__QUEUE__POLL_INTERVAL_MS".into(), "200".into()),
-            ("RUST_LOG".into(), "info".into()),
+            (
+                "MOONENGAGE__REDIS__KEY_PREFIX".into(),
+                self.settings.redis.key_prefix.clone(),
+            ),
+            ("RUST_LOG".into(), "warn".into()),
         ]
     }
 }

@@ -1,5 +1,8 @@
 //! Integration tests of the whole system against real Postgres, real Redis, the real sandbox
 //! over HTTP, and real processes where the behaviour under test is about processes.
 
+mod delivery;
 mod helpers;
+mod metrics;
 mod spine;
+mod web;

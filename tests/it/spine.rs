@@ -216,23 +216,23 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
     use moonengage_scheduler::fanout;
     assert_eq!(fanout::start_due(h.pool()).await.unwrap(), 1);
     assert!(
-        !fanout::batch(h.pool(), campaign, page, 0, 100, 5)
+        !fanout::batch(h.pool(), campaign, 0, 100, 5, true)
             .await
             .unwrap()
     );
     // A leader that died after its batch committed but before it knew: the same batch again
     // counts nothing.
-    fanout::batch(h.pool(), campaign, page, 0, 100, 5)
+    fanout::batch(h.pool(), campaign, 0, 100, 5, true)
         .await
         .unwrap();
     // Even a cursor rewound by hand adds no job twice.
-    sqlx::query("UPDATE campaigns SET fanout_cursor = 0, recipients = 0 WHERE id = $1")
+    sqlx::query("UPDATE campaigns SET fanout_cursor = 0, recipients = 0, queued = 0 WHERE id = $1")
         .bind(campaign)
         .execute(h.pool())
         .await
         .unwrap();
     let mut cursor = 0;
-    while !fanout::batch(h.pool(), campaign, page, cursor, 100, 5)
+    while !fanout::batch(h.pool(), campaign, cursor, 100, 5, true)
         .await
         .unwrap()
     {

@@ -1,32 +1,68 @@
 //! The web process (axum). It never does slow work inline: it verifies, writes, answers.
 
+mod api;
+mod error;
+mod hardening;
+mod state;
+mod tls;
+mod unsubscribe;
+mod webhooks;
+
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
+use axum_server::tls_rustls::RustlsConfig;
+use moonengage_core::crypto::Keyring;
 use moonengage_core::settings::Settings;
-use moonengage_core::{db, shutdown};
+use moonengage_core::unsubscribe::UnsubscribeSigner;
+use moonengage_core::{db, metrics, shutdown};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+
+use crate::state::AppState;
 
 /// A bound web server, ready to run; tests read its port before starting it.
 pub struct App {
     listener: TcpListener,
     router: Router,
+    tls: Option<RustlsConfig>,
 }
 
 impl App {
-    /// Binds the listener (port 0 picks a free one) and builds the routes.
+    /// Loads the keys, reads the TLS files when configured, binds the listener (port 0 picks a
+    /// free one) and builds the routes.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let pool = db::connect(&settings.database)?;
+        metrics::init("web");
+        let keyring = Keyring::load_or_create(&pool, &settings.crypto)
+            .await
+            .context("loading the data keys")?;
+        let signer = Arc::new(UnsubscribeSigner::new(&settings.unsubscribe)?);
+        let tls = match settings.web.tls() {
+            Some((cert, key)) => Some(tls::load(cert, key).await?),
+            None => None,
+        };
         let address = format!("{}:{}", settings.web.host, settings.web.port);
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("binding web.host:web.port ({address})"))?;
+        let state = AppState {
+            pool,
+            keyring,
+            signer,
+            settings: Arc::new(settings),
+        };
         Ok(App {
             listener,
-            router: routes(pool),
+            router: routes(state, tls.is_some()),
+            tls,
         })
     }
 
@@ -48,18 +84,51 @@ impl App {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "web listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("serving HTTP")
+        tracing::info!(
+            port = self.port(),
+            tls = self.tls.is_some(),
+            "web listening"
+        );
+        match self.tls {
+            Some(config) => tls::serve(self.listener, config, self.router, stop).await,
+            None => axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("serving HTTP"),
+        }
     }
 }
 
-fn routes(pool: PgPool) -> Router {
+fn routes(state: AppState, tls: bool) -> Router {
+    let web = &state.settings.web;
+    let policy = Arc::new(hardening::Policy {
+        tls,
+        require_https: web.require_https,
+        public_base_url: web.public_base_url.clone(),
+    });
+    let timeout = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(hardening::timed_out))
+        .timeout(web.request_timeout());
+    let webhooks = Router::new()
+        .route(
+            "/webhooks/messenger",
+            get(webhooks::verify).post(webhooks::receive),
+        )
+        .layer(DefaultBodyLimit::max(web.max_body_bytes));
     Router::new()
         .route("/healthz", get(healthz))
-        .with_state(pool)
+        .route("/metrics", get(metrics::handler))
+        .route(
+            "/u/{token}",
+            get(unsubscribe::show).post(unsubscribe::confirm),
+        )
+        .merge(webhooks)
+        .merge(api::router(&state))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(timeout)
+        .layer(from_fn_with_state(policy, hardening::secure))
+        .with_state(state)
 }
 
 /// Liveness and database reachability, for load balancers and the demo.

@@ -1,7 +1,10 @@
 //! The worker: a stateless, horizontally scaled process that executes queued jobs. Each process
 //! registers under a name unique among live processes (host and pid), as apalis requires.
 
+mod notify;
 mod send;
+mod service;
+mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,19 +14,25 @@ use anyhow::Context as _;
 use apalis::prelude::*;
 use moonengage_core::crypto::Keyring;
 use moonengage_core::messenger;
-use moonengage_core::queue::{self, SEND_QUEUE, SendJob};
+use moonengage_core::queue::{
+    self, NOTIFY_QUEUE, NotifyJob, SEND_QUEUE, SendJob, WEBHOOK_QUEUE, WebhookJob,
+};
+use moonengage_core::rate_limit::RateLimiter;
 use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
-use moonengage_core::{db, shutdown};
+use moonengage_core::{db, metrics, shutdown};
 use sqlx::PgPool;
 
 pub use send::SendContext;
+pub use service::ServiceContext;
 
 /// A built worker, ready to run.
 pub struct Worker {
     settings: Settings,
     pool: PgPool,
     context: Arc<SendContext>,
+    service: Arc<ServiceContext>,
+    limiter: Arc<RateLimiter>,
     name: String,
 }
 
@@ -37,12 +46,20 @@ impl Worker {
             .context("loading the data keys")?;
         let client = messenger::Client::new(&settings.messenger, settings.app.is_production())?;
         let signer = UnsubscribeSigner::new(&settings.unsubscribe)?;
+        let limiter = Arc::new(RateLimiter::new(&settings.redis, &settings.rate_limit)?);
+        let service = Arc::new(ServiceContext {
+            pool: pool.clone(),
+            keyring: keyring.clone(),
+            client: client.clone(),
+            queue: settings.queue.clone(),
+        });
         let context = Arc::new(SendContext::new(
             pool.clone(),
             keyring,
             client,
             signer,
-            settings.queue.clone(),
+            limiter.clone(),
+            &settings,
         ));
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let name = format!("{host}-{}", std::process::id());
@@ -50,6 +67,8 @@ impl Worker {
             settings,
             pool,
             context,
+            service,
+            limiter,
             name,
         })
     }
@@ -85,11 +104,22 @@ impl Worker {
             settings,
             pool,
             context,
+            service,
+            limiter,
             name,
         } = self;
+        let counting = tokio::spawn(count_live_workers(
+            pool.clone(),
+            limiter,
+            Duration::from_secs(settings.queue.heartbeat_secs),
+        ));
         let concurrency = settings.worker.concurrency;
         let queue_settings = settings.queue.clone();
         let send_name = format!("{name}-{SEND_QUEUE}");
+        let webhook_name = format!("{name}-{WEBHOOK_QUEUE}");
+        let notify_name = format!("{name}-{NOTIFY_QUEUE}");
+        let webhook_backend = (pool.clone(), queue_settings.clone(), service.clone());
+        let notify_backend = webhook_backend.clone();
         let monitor = Monitor::new()
             .register(move |_restarts| {
                 WorkerBuilder::new(send_name.as_str())
@@ -98,16 +128,45 @@ impl Worker {
                         &queue_settings,
                         SEND_QUEUE,
                     ))
+                    .layer(metrics::JobMetricsLayer::new(SEND_QUEUE))
                     .data(context.clone())
                     .concurrency(concurrency)
                     .parallelize(tokio::spawn)
                     .build(send::handle)
+            })
+            .register(move |_restarts| {
+                let (pool, queue_settings, service) = &webhook_backend;
+                WorkerBuilder::new(webhook_name.as_str())
+                    .backend(queue::storage::<WebhookJob>(
+                        pool,
+                        queue_settings,
+                        WEBHOOK_QUEUE,
+                    ))
+                    .data(service.clone())
+                    .concurrency(concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(webhook::handle)
+            })
+            .register(move |_restarts| {
+                let (pool, queue_settings, service) = &notify_backend;
+                WorkerBuilder::new(notify_name.as_str())
+                    .backend(queue::storage::<NotifyJob>(
+                        pool,
+                        queue_settings,
+                        NOTIFY_QUEUE,
+                    ))
+                    .data(service.clone())
+                    .concurrency(concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(notify::handle)
             })
             .should_restart(|ctx, error| {
                 tracing::warn!(worker = ctx.name(), %error, "worker stopped; restarting");
                 !ctx.is_shutting_down()
             })
             .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_timeout_secs));
+        metrics::init("worker");
+        let _metrics = metrics::start(&settings.metrics).await;
         tracing::info!(worker = %name, concurrency, "worker started");
         monitor
             .run_with_signal(async move {
@@ -117,7 +176,28 @@ impl Worker {
             })
             .await
             .context("worker monitor")?;
+        counting.abort();
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Keeps the rate limiter's fallback share right: with Redis down, each worker sends at the
+/// Page's rate divided by the send workers that heartbeated recently.
+async fn count_live_workers(pool: PgPool, limiter: Arc<RateLimiter>, heartbeat: Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let live: Result<i64, _> = sqlx::query_scalar(
+            "SELECT count(*) FROM apalis.workers
+             WHERE worker_type = $1 AND last_seen > now() - make_interval(secs => $2)",
+        )
+        .bind(SEND_QUEUE)
+        .bind(heartbeat.as_secs_f64() * 3.0)
+        .fetch_one(&pool)
+        .await;
+        if let Ok(live) = live {
+            limiter.set_live_workers(usize::try_from(live).unwrap_or(1));
+        }
     }
 }

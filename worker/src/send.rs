@@ -12,13 +12,14 @@ use moonengage_core::crypto::{Context, Keyring};
 use moonengage_core::messenger::{self, ErrorClass, OutgoingMessage, QuickReply, SendError};
 use moonengage_core::pages;
 use moonengage_core::queue::{self, SendJob};
-use moonengage_core::settings::QueueSettings;
+use moonengage_core::rate_limit::{Permit, RateLimitSettings, RateLimiter};
+use moonengage_core::settings::{QueueSettings, Settings};
 use moonengage_core::template::{Template, Variables};
 use moonengage_core::unsubscribe::{self, UnsubscribeClaims, UnsubscribeSigner};
 use sqlx::PgPool;
 
-/// A paused campaign's jobs look again after this long.
-const PAUSED_RECHECK: Duration = Duration::from_secs(5);
+/// A job that found its campaign paused, then resumed while it looked, tries again after this.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Label of the unsubscribe quick reply (Messenger allows 20 characters).
 const UNSUBSCRIBE_TITLE: &str = "Unsubscribe";
@@ -29,7 +30,9 @@ pub struct SendContext {
     keyring: Keyring,
     client: messenger::Client,
     signer: UnsubscribeSigner,
+    limiter: Arc<RateLimiter>,
     queue: QueueSettings,
+    rate_limit: RateLimitSettings,
     templates: Mutex<HashMap<i64, Arc<Template>>>,
 }
 
@@ -40,14 +43,17 @@ impl SendContext {
         keyring: Keyring,
         client: messenger::Client,
         signer: UnsubscribeSigner,
-        queue: QueueSettings,
+        limiter: Arc<RateLimiter>,
+        settings: &Settings,
     ) -> SendContext {
         SendContext {
             pool,
             keyring,
             client,
             signer,
-            queue,
+            limiter,
+            queue: settings.queue.clone(),
+            rate_limit: settings.rate_limit.clone(),
             templates: Mutex::new(HashMap::new()),
         }
     }
@@ -74,6 +80,8 @@ struct Row {
     page_id: i64,
     page_name: String,
     page_status: String,
+    page_paused_for: Option<f64>,
+    send_rate: i32,
     access_token: Vec<u8>,
     subscriber_status: Option<String>,
     psid: Option<Vec<u8>>,
@@ -102,7 +110,8 @@ pub async fn handle(
 async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<()> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT c.state AS campaign_state, c.template, c.page_id, p.name AS page_name,
-                p.status AS page_status, p.access_token,
+                p.status AS page_status, p.access_token, p.send_rate,
+                extract(epoch FROM p.paused_until - now())::float8 AS page_paused_for,
                 s.status AS subscriber_status, s.psid, s.first_name,
                 s.last_interaction_at > now() - interval '24 hours' AS in_window
          FROM campaigns c
@@ -127,14 +136,14 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
 
     match row.campaign_state.as_str() {
         "cancelled" => return skip(ctx, job, "cancelled").await,
-        "paused" => {
-            queue::reschedule(&ctx.pool, task_id, PAUSED_RECHECK, false).await?;
-            return Ok(());
-        }
+        "paused" => return park(ctx, job, task_id).await,
         _ => {}
     }
     if row.page_status != "active" {
-        queue::reschedule(&ctx.pool, task_id, PAUSED_RECHECK, false).await?;
+        return park(ctx, job, task_id).await;
+    }
+    if let Some(seconds) = row.page_paused_for.filter(|s| *s > 0.0) {
+        queue::reschedule(&ctx.pool, task_id, Duration::from_secs_f64(seconds), false).await?;
         return Ok(());
     }
     if status != "active" {
@@ -142,6 +151,15 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
     }
     if !in_window {
         return skip(ctx, job, "outside_window").await;
+    }
+
+    let send_rate = u32::try_from(row.send_rate).unwrap_or(1);
+    match ctx.limiter.acquire(row.page_id, send_rate).await {
+        Permit::After(wait) => tokio::time::sleep(wait).await,
+        Permit::Requeue(wait) => {
+            queue::reschedule(&ctx.pool, task_id, wait, false).await?;
+            return Ok(());
+        }
     }
 
     let Some(attempts) = claim(ctx, job).await? else {
@@ -204,8 +222,16 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
         )
         .await;
     match result {
-        Ok(sent) => finish(ctx, job, "sent", None, Some(&sent.message_id)).await,
-        Err(error) => failed(ctx, job, task_id, attempts, &error).await,
+        Ok(sent) => {
+            if sent
+                .usage_percent
+                .is_some_and(|used| used >= u64::from(ctx.rate_limit.slowdown_percent))
+            {
+                ctx.limiter.slow_down(row.page_id).await;
+            }
+            finish(ctx, job, "sent", None, Some(&sent.message_id)).await
+        }
+        Err(error) => failed(ctx, job, row.page_id, task_id, attempts, &error).await,
     }
 }
 
@@ -213,6 +239,7 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
 async fn failed(
     ctx: &SendContext,
     job: SendJob,
+    page_id: i64,
     task_id: &str,
     attempts: i32,
     error: &SendError,
@@ -221,41 +248,62 @@ async fn failed(
     tracing::info!(
         campaign_id = job.campaign_id,
         subscriber_id = job.subscriber_id,
+        page_id,
         class = class.as_str(),
         %error,
         "send not accepted"
     );
+    let reason = Some(class.as_str());
     match class {
-        ErrorClass::Transient | ErrorClass::RateLimited if attempts < ctx.queue.max_attempts => {
-            finish(ctx, job, "retrying", Some(class.as_str()), None).await?;
+        ErrorClass::RateLimited => {
+            let pause = match error {
+                SendError::Api {
+                    regain_access_minutes: Some(minutes),
+                    ..
+                } if *minutes > 0 => Duration::from_secs(minutes * 60),
+                _ => Duration::from_secs(ctx.rate_limit.pause_secs),
+            };
+            pages::pause_for(&ctx.pool, page_id, pause.as_secs_f64()).await?;
+            finish(ctx, job, "retrying", reason, None).await?;
+            queue::reschedule(&ctx.pool, task_id, pause, false).await?;
+            Ok(())
+        }
+        ErrorClass::Transient if attempts < ctx.queue.max_attempts => {
+            finish(ctx, job, "retrying", reason, None).await?;
             let delay = queue::backoff(&ctx.queue, attempts.unsigned_abs());
             queue::reschedule(&ctx.pool, task_id, delay, true).await?;
             Ok(())
         }
-        ErrorClass::Transient | ErrorClass::RateLimited | ErrorClass::Permanent => {
-            finish(ctx, job, "failed", Some(class.as_str()), None).await
+        ErrorClass::Transient | ErrorClass::Permanent => {
+            finish(ctx, job, "failed", reason, None).await
         }
-        ErrorClass::WindowClosed => finish(ctx, job, "skipped", Some(class.as_str()), None).await,
-        ErrorClass::Ambiguous => finish(ctx, job, "unknown", Some(class.as_str()), None).await,
+        ErrorClass::WindowClosed => finish(ctx, job, "skipped", reason, None).await,
+        ErrorClass::Ambiguous => finish(ctx, job, "unknown", reason, None).await,
         ErrorClass::RecipientPermanent => {
             sqlx::query("UPDATE subscribers SET status = 'unreachable' WHERE id = $1")
                 .bind(job.subscriber_id)
                 .execute(&ctx.pool)
                 .await?;
-            finish(ctx, job, "failed", Some(class.as_str()), None).await
+            finish(ctx, job, "failed", reason, None).await
         }
         ErrorClass::PageFatal => {
-            sqlx::query(
-                "UPDATE pages SET status = 'halted', halted_reason = $2
-                 WHERE id = (SELECT page_id FROM campaigns WHERE id = $1)",
-            )
-            .bind(job.campaign_id)
-            .bind(class.as_str())
-            .execute(&ctx.pool)
-            .await?;
-            finish(ctx, job, "failed", Some(class.as_str()), None).await
+            let paused = pages::halt(&ctx.pool, page_id, class.as_str()).await?;
+            if !paused.is_empty() {
+                tracing::warn!(page_id, campaigns = ?paused, "Page halted; its campaigns are paused");
+            }
+            // Not sent: this person's message waits with the paused campaign.
+            finish(ctx, job, "retrying", reason, None).await?;
+            park(ctx, job, task_id).await
         }
     }
+}
+
+/// Holds a job while its campaign is paused (or its Page halted), without spending an attempt.
+async fn park(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<()> {
+    if !queue::park_while_paused(&ctx.pool, task_id, job.campaign_id).await? {
+        queue::reschedule(&ctx.pool, task_id, RECHECK, false).await?;
+    }
+    Ok(())
 }
 
 /// Claims the delivery for this attempt; `None` means it was claimed before. A claim still
@@ -266,7 +314,9 @@ async fn claim(ctx: &SendContext, job: SendJob) -> anyhow::Result<Option<i32>> {
         "INSERT INTO deliveries (campaign_id, subscriber_id, status, attempts)
          VALUES ($1, $2, 'sending', 1)
          ON CONFLICT (campaign_id, subscriber_id) DO UPDATE
-           SET status = 'sending', attempts = deliveries.attempts + 1, updated_at = now()
+           SET status = 'sending', updated_at = now(),
+               attempts = deliveries.attempts
+                   + CASE WHEN deliveries.reason = 'rate_limited' THEN 0 ELSE 1 END
            WHERE deliveries.status = 'retrying'
          RETURNING attempts",
     )

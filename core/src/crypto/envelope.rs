@@ -34,14 +34,23 @@ pub enum Context {
     SubscriberFirstName,
     /// `pages.access_token`: the Page token that authorises sends.
     PageAccessToken,
+    /// `webhook_events.psid`: the sender of a received event, kept only until it is processed.
+    WebhookEventPsid,
+    /// `dsr_requests.subject_ref`: who a data-subject request is about, kept until it completes.
+    DsrSubject,
+    /// `exports.payload`: a person's data export, kept until downloaded or expired.
+    ExportPayload,
 }
 
 impl Context {
     /// Every context, to tell a value opened under the wrong context from a tampered one.
-    const ALL: [Context; 3] = [
+    const ALL: [Context; 6] = [
         Context::SubscriberPsid,
         Context::SubscriberFirstName,
         Context::PageAccessToken,
+        Context::WebhookEventPsid,
+        Context::DsrSubject,
+        Context::ExportPayload,
     ];
 
     /// The stable label authenticated with the value; changing one makes its column unreadable.
@@ -50,6 +59,9 @@ impl Context {
             Context::SubscriberPsid => "subscriber.psid",
             Context::SubscriberFirstName => "subscriber.first_name",
             Context::PageAccessToken => "page.access_token",
+            Context::WebhookEventPsid => "webhook_event.psid",
+            Context::DsrSubject => "dsr_request.subject_ref",
+            Context::ExportPayload => "export.payload",
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use chacha20poly1305::{Key, KeyInit, XChaCha20Poly1305};
 use secrecy::ExposeSecret;
@@ -10,22 +10,80 @@ use secrecy::zeroize::Zeroize;
 
 use super::blind_index::BlindIndexKey;
 use super::data_key::DataKey;
+use super::store::{KeyState, Source};
 use super::{Context, CryptoError, envelope};
 
 /// Seals and opens personal fields, and computes blind indexes. Built once at start by
 /// [`Keyring::load_or_create`]; cloning is cheap (shared), so handlers and jobs each keep one.
+/// A keyring loaded from the database follows `data_keys` as it changes (see
+/// [`Keyring::refresh`]), so a long-running process keeps up with key rotations.
 #[derive(Clone)]
 pub struct Keyring {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// The data key that seals new values: the newest one not retired.
-    current_id: i32,
-    current: XChaCha20Poly1305,
-    /// Older data keys, which only open values.
-    older: HashMap<i32, XChaCha20Poly1305>,
+    /// Replaced whole when `data_keys` changes; a seal or open clones the `Arc` and never waits
+    /// for a reload.
+    keys: RwLock<Arc<KeySet>>,
     blind_index: BlindIndexKey,
+    /// Where a refresh reads from; `None` for a keyring built from keys in memory.
+    source: Option<Source>,
+    /// One reload at a time, so a burst of callers does not read `data_keys` once each.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// The data keys usable at one moment.
+pub(super) struct KeySet {
+    /// The data key that seals new values.
+    current_id: i32,
+    /// Every loaded key, the current one included; each opens values.
+    ciphers: HashMap<i32, XChaCha20Poly1305>,
+    /// What `data_keys` looked like when these were loaded, to tell whether a reload is due.
+    pub(super) states: Vec<KeyState>,
+}
+
+impl KeySet {
+    /// `current` seals, every key opens.
+    pub(super) fn new(
+        current: (i32, DataKey),
+        older: impl IntoIterator<Item = (i32, DataKey)>,
+        states: Vec<KeyState>,
+    ) -> KeySet {
+        let cipher = |key: &DataKey| XChaCha20Poly1305::new(Key::from_slice(key.expose_secret()));
+        let mut ciphers: HashMap<i32, XChaCha20Poly1305> = older
+            .into_iter()
+            .map(|(id, key)| (id, cipher(&key)))
+            .collect();
+        ciphers.insert(current.0, cipher(&current.1));
+        KeySet {
+            current_id: current.0,
+            ciphers,
+            states,
+        }
+    }
+
+    /// The id of the data key that seals.
+    pub(super) fn current_id(&self) -> i32 {
+        self.current_id
+    }
+
+    fn current(&self) -> &XChaCha20Poly1305 {
+        self.ciphers
+            .get(&self.current_id)
+            .expect("the current key is always among the loaded keys")
+    }
+}
+
+/// A keyring that does not keep its keys alive: the background refresh holds one, so it stops
+/// when the process drops its last keyring.
+pub(super) struct WeakKeyring(Weak<Inner>);
+
+impl WeakKeyring {
+    /// The keyring, while anyone still holds it.
+    pub(super) fn upgrade(&self) -> Option<Keyring> {
+        self.0.upgrade().map(|inner| Keyring { inner })
+    }
 }
 
 impl Keyring {
@@ -35,50 +93,72 @@ impl Keyring {
         older: impl IntoIterator<Item = (i32, DataKey)>,
         blind_index: BlindIndexKey,
     ) -> Keyring {
-        let cipher = |key: &DataKey| XChaCha20Poly1305::new(Key::from_slice(key.expose_secret()));
+        Keyring::with_source(KeySet::new(current, older, Vec::new()), blind_index, None)
+    }
+
+    /// Builds a keyring that can re-read its keys from `source`.
+    pub(super) fn with_source(
+        keys: KeySet,
+        blind_index: BlindIndexKey,
+        source: Option<Source>,
+    ) -> Keyring {
         Keyring {
             inner: Arc::new(Inner {
-                current_id: current.0,
-                current: cipher(&current.1),
-                older: older
-                    .into_iter()
-                    .filter(|(id, _)| *id != current.0)
-                    .map(|(id, key)| (id, cipher(&key)))
-                    .collect(),
+                keys: RwLock::new(Arc::new(keys)),
                 blind_index,
+                source,
+                reloading: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// The keys in use now.
+    pub(super) fn keys(&self) -> Arc<KeySet> {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Switches to freshly loaded keys.
+    pub(super) fn install(&self, keys: KeySet) {
+        *self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+    }
+
+    /// Where to reload from, and the lock that makes reloads one at a time.
+    pub(super) fn source(&self) -> Option<(&Source, &tokio::sync::Mutex<()>)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|source| (source, &self.inner.reloading))
+    }
+
+    /// A handle that does not keep this keyring alive.
+    pub(super) fn downgrade(&self) -> WeakKeyring {
+        WeakKeyring(Arc::downgrade(&self.inner))
     }
 
     /// The data key new values are sealed under; values under any other key are due for
     /// re-encryption by a rotation.
     pub fn current_key_id(&self) -> i32 {
-        self.inner.current_id
+        self.keys().current_id
     }
 
     /// Encrypts a field for storage in the column named by `context`.
     pub fn seal(&self, context: Context, plaintext: &[u8]) -> Vec<u8> {
-        envelope::seal(
-            &self.inner.current,
-            self.inner.current_id,
-            context,
-            plaintext,
-        )
+        let keys = self.keys();
+        envelope::seal(keys.current(), keys.current_id, context, plaintext)
     }
 
     /// Decrypts a field read from the column named by `context`.
     pub fn open(&self, context: Context, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        envelope::open(
-            |id| {
-                if id == self.inner.current_id {
-                    Some(&self.inner.current)
-                } else {
-                    self.inner.older.get(&id)
-                }
-            },
-            context,
-            sealed,
-        )
+        let keys = self.keys();
+        envelope::open(|id| keys.ciphers.get(&id), context, sealed)
     }
 
     /// [`Keyring::seal`] for text fields.
@@ -104,11 +184,11 @@ impl Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ids: Vec<i32> = self.inner.older.keys().copied().collect();
-        ids.push(self.inner.current_id);
+        let keys = self.keys();
+        let mut ids: Vec<i32> = keys.ciphers.keys().copied().collect();
         ids.sort_unstable();
         f.debug_struct("Keyring")
-            .field("current_key_id", &self.inner.current_id)
+            .field("current_key_id", &keys.current_id)
             .field("key_ids", &ids)
             .finish_non_exhaustive()
     }

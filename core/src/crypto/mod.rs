@@ -20,6 +20,7 @@ pub use data_key::generate_identity;
 pub use envelope::{Context, key_id_of};
 pub use keyring::Keyring;
 pub use settings::{CryptoSettings, CryptoSettingsError};
+pub use store::add_data_key;
 
 pub(crate) use settings::decode_secret_base64;
 

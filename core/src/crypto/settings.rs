@@ -2,6 +2,7 @@
 //! pepper of blind indexes.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use age::x25519::{Identity, Recipient};
 use base64::Engine;
@@ -30,6 +31,16 @@ pub struct CryptoSettings {
     /// Base64 of at least 32 random bytes: the secret pepper of blind indexes, so that someone
     /// holding only the database cannot look up a known PSID.
     pub blind_index_key: SecretString,
+    /// How often every process re-reads `data_keys`, so one started before a key rotation learns
+    /// the new data key. A new data key seals nothing until two of these intervals have passed,
+    /// so every running process can open values under it before any is written.
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+}
+
+/// Five seconds: a rotation waits a few of these, and the query is a few rows.
+fn default_refresh_ms() -> u64 {
+    5_000
 }
 
 /// A `crypto` setting that is missing or invalid. The message never repeats a secret.
@@ -55,6 +66,9 @@ pub enum CryptoSettingsError {
     /// `crypto.blind_index_key` is not base64 of enough random bytes.
     #[error("must be base64 of at least {MIN_SECRET_BYTES} random bytes")]
     InvalidBlindIndexKey,
+    /// `crypto.refresh_ms` is zero: no process would ever learn of a rotation.
+    #[error("must be at least 1")]
+    InvalidRefresh,
 }
 
 impl CryptoSettingsError {
@@ -64,6 +78,7 @@ impl CryptoSettingsError {
             Self::NoIdentity | Self::InvalidIdentity { .. } => "crypto.age_identities",
             Self::InvalidRecipient { .. } => "crypto.age_recipients",
             Self::InvalidBlindIndexKey => "crypto.blind_index_key",
+            Self::InvalidRefresh => "crypto.refresh_ms",
         }
     }
 }
@@ -80,6 +95,24 @@ pub(crate) struct ParsedSettings {
 }
 
 impl CryptoSettings {
+    /// How often every process re-reads `data_keys`.
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.refresh_ms)
+    }
+
+    /// How long after its creation a data key becomes the one that seals: two refresh
+    /// intervals, by which time every running process has loaded it and can open its values.
+    pub fn activation_delay(&self) -> Duration {
+        self.refresh_interval() * 2
+    }
+
+    /// When a rotation to a new data key may consider itself complete: once the key is active
+    /// and every process has had another refresh interval to start sealing with it, no process
+    /// writes values under an older key any more.
+    pub fn settle_delay(&self) -> Duration {
+        self.activation_delay() + self.refresh_interval() * 2
+    }
+
     /// Checks the settings without touching the database, so a process fails at start with the
     /// offending key named.
     pub fn validate(&self) -> Result<(), CryptoSettingsError> {
@@ -90,6 +123,9 @@ impl CryptoSettings {
     pub(crate) fn parse(&self) -> Result<ParsedSettings, CryptoSettingsError> {
         if self.age_identities.is_empty() {
             return Err(CryptoSettingsError::NoIdentity);
+        }
+        if self.refresh_ms == 0 {
+            return Err(CryptoSettingsError::InvalidRefresh);
         }
         let identities = self
             .age_identities
@@ -178,6 +214,7 @@ mod tests {
                 age_identities: vec![SecretString::from(secret.clone())],
                 age_recipients: vec![recovery],
                 blind_index_key: SecretString::from(PEPPER),
+                refresh_ms: 5_000,
             },
             secret,
         )
@@ -229,6 +266,10 @@ mod tests {
         let err = s.validate().unwrap_err();
         assert_eq!(err.key(), "crypto.age_recipients");
         assert!(!err.to_string().contains(&secret), "{err}");
+
+        let mut s = good.clone();
+        s.refresh_ms = 0;
+        assert_eq!(s.validate().unwrap_err().key(), "crypto.refresh_ms");
 
         for pepper in ["", "not base64!", "c2hvcnQ="] {
             let mut s = good.clone();

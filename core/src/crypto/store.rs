@@ -1,101 +1,237 @@
-//! Loading data keys from `data_keys`, and creating the first one.
+//! Loading data keys from `data_keys`, following them as they change, and creating new ones.
+//!
+//! A data key becomes *current* (the one that seals) only once it is older than
+//! [`CryptoSettings::activation_delay`]: by then every running process, re-reading `data_keys`
+//! every `crypto.refresh_ms`, has loaded it and can open the values sealed under it. Until then
+//! the previous key keeps sealing. The very first key is current at once (there is no other).
 
-use age::x25519::Identity;
-use sqlx::{PgExecutor, PgPool};
+use std::time::Duration;
+
+use age::x25519::{Identity, Recipient};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::data_key::{self, DataKey};
-use super::settings::ParsedSettings;
+use super::keyring::{KeySet, WeakKeyring};
 use super::{CryptoError, CryptoSettings, Keyring};
 
 /// `pg_advisory_xact_lock` key that serialises creating a data key, so processes starting at
 /// once create exactly one ("MEDATKEY" in ASCII).
 const CREATE_DATA_KEY_LOCK: i64 = 0x4d45_4441_544b_4559;
 
+/// One row of `data_keys` as far as choosing keys goes; a change in any of them means reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct KeyState {
+    id: i32,
+    retired: bool,
+    active: bool,
+}
+
+/// What a keyring loaded from the database needs to reload.
+pub(super) struct Source {
+    pool: PgPool,
+    identities: Vec<Identity>,
+    /// Wrap a data key created because none was usable.
+    recipients: Vec<Recipient>,
+    activation: Duration,
+}
+
 /// The usable data keys, in ascending id order, and which of them is current.
 struct Loaded {
     keys: Vec<(i32, DataKey)>,
-    /// Index into `keys` of the newest key not retired.
+    /// Index into `keys` of the newest active key not retired (or, when none is active yet, of
+    /// the newest not retired).
     current: Option<usize>,
+    states: Vec<KeyState>,
 }
 
 impl Keyring {
     /// Unwraps every data key with the configured identities, creating the first data key when
     /// none is usable yet. Fails when a key not retired cannot be unwrapped (its data would be
-    /// unreadable), naming the key; retired keys that cannot be unwrapped are skipped.
+    /// unreadable), naming the key; retired keys that cannot be unwrapped are skipped. The
+    /// keyring then re-reads `data_keys` every `crypto.refresh_ms` in the background (until the
+    /// last clone is dropped), so it learns of a rotation without a restart.
     pub async fn load_or_create(
         pool: &PgPool,
         settings: &CryptoSettings,
     ) -> Result<Keyring, CryptoError> {
         let parsed = settings.parse()?;
-        let loaded = load(pool, &parsed.identities).await?;
-        let (mut keys, current) = match loaded.current {
-            Some(current) => (loaded.keys, current),
-            None => create_first(pool, &parsed).await?,
+        let source = Source {
+            pool: pool.clone(),
+            identities: parsed.identities,
+            recipients: parsed.recipients,
+            activation: settings.activation_delay(),
         };
-        let current = keys.remove(current);
+        let keys = load_current(&source).await?;
         tracing::info!(
-            current_data_key_id = current.0,
-            data_keys = keys.len() + 1,
+            current_data_key_id = keys.current_id(),
+            data_keys = keys.states.len(),
             "loaded data keys"
         );
-        Ok(Keyring::new(current, keys, parsed.blind_index))
+        let keyring = Keyring::with_source(keys, parsed.blind_index, Some(source));
+        spawn_refresh(keyring.downgrade(), settings.refresh_interval());
+        Ok(keyring)
+    }
+
+    /// Re-reads `data_keys` and switches to the keys found there when they changed (a new key,
+    /// a key becoming current, retired or removed); returns whether they did. Values sealed
+    /// under a newly loaded key open at once. A keyring built from keys in memory has nothing
+    /// to re-read.
+    pub async fn refresh(&self) -> Result<bool, CryptoError> {
+        let Some((source, reloading)) = self.source() else {
+            return Ok(false);
+        };
+        let _one_at_a_time = reloading.lock().await;
+        if states(&source.pool, source.activation).await? == self.keys().states {
+            return Ok(false);
+        }
+        let keys = load_current(source).await?;
+        tracing::info!(
+            current_data_key_id = keys.current_id(),
+            data_keys = keys.states.len(),
+            "data keys changed; reloaded"
+        );
+        self.install(keys);
+        Ok(true)
     }
 }
 
+/// Adds a data key wrapped to the configured recipients (so a recipient added to the settings
+/// can unwrap it) and returns its id. It becomes current after
+/// [`CryptoSettings::activation_delay`]; re-sealing older values under it is the rotate job's
+/// work. Pass a transaction to queue that job with it.
+pub async fn add_data_key(
+    conn: &mut PgConnection,
+    settings: &CryptoSettings,
+) -> Result<i32, CryptoError> {
+    let parsed = settings.parse()?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CREATE_DATA_KEY_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    insert_key(conn, &data_key::generate(), &parsed.recipients).await
+}
+
+/// Re-reads `data_keys` every `every` while the keyring lives. A failed read keeps the keys
+/// loaded and tries again next time.
+fn spawn_refresh(keyring: WeakKeyring, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(keyring) = keyring.upgrade() else {
+                return;
+            };
+            if let Err(error) = keyring.refresh().await {
+                tracing::warn!(%error, "re-reading data keys failed; keeping the loaded ones");
+            }
+        }
+    });
+}
+
+/// Loads the keys, creating a first one when none is usable.
+async fn load_current(source: &Source) -> Result<KeySet, CryptoError> {
+    let loaded = load(&source.pool, source).await?;
+    let Loaded {
+        mut keys,
+        current,
+        states,
+    } = match loaded.current {
+        Some(_) => loaded,
+        None => create_first(source).await?,
+    };
+    let current = keys.remove(current.expect("a usable key was loaded or created"));
+    Ok(KeySet::new(current, keys, states))
+}
+
 /// Creates a data key unless another process did so first: under a transaction-scoped advisory
-/// lock, reloads, and inserts only if there is still no usable key. Returns the keys and the
-/// index of the current one.
-async fn create_first(
-    pool: &PgPool,
-    parsed: &ParsedSettings,
-) -> Result<(Vec<(i32, DataKey)>, usize), CryptoError> {
-    let mut tx = pool.begin().await?;
+/// lock, reloads, and inserts only if there is still no usable key.
+async fn create_first(source: &Source) -> Result<Loaded, CryptoError> {
+    let mut tx = source.pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(CREATE_DATA_KEY_LOCK)
         .execute(&mut *tx)
         .await?;
-    let Loaded { mut keys, current } = load(&mut *tx, &parsed.identities).await?;
-    let current = match current {
-        Some(current) => current,
-        None => {
-            let key = data_key::generate();
-            let wrapped = data_key::wrap(&key, &parsed.recipients)?;
-            let id: i32 =
-                sqlx::query_scalar("INSERT INTO data_keys (wrapped) VALUES ($1) RETURNING id")
-                    .bind(wrapped)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            tracing::info!(
-                data_key_id = id,
-                recipients = parsed.recipients.len(),
-                "created a data key"
-            );
-            keys.push((id, key));
-            keys.len() - 1
-        }
-    };
+    let mut loaded = load(&mut *tx, source).await?;
+    if loaded.current.is_none() {
+        insert_key(&mut tx, &data_key::generate(), &source.recipients).await?;
+        loaded = load(&mut *tx, source).await?;
+    }
     tx.commit().await?;
-    Ok((keys, current))
+    Ok(loaded)
+}
+
+/// Stores a data key wrapped to `recipients`.
+async fn insert_key(
+    conn: &mut PgConnection,
+    key: &DataKey,
+    recipients: &[Recipient],
+) -> Result<i32, CryptoError> {
+    let wrapped = data_key::wrap(key, recipients)?;
+    let id: i32 = sqlx::query_scalar("INSERT INTO data_keys (wrapped) VALUES ($1) RETURNING id")
+        .bind(wrapped)
+        .fetch_one(&mut *conn)
+        .await?;
+    tracing::info!(
+        data_key_id = id,
+        recipients = recipients.len(),
+        "created a data key"
+    );
+    Ok(id)
+}
+
+/// The state of every data key: cheap to read, to tell whether a reload is due.
+async fn states<'e>(
+    executor: impl PgExecutor<'e>,
+    activation: Duration,
+) -> Result<Vec<KeyState>, CryptoError> {
+    let rows: Vec<(i32, bool, bool)> = sqlx::query_as(
+        "SELECT id, retired_at IS NOT NULL, created_at <= now() - make_interval(secs => $1)
+         FROM data_keys ORDER BY id",
+    )
+    .bind(activation.as_secs_f64())
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, retired, active)| KeyState {
+            id,
+            retired,
+            active,
+        })
+        .collect())
 }
 
 /// Reads and unwraps every data key.
-async fn load<'e>(
-    executor: impl PgExecutor<'e>,
-    identities: &[Identity],
-) -> Result<Loaded, CryptoError> {
-    let rows: Vec<(i32, Vec<u8>, bool)> =
-        sqlx::query_as("SELECT id, wrapped, retired_at IS NOT NULL FROM data_keys ORDER BY id")
-            .fetch_all(executor)
-            .await?;
+async fn load<'e>(executor: impl PgExecutor<'e>, source: &Source) -> Result<Loaded, CryptoError> {
+    let rows: Vec<(i32, Vec<u8>, bool, bool)> = sqlx::query_as(
+        "SELECT id, wrapped, retired_at IS NOT NULL,
+                created_at <= now() - make_interval(secs => $1)
+         FROM data_keys ORDER BY id",
+    )
+    .bind(source.activation.as_secs_f64())
+    .fetch_all(executor)
+    .await?;
     let mut loaded = Loaded {
         keys: Vec::with_capacity(rows.len()),
         current: None,
+        states: Vec::with_capacity(rows.len()),
     };
-    for (id, wrapped, retired) in rows {
-        match data_key::unwrap(id, &wrapped, identities) {
+    let mut newest_active = None;
+    for (id, wrapped, retired, active) in rows {
+        loaded.states.push(KeyState {
+            id,
+            retired,
+            active,
+        });
+        match data_key::unwrap(id, &wrapped, &source.identities) {
             Ok(key) => {
                 if !retired {
                     loaded.current = Some(loaded.keys.len());
+                    if active {
+                        newest_active = loaded.current;
+                    }
                 }
                 loaded.keys.push((id, key));
             }
@@ -105,6 +241,7 @@ async fn load<'e>(
             Err(error) => return Err(error),
         }
     }
+    loaded.current = newest_active.or(loaded.current);
     Ok(loaded)
 }
 
@@ -131,6 +268,7 @@ mod tests {
             age_identities: vec![identity.to_string()],
             age_recipients: vec![recovery.to_public().to_string()],
             blind_index_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            refresh_ms: 50,
         }
     }
 
@@ -170,6 +308,28 @@ mod tests {
 
         let again = Keyring::load_or_create(&pool_b, &settings).await.unwrap();
         assert_eq!(again.current_key_id(), a.current_key_id());
+
+        let mut conn = pool_a.acquire().await.unwrap();
+        let added = add_data_key(&mut conn, &settings).await.unwrap();
+        drop(conn);
+        assert!(b.refresh().await.unwrap());
+        assert_eq!(b.current_key_id(), a.current_key_id(), "not active yet");
+        tokio::time::sleep(settings.activation_delay()).await;
+        assert!(b.refresh().await.unwrap());
+        assert_eq!(b.current_key_id(), added);
+        assert!(!b.refresh().await.unwrap(), "nothing changed since");
+        let resealed = b.seal(Context::SubscriberPsid, b"1122334455");
+        assert_eq!(
+            b.open(Context::SubscriberPsid, &sealed).unwrap(),
+            b.open(Context::SubscriberPsid, &resealed).unwrap()
+        );
+        tokio::time::sleep(settings.refresh_interval() * 3).await;
+        assert_eq!(a.current_key_id(), added, "the background refresh followed");
+        sqlx::query("DELETE FROM data_keys WHERE id = $1")
+            .bind(added)
+            .execute(&pool_a)
+            .await
+            .unwrap();
 
         let wrapped: Vec<u8> = sqlx::query_scalar("SELECT wrapped FROM data_keys")
             .fetch_one(&pool_a)

@@ -1,0 +1,214 @@
+//! Data-subject requests (export, erasure, objection): filing one records an audit row without
+//! personal data, seals who it is about, and queues the job that carries it out — together.
+
+use std::fmt;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::crypto::{Context, Keyring};
+use crate::queue::{self, DSR_QUEUE, DsrJob};
+
+/// GDPR Art. 12(3): a request is answered within one month; we hold ourselves to 30 days.
+const DEADLINE_DAYS: i64 = 30;
+/// Length of a confirmation code: 36^16 makes guessing another person's code hopeless.
+const CODE_LEN: usize = 16;
+
+/// What the person asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DsrType {
+    /// A machine-readable copy of their data (Art. 15/20).
+    Export,
+    /// Erasure of every row about them (Art. 17).
+    Erasure,
+    /// An objection to processing (Art. 21).
+    Objection,
+}
+
+impl DsrType {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DsrType::Export => "export",
+            DsrType::Erasure => "erasure",
+            DsrType::Objection => "objection",
+        }
+    }
+}
+
+/// How the request reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// A keyword or postback in the conversation with the Page.
+    Messenger,
+    /// Facebook's data-deletion request callback.
+    FacebookCallback,
+    /// Filed by an admin on the person's behalf.
+    Admin,
+}
+
+impl Channel {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Messenger => "messenger",
+            Channel::FacebookCallback => "facebook_callback",
+            Channel::Admin => "admin",
+        }
+    }
+}
+
+/// Who a request is about: what the job needs to find every row about them. Sealed at rest;
+/// `Debug` omits the PSID.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Subject {
+    /// The Page the person talks to.
+    pub page_id: i64,
+    /// Their subscriber row, when they have one.
+    pub subscriber_id: Option<i64>,
+    /// Their page-scoped id, when known (someone with no subscriber row may still ask).
+    pub psid: Option<String>,
+}
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subject")
+            .field("page_id", &self.page_id)
+            .field("subscriber_id", &self.subscriber_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subject {
+    /// Opens a sealed `subject_ref`.
+    pub fn open(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<Subject> {
+        let json = keyring
+            .open(Context::DsrSubject, sealed)
+            .context("opening a request's subject")?;
+        serde_json::from_slice(&json).context("reading a request's subject")
+    }
+}
+
+/// A request just filed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Filed {
+    /// `dsr_requests.id`.
+    pub id: i64,
+    /// What the person (or the admin) quotes to ask about it.
+    pub confirmation_code: String,
+    /// When it must be answered by.
+    pub due_at: DateTime<Utc>,
+}
+
+/// A random alphanumeric confirmation code.
+fn confirmation_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::thread_rng();
+    (0..CODE_LEN)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// Records a request and queues its job, and the admins' e-mail about it, atomically (a
+/// savepoint when `conn` is already in a transaction).
+pub async fn file(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    kind: DsrType,
+    channel: Channel,
+    subject: &Subject,
+    max_attempts: i32,
+) -> anyhow::Result<Filed> {
+    let sealed = keyring.seal(
+        Context::DsrSubject,
+        &serde_json::to_vec(subject).context("encoding a request's subject")?,
+    );
+    file_sealed(conn, kind, channel, sealed, max_attempts).await
+}
+
+/// [`file`] for a subject already sealed (context [`Context::DsrSubject`]): Facebook's
+/// data-deletion callback names a person by an app-scoped id, not by a Page and PSID.
+pub async fn file_sealed(
+    conn: &mut PgConnection,
+    kind: DsrType,
+    channel: Channel,
+    sealed: Vec<u8>,
+    max_attempts: i32,
+) -> anyhow::Result<Filed> {
+    let code = confirmation_code();
+    let mut tx = conn.begin().await.context("starting to file a request")?;
+    let (id, due_at): (i64, DateTime<Utc>) = sqlx::query_as(
+        "INSERT INTO dsr_requests (type, channel, due_at, confirmation_code, subject_ref)
+         VALUES ($1, $2, now() + make_interval(days => $3), $4, $5)
+         RETURNING id, due_at",
+    )
+    .bind(kind.as_str())
+    .bind(channel.as_str())
+    .bind(DEADLINE_DAYS as i32)
+    .bind(&code)
+    .bind(sealed)
+    .fetch_one(&mut *tx)
+    .await
+    .context("recording a data-subject request")?;
+    queue::enqueue(
+        &mut *tx,
+        DSR_QUEUE,
+        &DsrJob { request_id: id },
+        &id.to_string(),
+        max_attempts,
+    )
+    .await?;
+    crate::notify::admin(
+        &mut *tx,
+        crate::notify::AdminEvent::DsrReceived { request_id: id },
+    )
+    .await?;
+    tx.commit().await.context("committing a request")?;
+    Ok(Filed {
+        id,
+        confirmation_code: code,
+        due_at,
+    })
+}
+
+/// The audit view of a request: no personal data.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Status {
+    /// `dsr_requests.id`.
+    pub id: i64,
+    /// `export`, `erasure` or `objection`.
+    #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `messenger`, `facebook_callback` or `admin`.
+    pub channel: String,
+    /// `received`, `processing`, `completed` or `refused`.
+    pub status: String,
+    /// When it was filed.
+    pub received_at: DateTime<Utc>,
+    /// When it must be answered by.
+    pub due_at: DateTime<Utc>,
+    /// When it was answered.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// What was done, or why it was refused.
+    pub outcome: Option<String>,
+    /// The code the person quotes.
+    pub confirmation_code: String,
+}
+
+/// Reads a request's status.
+pub async fn status(pool: &PgPool, id: i64) -> anyhow::Result<Option<Status>> {
+    sqlx::query_as(
+        "SELECT id, type, channel, status, received_at, due_at, completed_at, outcome,
+                confirmation_code
+         FROM dsr_requests WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .context("reading a data-subject request")
+}

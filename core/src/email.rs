@@ -1,0 +1,281 @@
+//! E-mail to the people who run the system (admins): the `[email]` settings and an SMTP mailer
+//! (lettre over tokio, TLS by rustls). People who subscribe to a Page are never e-mailed — we
+//! hold no address of theirs; they are told things through Messenger.
+
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text: only for a local test server, refused in production.
+    None,
+    /// Plain connection upgraded with STARTTLS, which is required (no silent downgrade).
+    Starttls,
+    /// TLS from the first byte (`smtps://`, usually port 465).
+    Tls,
+}
+
+/// The `[email]` section: where admin notifications go and how they are sent. With no `admins`
+/// listed, admin e-mail is off (jobs are still queued and finish without sending).
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailSettings {
+    /// `smtp://host:port` or `smtps://host:port`; credentials go in `username`/`password`, never
+    /// in the URL (the URL is printed by `Debug`).
+    pub smtp_url: String,
+    /// `none`, `starttls` or `tls`; production refuses `none`.
+    pub tls: SmtpTls,
+    /// SMTP login, when the server wants one.
+    #[serde(default)]
+    pub username: Option<SecretString>,
+    /// SMTP password, with `username`.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// The sender, e.g. `MoonEngage <noreply@example.com>`.
+    pub from: String,
+    /// Who receives admin notifications.
+    pub admins: Vec<String>,
+    /// Budget of one SMTP conversation; past it the e-mail is retried later.
+    pub timeout_ms: u64,
+    /// How often the scheduler leader looks for data-subject requests close to their deadline.
+    pub dsr_due_check_secs: u64,
+    /// A request this many days from its deadline is announced to admins (once).
+    pub dsr_due_within_days: i32,
+}
+
+/// A rule of `[email]` that a value breaks; `key` names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct EmailSettingsError {
+    /// The dotted key, e.g. `email.tls`.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Where to connect, parsed from `smtp_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    host: String,
+    port: u16,
+}
+
+impl EmailSettings {
+    /// Whether admin e-mail is on: somebody to tell and a server to tell them through.
+    pub fn enabled(&self) -> bool {
+        !self.admins.is_empty() && !self.smtp_url.is_empty()
+    }
+
+    /// Checks what types cannot: a parsable URL that agrees with `tls`, TLS in production,
+    /// addresses that parse, credentials given in pairs.
+    pub fn validate(&self, production: bool) -> Result<(), EmailSettingsError> {
+        let invalid = |key, reason: &str| EmailSettingsError {
+            key,
+            reason: reason.into(),
+        };
+        if self.admins.is_empty() {
+            return Ok(());
+        }
+        self.endpoint()?;
+        if production && self.tls == SmtpTls::None {
+            return Err(invalid(
+                "email.tls",
+                "must be `starttls` or `tls` in production (plain SMTP exposes the credentials)",
+            ));
+        }
+        if self.from.parse::<Mailbox>().is_err() {
+            return Err(invalid("email.from", "must be an e-mail address"));
+        }
+        if self.admins.iter().any(|a| a.parse::<Mailbox>().is_err()) {
+            return Err(invalid("email.admins", "must list e-mail addresses"));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err(invalid(
+                "email.password",
+                "username and password go together",
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(invalid("email.timeout_ms", "must be at least 1"));
+        }
+        if self.dsr_due_check_secs == 0 {
+            return Err(invalid("email.dsr_due_check_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Host and port of `smtp_url`, which must agree with `tls` (`smtps://` is `tls`).
+    fn endpoint(&self) -> Result<Endpoint, EmailSettingsError> {
+        let invalid = |reason: &str| EmailSettingsError {
+            key: "email.smtp_url",
+            reason: reason.into(),
+        };
+        let (rest, wrapped) = if let Some(rest) = self.smtp_url.strip_prefix("smtps://") {
+            (rest, true)
+        } else if let Some(rest) = self.smtp_url.strip_prefix("smtp://") {
+            (rest, false)
+        } else {
+            return Err(invalid("must start with smtp:// or smtps://"));
+        };
+        if wrapped != (self.tls == SmtpTls::Tls) {
+            return Err(EmailSettingsError {
+                key: "email.tls",
+                reason: "`tls` goes with smtps://, `none` and `starttls` with smtp://".into(),
+            });
+        }
+        let authority = rest.trim_end_matches('/');
+        if authority.contains('@') {
+            return Err(invalid(
+                "must not carry credentials (use email.username and email.password)",
+            ));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| invalid("has an invalid port"))?,
+            ),
+            None => (authority, if wrapped { 465 } else { 587 }),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(invalid("must be smtp://host:port"));
+        }
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Why an e-mail was not sent; every case is retried by the e-mail job.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    /// The message could not be built (an address that does not parse).
+    #[error("building the message: {0}")]
+    Build(String),
+    /// The SMTP server could not be reached or refused the message.
+    #[error("SMTP: {0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+}
+
+/// Sends plain-text e-mail to the configured admins, one SMTP connection per message.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: String,
+    admins: Vec<String>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("admins", &self.admins.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// Prepares the transport; `None` when admin e-mail is off.
+    pub fn new(settings: &EmailSettings) -> anyhow::Result<Option<Mailer>> {
+        if !settings.enabled() {
+            return Ok(None);
+        }
+        let endpoint = settings
+            .endpoint()
+            .map_err(|e| anyhow::anyhow!("invalid setting `{}`: {e}", e.key))?;
+        let tls = match settings.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(TlsParameters::new(endpoint.host.clone())?),
+            SmtpTls::Tls => Tls::Wrapper(TlsParameters::new(endpoint.host.clone())?),
+        };
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(endpoint.host.as_str())
+                .port(endpoint.port)
+                .tls(tls)
+                .timeout(Some(Duration::from_millis(settings.timeout_ms)));
+        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
+            builder = builder.credentials(Credentials::new(
+                user.expose_secret().to_owned(),
+                password.expose_secret().to_owned(),
+            ));
+        }
+        Ok(Some(Mailer {
+            transport: builder.build(),
+            from: settings.from.clone(),
+            admins: settings.admins.clone(),
+        }))
+    }
+
+    /// Sends one message to every admin.
+    pub async fn send(&self, subject: &str, body: String) -> Result<(), EmailError> {
+        let build = |e: &dyn std::fmt::Display| EmailError::Build(e.to_string());
+        let mut message = Message::builder()
+            .from(self.from.parse().map_err(|e| build(&e))?)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN);
+        for admin in &self.admins {
+            message = message.to(admin.parse().map_err(|e| build(&e))?);
+        }
+        let message = message.body(body).map_err(|e| build(&e))?;
+        self.transport.send(message).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str, tls: SmtpTls) -> EmailSettings {
+        EmailSettings {
+            smtp_url: url.into(),
+            tls,
+            username: None,
+            password: None,
+            from: "MoonEngage <noreply@example.com>".into(),
+            admins: vec!["ops@example.com".into()],
+            timeout_ms: 1000,
+            dsr_due_check_secs: 300,
+            dsr_due_within_days: 5,
+        }
+    }
+
+    #[test]
+    fn production_refuses_plain_smtp_and_names_the_key() {
+        let plain = settings("smtp://127.0.0.1:2525", SmtpTls::None);
+        assert!(plain.validate(false).is_ok());
+        assert_eq!(plain.validate(true).unwrap_err().key, "email.tls");
+        let starttls = settings("smtp://mail.example.com:587", SmtpTls::Starttls);
+        assert!(starttls.validate(true).is_ok());
+        let wrapped = settings("smtps://mail.example.com", SmtpTls::Tls);
+        assert!(wrapped.validate(true).is_ok());
+        assert_eq!(wrapped.endpoint().unwrap().port, 465);
+    }
+
+    #[test]
+    fn urls_that_disagree_with_tls_or_carry_credentials_are_refused() {
+        let mismatch = settings("smtps://mail.example.com", SmtpTls::Starttls);
+        assert_eq!(mismatch.validate(false).unwrap_err().key, "email.tls");
+        let creds = settings("smtp://me:pw@mail.example.com:25", SmtpTls::Starttls);
+        assert_eq!(creds.validate(false).unwrap_err().key, "email.smtp_url");
+        let scheme = settings("http://mail.example.com", SmtpTls::None);
+        assert_eq!(scheme.validate(false).unwrap_err().key, "email.smtp_url");
+    }
+
+    #[test]
+    fn without_admins_email_is_off_and_not_checked() {
+        let mut off = settings("", SmtpTls::None);
+        off.admins.clear();
+        assert!(!off.enabled());
+        assert!(off.validate(true).is_ok());
+        assert!(Mailer::new(&off).unwrap().is_none());
+    }
+}

@@ -1,0 +1,313 @@
+//! Gauges computed from Postgres — queue depth by state, the oldest due job, live and busy
+//! workers, Pages, campaign progress, open data-subject requests — so they are right however
+//! many workers run. Only the scheduler leader publishes them; a standby publishes nothing.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use prometheus::GaugeVec;
+use sqlx::PgPool;
+
+use super::{DSR_TYPES, QUEUES, families};
+
+/// Job states the dashboards show, each with a series per queue even when empty.
+const JOB_STATES: &[&str] = &[
+    "pending",
+    "scheduled",
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "dead",
+    "killed",
+];
+
+/// A finished campaign keeps its progress series this long, so the dashboard shows how it
+/// ended.
+const FINISHED_CAMPAIGN_VISIBLE: &str = "1 hour";
+
+/// One gauge family published from a query: label sets that disappear from the answer are
+/// removed, except the known ones, which fall back to 0.
+struct Published {
+    vec: GaugeVec,
+    known: Vec<Vec<String>>,
+    last: HashSet<Vec<String>>,
+}
+
+impl Published {
+    fn new(vec: &GaugeVec, known: Vec<Vec<String>>) -> Published {
+        Published {
+            vec: vec.clone(),
+            known,
+            last: HashSet::new(),
+        }
+    }
+
+    fn publish(&mut self, rows: Vec<(Vec<String>, f64)>) {
+        let mut now: HashSet<Vec<String>> = HashSet::new();
+        for labels in &self.known {
+            if !rows.iter().any(|(l, _)| l == labels) {
+                self.vec.with_label_values(labels).set(0.0);
+            }
+            now.insert(labels.clone());
+        }
+        for (labels, value) in rows {
+            self.vec.with_label_values(&labels).set(value);
+            now.insert(labels);
+        }
+        for gone in self.last.difference(&now) {
+            let _ = self.vec.remove_label_values(gone);
+        }
+        self.last = now;
+    }
+
+    fn clear(&mut self) {
+        self.vec.reset();
+        self.last.clear();
+    }
+}
+
+/// Recomputes the database gauges every `metrics.refresh_ms` while this scheduler leads.
+pub struct DbCollector {
+    every: Duration,
+    worker_alive_within: Duration,
+    refreshed: Option<Instant>,
+    queue_jobs: Published,
+    oldest_ready: Published,
+    workers_alive: Published,
+    workers_busy: Published,
+    page_rate_limit: Published,
+    page_paused: Published,
+    page_halted: Published,
+    campaign_recipients: Published,
+    campaign_sent: Published,
+    campaign_finished: Published,
+    dsr_open: Published,
+    dsr_oldest_open: Published,
+}
+
+fn labels(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| (*v).to_owned()).collect()
+}
+
+fn each(values: &[&str]) -> Vec<Vec<String>> {
+    values.iter().map(|v| labels(&[v])).collect()
+}
+
+impl DbCollector {
+    /// `every` is `metrics.refresh_ms`; a worker silent for `worker_alive_within` (its
+    /// heartbeat times the missed heartbeats allowed) no longer counts as alive.
+    pub fn new(every: Duration, worker_alive_within: Duration) -> DbCollector {
+        let f = families();
+        let queue_states = QUEUES
+            .iter()
+            .flat_map(|q| JOB_STATES.iter().map(move |s| labels(&[q, s])))
+            .collect();
+        DbCollector {
+            every,
+            worker_alive_within,
+            refreshed: None,
+            queue_jobs: Published::new(&f.queue_jobs, queue_states),
+            oldest_ready: Published::new(&f.queue_oldest_ready, each(QUEUES)),
+            workers_alive: Published::new(&f.workers_alive, each(QUEUES)),
+            workers_busy: Published::new(&f.workers_busy, each(QUEUES)),
+            page_rate_limit: Published::new(&f.page_rate_limit, Vec::new()),
+            page_paused: Published::new(&f.page_paused, Vec::new()),
+            page_halted: Published::new(&f.page_halted, Vec::new()),
+            campaign_recipients: Published::new(&f.campaign_recipients, Vec::new()),
+            campaign_sent: Published::new(&f.campaign_sent, Vec::new()),
+            campaign_finished: Published::new(&f.campaign_finished, Vec::new()),
+            dsr_open: Published::new(&f.dsr_open, each(DSR_TYPES)),
+            dsr_oldest_open: Published::new(&f.dsr_oldest_open, each(DSR_TYPES)),
+        }
+    }
+
+    /// Called on every leader tick; queries Postgres when `every` has passed since last time.
+    pub async fn lead(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        families().leader.with_label_values(&[] as &[&str]).set(1.0);
+        if self.refreshed.is_some_and(|at| at.elapsed() < self.every) {
+            return Ok(());
+        }
+        self.refreshed = Some(Instant::now());
+        self.refresh_queue(pool).await?;
+        self.refresh_pages(pool).await?;
+        self.refresh_campaigns(pool).await?;
+        self.refresh_dsr(pool).await
+    }
+
+    /// Called when this scheduler does not lead: the leader publishes, so this one withdraws
+    /// what it published while it led.
+    pub fn stand_by(&mut self) {
+        families().leader.with_label_values(&[] as &[&str]).set(0.0);
+        if self.refreshed.take().is_some() {
+            for published in [
+                &mut self.queue_jobs,
+                &mut self.oldest_ready,
+                &mut self.workers_alive,
+                &mut self.workers_busy,
+                &mut self.page_rate_limit,
+                &mut self.page_paused,
+                &mut self.page_halted,
+                &mut self.campaign_recipients,
+                &mut self.campaign_sent,
+                &mut self.campaign_finished,
+                &mut self.dsr_open,
+                &mut self.dsr_oldest_open,
+            ] {
+                published.clear();
+            }
+        }
+    }
+
+    async fn refresh_queue(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        let by_state: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT job_type,
+                    CASE WHEN status = 'Pending' AND run_at > now() THEN 'scheduled'
+                         WHEN status = 'Failed' AND attempts >= max_attempts THEN 'dead'
+                         ELSE lower(status) END,
+                    count(*)
+             FROM apalis.jobs GROUP BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+        .context("counting jobs by queue and state")?;
+        self.queue_jobs.publish(
+            by_state
+                .into_iter()
+                .map(|(q, s, n)| (vec![q, s], n as f64))
+                .collect(),
+        );
+        let oldest: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT job_type, extract(epoch FROM now() - min(run_at))::float8
+             FROM apalis.jobs
+             WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
+               AND run_at <= now()
+             GROUP BY 1",
+        )
+        .fetch_all(pool)
+        .await
+        .context("finding the oldest due job")?;
+        self.oldest_ready.publish(by_queue(oldest));
+        let alive: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT worker_type,
+                    count(*) FILTER (WHERE last_seen > now() - make_interval(secs => $1))::float8
+             FROM apalis.workers GROUP BY 1",
+        )
+        .bind(self.worker_alive_within.as_secs_f64())
+        .fetch_all(pool)
+        .await
+        .context("counting live workers")?;
+        self.workers_alive.publish(by_queue(alive));
+        let busy: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT job_type, count(DISTINCT lock_by)::float8 FROM apalis.jobs
+             WHERE status IN ('Queued', 'Running') AND lock_by IS NOT NULL GROUP BY 1",
+        )
+        .fetch_all(pool)
+        .await
+        .context("counting busy workers")?;
+        self.workers_busy.publish(by_queue(busy));
+        Ok(())
+    }
+
+    async fn refresh_pages(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        let pages: Vec<(i64, i32, bool, bool)> = sqlx::query_as(
+            "SELECT id, send_rate, coalesce(paused_until > now(), false), status = 'halted'
+             FROM pages",
+        )
+        .fetch_all(pool)
+        .await
+        .context("reading Pages")?;
+        let page = |id: i64| vec![id.to_string()];
+        self.page_rate_limit.publish(
+            pages
+                .iter()
+                .map(|(id, rate, ..)| (page(*id), f64::from(*rate)))
+                .collect(),
+        );
+        self.page_paused.publish(
+            pages
+                .iter()
+                .map(|(id, _, paused, _)| (page(*id), f64::from(u8::from(*paused))))
+                .collect(),
+        );
+        self.page_halted.publish(
+            pages
+                .iter()
+                .map(|(id, _, _, halted)| (page(*id), f64::from(u8::from(*halted))))
+                .collect(),
+        );
+        Ok(())
+    }
+
+    async fn refresh_campaigns(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT c.id, c.page_id, c.recipients::bigint,
+                    CASE WHEN c.completed_at IS NULL THEN coalesce(d.sent, 0)
+                         ELSE c.sent END::bigint,
+                    CASE WHEN c.completed_at IS NULL THEN coalesce(d.finished, 0)
+                         ELSE c.sent + c.skipped + c.failed + c.unknown END::bigint
+             FROM campaigns c
+             LEFT JOIN LATERAL (
+                 SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
+                        count(*) FILTER (WHERE status IN ('sent', 'skipped', 'failed', 'unknown'))
+                          AS finished
+                 FROM deliveries WHERE campaign_id = c.id
+             ) d ON c.completed_at IS NULL
+             WHERE c.state IN ('running', 'paused')
+                OR c.completed_at > now() - interval '{FINISHED_CAMPAIGN_VISIBLE}'"
+        )))
+        .fetch_all(pool)
+        .await
+        .context("reading campaign progress")?;
+        let series = |pick: fn(&(i64, i64, i64, i64, i64)) -> i64| {
+            rows.iter()
+                .map(|row| {
+                    let labels = vec![row.0.to_string(), row.1.to_string()];
+                    (labels, pick(row) as f64)
+                })
+                .collect::<Vec<_>>()
+        };
+        self.campaign_recipients.publish(series(|r| r.2));
+        self.campaign_sent.publish(series(|r| r.3));
+        self.campaign_finished.publish(series(|r| r.4));
+        Ok(())
+    }
+
+    async fn refresh_dsr(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('public.dsr_requests') IS NOT NULL")
+                .fetch_one(pool)
+                .await
+                .context("looking for dsr_requests")?;
+        let rows: Vec<(String, i64, f64)> = if exists {
+            sqlx::query_as(
+                "SELECT type, count(*), extract(epoch FROM now() - min(received_at))::float8
+                 FROM dsr_requests WHERE status IN ('received', 'processing') GROUP BY 1",
+            )
+            .fetch_all(pool)
+            .await
+            .context("counting open data-subject requests")?
+        } else {
+            Vec::new()
+        };
+        self.dsr_open.publish(
+            rows.iter()
+                .map(|(kind, n, _)| (vec![kind.clone()], *n as f64))
+                .collect(),
+        );
+        self.dsr_oldest_open.publish(
+            rows.into_iter()
+                .map(|(kind, _, age)| (vec![kind], age))
+                .collect(),
+        );
+        Ok(())
+    }
+}
+
+/// Rows keyed by queue name as gauge series.
+fn by_queue(rows: Vec<(String, f64)>) -> Vec<(Vec<String>, f64)> {
+    rows.into_iter()
+        .map(|(queue, value)| (vec![queue], value))
+        .collect()
+}

@@ -1,0 +1,288 @@
+//! Every metric definition, registered once in the process-wide registry.
+
+use prometheus::core::Collector;
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use super::{DSR_TYPES, QUEUES, UNSUBSCRIBE_CHANNELS, WEBHOOK_KINDS, WEBHOOK_RESULTS};
+
+/// Outcomes of one job execution as the queue sees it: `ok`, or `error` (the queue retries).
+pub(super) const JOB_OUTCOMES: &[&str] = &["ok", "error"];
+
+/// Seconds a job body takes: a send is tens of milliseconds, a DSR export may take minutes.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
+
+/// Seconds between a job becoming due and a worker starting it (apalis keeps run times in
+/// whole seconds, so the first bucket is one second).
+const WAIT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// Seconds a send waited for its Page's rate limiter.
+const LIMITER_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// The metric families; see each field for what it measures and who sets it.
+pub(super) struct Families {
+    pub(super) registry: Registry,
+    pub(super) names: Vec<String>,
+    // Process.
+    pub(super) up: GaugeVec,
+    pub(super) build_info: GaugeVec,
+    pub(super) start_time: GaugeVec,
+    // Job executions (every worker, through the job layer).
+    pub(super) job_executions: IntCounterVec,
+    pub(super) job_duration: HistogramVec,
+    pub(super) job_wait: HistogramVec,
+    pub(super) job_retries: IntCounterVec,
+    pub(super) jobs_in_flight: GaugeVec,
+    // The queue as Postgres holds it (scheduler leader).
+    pub(super) queue_jobs: GaugeVec,
+    pub(super) queue_oldest_ready: GaugeVec,
+    pub(super) workers_alive: GaugeVec,
+    pub(super) workers_busy: GaugeVec,
+    pub(super) leader: GaugeVec,
+    // Sending (workers).
+    pub(super) sends: IntCounterVec,
+    pub(super) send_errors: IntCounterVec,
+    pub(super) limiter_wait: HistogramVec,
+    pub(super) page_pauses: IntCounterVec,
+    pub(super) page_halts: IntCounterVec,
+    // Pages and campaigns as Postgres holds them (scheduler leader).
+    pub(super) page_rate_limit: GaugeVec,
+    pub(super) page_paused: GaugeVec,
+    pub(super) page_halted: GaugeVec,
+    pub(super) campaign_recipients: GaugeVec,
+    pub(super) campaign_sent: GaugeVec,
+    pub(super) campaign_finished: GaugeVec,
+    // Webhooks and privacy.
+    pub(super) webhooks: IntCounterVec,
+    pub(super) unsubscribes: IntCounterVec,
+    pub(super) dsr_completed: IntCounterVec,
+    pub(super) dsr_open: GaugeVec,
+    pub(super) dsr_oldest_open: GaugeVec,
+}
+
+/// Registers collectors and remembers their names.
+struct Builder {
+    registry: Registry,
+    names: Vec<String>,
+}
+
+impl Builder {
+    fn add<C: Collector + Clone + 'static>(&mut self, collector: C) -> C {
+        self.names
+            .extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry
+            .register(Box::new(collector.clone()))
+            .expect("metric names are unique and valid");
+        collector
+    }
+
+    fn counter(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+        self.add(vec)
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        let vec = GaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+        self.add(vec)
+    }
+
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        let vec = HistogramVec::new(opts, labels).expect("valid histogram");
+        self.add(vec)
+    }
+}
+
+impl Families {
+    pub(super) fn new() -> Families {
+        let mut b = Builder {
+            registry: Registry::new(),
+            names: Vec::new(),
+        };
+        Families {
+            up: b.gauge("moonengage_up", "1 while the process runs.", &["process"]),
+            build_info: b.gauge(
+                "moonengage_build_info",
+                "Always 1; the labels say which build runs.",
+                &["process", "version"],
+            ),
+            start_time: b.gauge(
+                "moonengage_process_start_time_seconds",
+                "Unix time the process started.",
+                &["process"],
+            ),
+            job_executions: b.counter(
+                "moonengage_job_executions_total",
+                "Job executions by queue and outcome (ok, or error: retried by the queue).",
+                &["queue", "outcome"],
+            ),
+            job_duration: b.histogram(
+                "moonengage_job_duration_seconds",
+                "Time a job body took, by queue and outcome.",
+                &["queue", "outcome"],
+                DURATION_BUCKETS,
+            ),
+            job_wait: b.histogram(
+                "moonengage_job_queue_wait_seconds",
+                "Time from a job's run time (enqueue, or its retry time) to a worker starting it.",
+                &["queue"],
+                WAIT_BUCKETS,
+            ),
+            job_retries: b.counter(
+                "moonengage_job_retries_total",
+                "Executions that were a retry of an earlier attempt, by queue.",
+                &["queue"],
+            ),
+            jobs_in_flight: b.gauge(
+                "moonengage_jobs_in_flight",
+                "Jobs this worker process is executing now, by queue.",
+                &["queue"],
+            ),
+            queue_jobs: b.gauge(
+                "moonengage_queue_jobs",
+                "Jobs in Postgres by queue and state (pending: due; scheduled: run time ahead; \
+                 failed: will retry; dead: out of attempts). Published by the scheduler leader.",
+                &["queue", "state"],
+            ),
+            queue_oldest_ready: b.gauge(
+                "moonengage_queue_oldest_ready_age_seconds",
+                "Age of the oldest job that is due and not taken (0 when none), by queue.",
+                &["queue"],
+            ),
+            workers_alive: b.gauge(
+                "moonengage_queue_workers_alive",
+                "Worker processes whose heartbeat is recent, by queue.",
+                &["queue"],
+            ),
+            workers_busy: b.gauge(
+                "moonengage_queue_workers_busy",
+                "Worker processes holding at least one job, by queue.",
+                &["queue"],
+            ),
+            leader: b.gauge(
+                "moonengage_scheduler_leader",
+                "1 on the scheduler that holds the leader lock and publishes the database gauges.",
+                &[],
+            ),
+            sends: b.counter(
+                "moonengage_sends_total",
+                "Send attempts by Page (internal id) and recorded outcome.",
+                &["page", "outcome"],
+            ),
+            send_errors: b.counter(
+                "moonengage_send_errors_total",
+                "Send API errors by Page (internal id) and error class.",
+                &["page", "class"],
+            ),
+            limiter_wait: b.histogram(
+                "moonengage_rate_limiter_wait_seconds",
+                "Time a send waited for its Page's rate limiter.",
+                &["page"],
+                LIMITER_BUCKETS,
+            ),
+            page_pauses: b.counter(
+                "moonengage_page_pauses_total",
+                "Times a Page was paused because Facebook rate-limited it.",
+                &["page"],
+            ),
+            page_halts: b.counter(
+                "moonengage_page_halts_total",
+                "Times a Page was halted by a fatal Page error (token, policy).",
+                &["page"],
+            ),
+            page_rate_limit: b.gauge(
+                "moonengage_page_rate_limit",
+                "A Page's configured send rate, messages per second.",
+                &["page"],
+            ),
+            page_paused: b.gauge(
+                "moonengage_page_paused",
+                "1 while a Page is paused after a rate limit.",
+                &["page"],
+            ),
+            page_halted: b.gauge(
+                "moonengage_page_halted",
+                "1 while a Page is halted.",
+                &["page"],
+            ),
+            campaign_recipients: b.gauge(
+                "moonengage_campaign_recipients",
+                "Recipients of a running (or, for an hour, finished) campaign so far.",
+                &["campaign", "page"],
+            ),
+            campaign_sent: b.gauge(
+                "moonengage_campaign_sent",
+                "Messages of a campaign that Facebook accepted.",
+                &["campaign", "page"],
+            ),
+            campaign_finished: b.gauge(
+                "moonengage_campaign_finished",
+                "Recipients of a campaign with a final outcome (sent, skipped, failed, unknown).",
+                &["campaign", "page"],
+            ),
+            webhooks: b.counter(
+                "moonengage_webhooks_received_total",
+                "Webhook events received by kind and result.",
+                &["kind", "result"],
+            ),
+            unsubscribes: b.counter(
+                "moonengage_unsubscribes_total",
+                "People unsubscribed, by channel.",
+                &["channel"],
+            ),
+            dsr_completed: b.counter(
+                "moonengage_dsr_completed_total",
+                "Data-subject requests carried out, by type.",
+                &["type"],
+            ),
+            dsr_open: b.gauge(
+                "moonengage_dsr_open",
+                "Data-subject requests received and not yet completed, by type.",
+                &["type"],
+            ),
+            dsr_oldest_open: b.gauge(
+                "moonengage_dsr_oldest_open_age_seconds",
+                "Age of the oldest open data-subject request (0 when none); the deadline is 30 \
+                 days.",
+                &["type"],
+            ),
+            registry: b.registry,
+            names: b.names,
+        }
+    }
+
+    /// Creates every series whose labels are known in advance, at 0.
+    pub(super) fn touch_known_series(&self) {
+        for queue in QUEUES {
+            for outcome in JOB_OUTCOMES {
+                self.job_executions.with_label_values(&[queue, outcome]);
+                self.job_duration.with_label_values(&[queue, outcome]);
+            }
+            self.job_wait.with_label_values(&[queue]);
+            self.job_retries.with_label_values(&[queue]);
+            self.jobs_in_flight.with_label_values(&[queue]);
+        }
+        for kind in WEBHOOK_KINDS {
+            for result in WEBHOOK_RESULTS {
+                self.webhooks.with_label_values(&[kind, result]);
+            }
+        }
+        for channel in UNSUBSCRIBE_CHANNELS {
+            self.unsubscribes.with_label_values(&[channel]);
+        }
+        for kind in DSR_TYPES {
+            self.dsr_completed.with_label_values(&[kind]);
+        }
+    }
+}

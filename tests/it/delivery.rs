@@ -1,0 +1,411 @@
+//! Delivery that survives Facebook: retries with backoff, the shared per-Page rate limit, Redis
+//! failure, Page halts, unreachable people, ambiguous sends, campaign control and fairness.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use moonengage_core::campaigns;
+use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, PsidFault, RandomFault};
+use nix::sys::signal::Signal;
+
+use crate::helpers::{Harness, Person, Process, wait_completed};
+
+const TEMPLATE: &str = "Hello {{first_name}}";
+
+fn people(n: usize, prefix: &str) -> Vec<Person> {
+    (0..n)
+        .map(|i| Person::in_window(&format!("{prefix}{i}")))
+        .collect()
+}
+
+async fn count(h: &Harness, sql: &'static str, campaign: i64) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(campaign)
+        .fetch_one(h.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_errors_on_30_percent_of_first_attempts_still_reach_everyone_exactly_once() {
+    let mut h = Harness::new().await;
+    h.sandbox.set_faults(Faults {
+        random: vec![RandomFault {
+            error: ErrorSpec::new(1200),
+            rate: 0.3,
+            first_attempt_only: true,
+        }],
+        ..Faults::default()
+    });
+    let page = h.add_page("1001").await;
+    h.seed(page, "1001", &people(400, "T")).await;
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    let done = h.wait_completed(campaign, Duration::from_secs(60)).await;
+    assert_eq!((done.sent, done.failed, done.unknown), (400, 0, 0));
+    let stats = h.sandbox.stats();
+    assert_eq!((stats.received_total, stats.duplicates), (400, 0));
+    assert!(
+        stats.by_page["1001"]
+            .rejected
+            .get("1200")
+            .copied()
+            .unwrap_or(0)
+            >= 60,
+        "about 30% of first attempts were refused: {:?}",
+        stats.by_page["1001"].rejected
+    );
+
+    // Each retry waited out its backoff (base 100 ms, so at least 50 ms with jitter) and the
+    // waits differ: retries are spread, not synchronised.
+    let waits: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM updated_at - created_at)::float8 FROM deliveries
+         WHERE campaign_id = $1 AND attempts > 1",
+    )
+    .bind(campaign)
+    .fetch_all(h.pool())
+    .await
+    .unwrap();
+    assert!(waits.len() >= 60, "{} retried", waits.len());
+    assert!(
+        waits.iter().all(|w| *w >= 0.05),
+        "a retry came before its backoff: {waits:?}"
+    );
+    let mean = waits.iter().sum::<f64>() / waits.len() as f64;
+    let spread =
+        (waits.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / waits.len() as f64).sqrt();
+    assert!(
+        spread > 0.005,
+        "retries are jittered (std dev {spread:.4} s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_sharing_the_redis_limiter_stay_under_the_page_limit() {
+    let h = Harness::new().await;
+    h.sandbox.set_rate_limit(300);
+    let page = h.add_page("1101").await;
+    h.seed(page, "1101", &people(1_500, "R")).await;
+    let mut env = h.process_env();
+    // Every job due at once: only the shared limiter stands between the workers and the 300/s.
+    env.push(("MOONENGAGE__SCHEDULER__PACE_FANOUT".into(), "false".into()));
+    let _workers: Vec<Process> = (0..3).map(|_| Process::start("worker", &env)).collect();
+    let _scheduler = Process::start("scheduler", &env);
+    let campaign = h.campaign(page, TEMPLATE).await;
+    let started = Instant::now();
+    let done = wait_completed(h.pool(), campaign, Duration::from_secs(60)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!((done.sent, done.failed), (1_500, 0));
+    let stats = h.sandbox.stats();
+    let page_stats = &stats.by_page["1101"];
+    assert!(
+        page_stats.rejected.is_empty(),
+        "no 613: {:?}",
+        page_stats.rejected
+    );
+    assert!(
+        page_stats.max_per_second < 300,
+        "max {} in a second",
+        page_stats.max_per_second
+    );
+    assert!(
+        elapsed > 5.0,
+        "1,500 at 250/s take about 6 s, took {elapsed:.1} s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dying_mid_campaign_neither_stops_nor_unbounds_sending() {
+    let h = Harness::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server is installed");
+    let page = h.add_page("1201").await;
+    h.seed(page, "1201", &people(2_000, "D")).await;
+    let mut env = h.process_env();
+    env.push(("REDIS_URL".into(), format!("redis://127.0.0.1:{port}")));
+    env.push(("MOONENGAGE__SCHEDULER__PACE_FANOUT".into(), "false".into()));
+    let mut workers: Vec<Process> = (0..2).map(|_| Process::start("worker", &env)).collect();
+    let _scheduler = Process::start("scheduler", &env);
+    let campaign = h.campaign(page, TEMPLATE).await;
+    while h.sandbox.stats().received_total < 400 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.kill().await.unwrap();
+    let done = wait_completed(h.pool(), campaign, Duration::from_secs(90)).await;
+    assert_eq!((done.sent, done.failed, done.unknown), (2_000, 0, 0));
+    let stats = h.sandbox.stats();
+    assert_eq!((stats.received_total, stats.duplicates), (2_000, 0));
+    assert!(
+        stats.by_page["1201"].max_per_second <= 300,
+        "the fallback keeps the rate bounded: {}",
+        stats.by_page["1201"].max_per_second
+    );
+    for worker in &mut workers {
+        assert!(
+            worker.child.try_wait().unwrap().is_none(),
+            "no worker crashed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_page_is_paused_and_everyone_still_gets_one_message() {
+    let mut h = Harness::new().await;
+    h.sandbox.set_rate_limit(40);
+    h.settings.rate_limit.pause_secs = 1;
+    h.settings.scheduler.pace_fanout = false;
+    let page = h.add_page("1301").await;
+    h.seed(page, "1301", &people(200, "L")).await;
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    let done = h.wait_completed(campaign, Duration::from_secs(90)).await;
+    assert_eq!((done.sent, done.failed, done.unknown), (200, 0, 0));
+    let stats = h.sandbox.stats();
+    assert_eq!((stats.received_total, stats.duplicates), (200, 0));
+    assert!(
+        stats.by_page["1301"].rejected.contains_key("613"),
+        "the sandbox did rate-limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_page_token_halts_only_that_page() {
+    let mut h = Harness::new().await;
+    h.sandbox.set_faults(Faults {
+        by_page: HashMap::from([("1401".to_owned(), ErrorSpec::new(190).with_subcode(463))]),
+        ..Faults::default()
+    });
+    let bad = h.add_page("1401").await;
+    let good = h.add_page("1402").await;
+    h.seed(bad, "1401", &people(50, "B")).await;
+    h.seed(good, "1402", &people(50, "G")).await;
+    let bad_campaign = h.campaign(bad, TEMPLATE).await;
+    let good_campaign = h.campaign(good, TEMPLATE).await;
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    let done = h
+        .wait_completed(good_campaign, Duration::from_secs(60))
+        .await;
+    assert_eq!(done.sent, 50);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, reason): (String, Option<String>) =
+        sqlx::query_as("SELECT status, halted_reason FROM pages WHERE id = $1")
+            .bind(bad)
+            .fetch_one(h.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_deref()),
+        ("halted", Some("page_fatal"))
+    );
+    let progress = campaigns::progress(h.pool(), bad_campaign)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(progress.state, "paused");
+    assert_eq!(progress.sent, 0);
+    let from_bad = h.sandbox.messages(&MessageFilter {
+        page_id: Some("1401".into()),
+        psid: None,
+    });
+    assert!(from_bad.is_empty());
+    let attempts = h.sandbox.stats().by_page["1401"]
+        .rejected
+        .get("190")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        attempts < 50,
+        "the Page stopped being tried once halted ({attempts} calls)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_person_is_marked_unreachable_and_the_next_campaign_skips_them() {
+    let mut h = Harness::new().await;
+    let page = h.add_page("1501").await;
+    let folks = people(10, "U");
+    h.seed(page, "1501", &folks).await;
+    h.sandbox.set_faults(Faults {
+        by_psid: HashMap::from([(
+            folks[3].psid.clone(),
+            PsidFault::Error(ErrorSpec {
+                is_transient: Some(false),
+                ..ErrorSpec::new(551)
+            }),
+        )]),
+        ..Faults::default()
+    });
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    let first = h.campaign(page, TEMPLATE).await;
+    let done = h.wait_completed(first, Duration::from_secs(60)).await;
+    assert_eq!((done.sent, done.failed), (9, 1));
+    let second = h.campaign(page, TEMPLATE).await;
+    let done = h.wait_completed(second, Duration::from_secs(60)).await;
+    assert_eq!((done.sent, done.skipped, done.failed), (9, 1, 0));
+    let reason = count(
+        &h,
+        "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND reason = 'unreachable'",
+        second,
+    )
+    .await;
+    assert_eq!(reason, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_times_out_after_being_written_is_unknown_and_never_resent() {
+    let mut h = Harness::new().await;
+    h.settings.messenger.request_timeout_ms = 800;
+    let page = h.add_page("1601").await;
+    let folks = people(5, "A");
+    h.seed(page, "1601", &folks).await;
+    h.sandbox.set_faults(Faults {
+        by_psid: HashMap::from([(
+            folks[0].psid.clone(),
+            PsidFault::Timeout {
+                hang: Duration::from_secs(3),
+            },
+        )]),
+        ..Faults::default()
+    });
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    let done = h.wait_completed(campaign, Duration::from_secs(60)).await;
+    assert_eq!((done.sent, done.unknown), (4, 1));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let to_them = h.sandbox.messages(&MessageFilter {
+        page_id: None,
+        psid: Some(folks[0].psid.clone()),
+    });
+    assert_eq!(to_them.len(), 1, "written once, never resent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_stops_sending_and_resuming_finishes_with_one_message_each() {
+    let mut h = Harness::new().await;
+    let page = h.add_page("1701").await;
+    h.seed(page, "1701", &people(1_000, "P")).await;
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    while h.sandbox.stats().received_total < 150 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    campaigns::pause(h.pool(), campaign).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let at_pause = h.sandbox.stats().received_total;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(
+        h.sandbox.stats().received_total,
+        at_pause,
+        "nothing is sent while paused"
+    );
+    assert!(at_pause < 1_000);
+    campaigns::resume(h.pool(), campaign).await.unwrap();
+    let done = h.wait_completed(campaign, Duration::from_secs(60)).await;
+    assert_eq!((done.sent, done.failed, done.unknown), (1_000, 0, 0));
+    let stats = h.sandbox.stats();
+    assert_eq!((stats.received_total, stats.duplicates), (1_000, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_removes_the_rest_and_the_counters_add_up() {
+    let mut h = Harness::new().await;
+    let page = h.add_page("1801").await;
+    h.seed(page, "1801", &people(1_000, "C")).await;
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    while h.sandbox.stats().received_total < 100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    campaigns::cancel(h.pool(), campaign).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let progress = campaigns::progress(h.pool(), campaign)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(progress.state, "cancelled");
+    assert!(progress.sent < 1_000);
+    assert_eq!(progress.sent + progress.skipped, 1_000, "{progress:?}");
+    assert_eq!(h.sandbox.stats().received_total as i64, progress.sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_campaign_does_not_starve_a_small_one_of_another_page() {
+    let mut h = Harness::new().await;
+    let big = h.add_page("1901").await;
+    let small = h.add_page("1902").await;
+    h.seed(big, "1901", &people(20_000, "Big")).await;
+    h.seed(small, "1902", &people(100, "Small")).await;
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    let big_campaign = h.campaign(big, TEMPLATE).await;
+    while h.sandbox.stats().received_total < 500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let small_campaign = h.campaign(small, TEMPLATE).await;
+    let done = h
+        .wait_completed(small_campaign, Duration::from_secs(30))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(done.sent, 100);
+    assert!(
+        took < Duration::from_secs(5),
+        "the small campaign took {took:?}"
+    );
+    let big_progress = campaigns::progress(h.pool(), big_campaign)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(big_progress.state, "running", "the big one was still going");
+    campaigns::cancel(h.pool(), big_campaign).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_a_worker_leaves_no_one_messaged_twice() {
+    let h = Harness::new().await;
+    h.sandbox.set_latency(Duration::from_millis(20));
+    let page = h.add_page("2001").await;
+    h.seed(page, "2001", &people(800, "K")).await;
+    let env = h.process_env();
+    let mut victim = Process::start("worker", &env);
+    let _survivor = Process::start("worker", &env);
+    let _scheduler = Process::start("scheduler", &env);
+    let campaign = h.campaign(page, TEMPLATE).await;
+    while h.sandbox.stats().received_total < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    victim.signal(Signal::SIGKILL);
+    victim.wait(Duration::from_secs(10)).await;
+    // Its jobs come back after its heartbeat expires (5 s x 3 by default).
+    let done = wait_completed(h.pool(), campaign, Duration::from_secs(90)).await;
+    assert_eq!(done.sent + done.unknown, 800);
+    assert_eq!(done.failed, 0);
+    let stats = h.sandbox.stats();
+    assert_eq!(stats.duplicates, 0, "no one was messaged twice");
+    // An interrupted send is `unknown`: it may or may not have reached the sandbox.
+    assert!(stats.received_total as i64 >= done.sent);
+    assert!(stats.received_total as i64 <= done.sent + done.unknown);
+}

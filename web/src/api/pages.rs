@@ -1,0 +1,160 @@
+//! Pages: register (the token is sealed at rest), list, set the send rate, resume after a halt.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use moonengage_core::pages::{self, NewPage, PageSummary};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::state::AppState;
+
+/// Facebook allows 300 messages per second per Page.
+const MAX_SEND_RATE: i32 = 300;
+/// Below Facebook's limit, leaving room for the Page's own replies.
+const DEFAULT_SEND_RATE: i32 = 250;
+
+/// A Page to register, or re-register with a new token.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RegisterPage {
+    /// Facebook's id of the Page.
+    fb_page_id: String,
+    /// Display name.
+    name: String,
+    /// The Page access token; stored encrypted and never returned.
+    access_token: String,
+    /// Messages per second (1-300, default 250).
+    send_rate: Option<i32>,
+}
+
+/// The id of a created resource.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Created {
+    /// Its id.
+    pub id: i64,
+}
+
+/// A Page as listed (no token).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PageView {
+    id: i64,
+    fb_page_id: String,
+    name: String,
+    send_rate: i32,
+    /// `active` or `halted`.
+    status: String,
+    halted_reason: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<PageSummary> for PageView {
+    fn from(p: PageSummary) -> PageView {
+        PageView {
+            id: p.id,
+            fb_page_id: p.fb_page_id,
+            name: p.name,
+            send_rate: p.send_rate,
+            status: p.status,
+            halted_reason: p.halted_reason,
+            created_at: p.created_at,
+        }
+    }
+}
+
+/// A new send rate.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SendRate {
+    /// Messages per second (1-300).
+    send_rate: i32,
+}
+
+fn check_rate(rate: i32) -> Result<i32, ApiError> {
+    if (1..=MAX_SEND_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(ApiError::Unprocessable {
+            code: "invalid_send_rate",
+            message: format!("send_rate must be between 1 and {MAX_SEND_RATE}"),
+        })
+    }
+}
+
+/// Registers a Page (or updates the one with this Facebook id).
+#[utoipa::path(post, path = "/api/v1/pages", tag = "pages", request_body = RegisterPage,
+    responses((status = 201, body = Created), (status = 422, body = ErrorBody)))]
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterPage>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let invalid = |field: &str| ApiError::Unprocessable {
+        code: "invalid_page",
+        message: format!("{field} must not be empty"),
+    };
+    if body.fb_page_id.trim().is_empty() {
+        return Err(invalid("fb_page_id"));
+    }
+    if body.name.trim().is_empty() {
+        return Err(invalid("name"));
+    }
+    if body.access_token.is_empty() {
+        return Err(invalid("access_token"));
+    }
+    let send_rate = check_rate(body.send_rate.unwrap_or(DEFAULT_SEND_RATE))?;
+    let id = pages::register(
+        &state.pool,
+        &state.keyring,
+        &NewPage {
+            fb_page_id: body.fb_page_id.trim(),
+            name: body.name.trim(),
+            access_token: &SecretString::from(body.access_token),
+            send_rate,
+        },
+    )
+    .await?;
+    tracing::info!(page_id = id, "page registered");
+    Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+/// Lists every Page.
+#[utoipa::path(get, path = "/api/v1/pages", tag = "pages",
+    responses((status = 200, body = Vec<PageView>)))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<PageView>>, ApiError> {
+    let pages = pages::list(&state.pool).await?;
+    Ok(Json(pages.into_iter().map(PageView::from).collect()))
+}
+
+/// Sets a Page's send rate.
+#[utoipa::path(put, path = "/api/v1/pages/{id}/send_rate", tag = "pages",
+    params(("id" = i64, Path, description = "Page id")), request_body = SendRate,
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn set_send_rate(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<SendRate>,
+) -> Result<StatusCode, ApiError> {
+    let rate = check_rate(body.send_rate)?;
+    if pages::set_send_rate(&state.pool, id, rate).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("page"))
+    }
+}
+
+/// Resumes a halted Page and the campaigns its halt paused.
+#[utoipa::path(post, path = "/api/v1/pages/{id}/resume", tag = "pages",
+    params(("id" = i64, Path, description = "Page id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    if pages::fb_page_id(&state.pool, id).await?.is_none() {
+        return Err(ApiError::NotFound("page"));
+    }
+    pages::resume(&state.pool, id).await?;
+    tracing::info!(page_id = id, "page resumed");
+    Ok(StatusCode::NO_CONTENT)
+}

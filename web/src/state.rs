@@ -1,0 +1,28 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use moonengage_core::crypto::Keyring;
+use moonengage_core::settings::Settings;
+use moonengage_core::unsubscribe::UnsubscribeSigner;
+use sqlx::PgPool;
+
+/// Connections, keys and settings, cloned cheaply into each request.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// The database and its queue.
+    pub pool: PgPool,
+    /// Seals PSIDs and Page tokens.
+    pub keyring: Keyring,
+    /// Verifies unsubscribe tokens.
+    pub signer: Arc<UnsubscribeSigner>,
+    /// Every setting (secrets stay wrapped).
+    pub settings: Arc<Settings>,
+}
+
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> PgPool {
+        state.pool.clone()
+    }
+}

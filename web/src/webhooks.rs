@@ -1,0 +1,107 @@
+//! `/webhooks/messenger`: Facebook's verification handshake, and event delivery. A delivery is
+//! checked (size, signature over the raw bytes, shape), its events are classified in memory and
+//! stored with their jobs in one transaction, and it is answered at once: the work is queued.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use moonengage_core::metrics;
+use moonengage_core::webhook;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The header Facebook signs each delivery with.
+const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// Answers the subscription handshake: the challenge is echoed only for our verify token.
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<String, ApiError> {
+    let expected = state
+        .settings
+        .messenger
+        .verify_token
+        .expose_secret()
+        .as_bytes();
+    let given = params
+        .get("hub.verify_token")
+        .map_or(&b""[..], |t| t.as_bytes());
+    let token_ok = !expected.is_empty() && bool::from(expected.ct_eq(given));
+    match (
+        params.get("hub.mode").map(String::as_str),
+        params.get("hub.challenge"),
+    ) {
+        (Some("subscribe"), Some(challenge)) if token_ok => Ok(challenge.clone()),
+        _ => Err(ApiError::Forbidden("verification refused")),
+    }
+}
+
+/// How many events of a delivery were stored, and how many were known already.
+#[derive(Debug, Serialize)]
+pub(crate) struct Received {
+    stored: usize,
+    duplicates: usize,
+}
+
+/// Receives a delivery. Nothing is stored unless the size, the signature and the shape are all
+/// right.
+pub(crate) async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Received>), ApiError> {
+    let limit = state.settings.web.max_body_bytes;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    let rejected = |error: ApiError| {
+        metrics::webhook_received("other", "rejected");
+        error
+    };
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .map(|value| value.to_str().unwrap_or_default());
+    webhook::verify_signature(
+        state
+            .settings
+            .messenger
+            .app_secret
+            .expose_secret()
+            .as_bytes(),
+        &body,
+        signature,
+    )
+    .map_err(|error| {
+        tracing::info!(%error, "webhook refused");
+        rejected(ApiError::BadSignature)
+    })?;
+    let events = webhook::parse(&body, &state.settings.keywords, &state.signer)
+        .map_err(|error| rejected(ApiError::BadRequest(error.to_string())))?;
+    let outcome = webhook::store(
+        &state.pool,
+        &state.keyring,
+        &events,
+        state.settings.queue.max_attempts,
+    )
+    .await?;
+    Ok((
+        StatusCode::OK,
+        Json(Received {
+            stored: outcome.stored,
+            duplicates: outcome.duplicates,
+        }),
+    ))
+}
