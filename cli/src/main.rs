@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod keys;
+mod policy;
 mod tokens;
 
 use clap::{Parser, Subcommand};
@@ -24,8 +25,12 @@ struct Cli {
 enum Command {
     /// Apply the queue's and the application's migrations (the Procfile's release step).
     Migrate,
-    /// Print a fresh set of production keys as environment variables.
-    Keys,
+    /// Print a fresh set of production keys as environment variables; `keys rotate` and
+    /// `keys prune` manage the data keys of the database.
+    Keys {
+        #[command(subcommand)]
+        command: Option<keys::KeysCommand>,
+    },
     /// Manage Pages.
     #[command(subcommand)]
     Page(admin::PageCommand),
@@ -40,12 +45,15 @@ enum Command {
     Subscribers(admin::SubscribersCommand),
     /// Run the whole system locally and send a demo campaign through the sandbox.
     Demo(demo::DemoArgs),
+    /// Publish privacy-policy versions.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Keys = cli.command {
+    if let Command::Keys { command: None } = cli.command {
         keys::print();
         return Ok(());
     }
@@ -67,7 +75,13 @@ async fn main() -> anyhow::Result<()> {
                 Command::Subscribers(command) => {
                     admin::subscribers(&pool, &settings, command).await
                 }
-                Command::Keys | Command::Demo(_) => unreachable!("handled above"),
+                Command::Policy(command) => policy::run(&pool, &settings, command).await,
+                Command::Keys {
+                    command: Some(command),
+                } => keys::run(&pool, &settings, command).await,
+                Command::Keys { command: None } | Command::Demo(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

@@ -52,8 +52,9 @@ pub fn open_token(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<SecretStri
 
 /// Halts a Page that Facebook refuses for good (token, permission, block): nothing more is
 /// sent from it, and its running campaigns are paused, until an admin resumes it. Admins are
-/// e-mailed (once per halt: only the call that halted an active Page reports it).
-pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<Vec<i64>> {
+/// e-mailed (once per halt: only the call that halted an active Page reports it). Returns the
+/// campaigns it paused, or `None` when the Page was halted already.
+pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<Option<Vec<i64>>> {
     let halted = sqlx::query(
         "UPDATE pages SET status = 'halted', halted_reason = $2 WHERE id = $1 AND status = 'active'",
     )
@@ -63,7 +64,7 @@ pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<V
     .await
     .context("halting a Page")?;
     if halted.rows_affected() == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let running: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM campaigns WHERE page_id = $1 AND state IN ('running', 'scheduled')",
@@ -83,7 +84,7 @@ pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<V
         },
     )
     .await?;
-    Ok(running)
+    Ok(Some(running))
 }
 
 /// Resumes a halted Page (after an admin fixed its token or permissions) and the campaigns its

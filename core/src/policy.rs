@@ -320,7 +320,12 @@ mod tests {
             summary: "s".repeat(MAX_SUMMARY_CHARS),
             url: format!("https://{}", "u".repeat(MAX_LABEL_CHARS - 8)),
         };
-        let text = notice_text(&"p".repeat(100), &claimed, "export my data", "delete my data");
+        let text = notice_text(
+            &"p".repeat(100),
+            &claimed,
+            "export my data",
+            "delete my data",
+        );
         assert!(text.chars().count() <= 2_000, "{}", text.chars().count());
     }
 }

@@ -31,6 +31,10 @@ pub const EMAIL_QUEUE: &str = "email";
 /// Queue of privacy-policy notices to people (see `policy`).
 pub const POLICY_QUEUE: &str = "policy";
 
+/// Queue of key-rotation steps (see `key_rotation`): re-sealing personal fields under a new
+/// data key, one step after another.
+pub const ROTATE_QUEUE: &str = "rotate";
+
 /// One campaign message to one person. Ids only: job rows are not encrypted and outlive their
 /// work, so a PSID, a name or a text never goes in here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +81,37 @@ pub struct NotifyJob {
     pub subscriber_id: i64,
     /// What to tell them.
     pub kind: NotifyKind,
+}
+
+/// One step of a key rotation: re-seal, in batches, what is still sealed under an older data key,
+/// resuming at a position; the step queues the next one until nothing is left. Ids only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateJob {
+    /// The data key everything is re-sealed under.
+    pub key_id: i32,
+    /// Steps before this one: with the key id, the idempotency key, so each step is queued once.
+    pub step: u32,
+    /// Index into `key_rotation::SEALED_COLUMNS` where this step resumes.
+    pub column: usize,
+    /// The last row id already handled in that column.
+    pub after_id: i64,
+}
+
+impl RotateJob {
+    /// The first step of a rotation to `key_id`.
+    pub fn start(key_id: i32) -> RotateJob {
+        RotateJob {
+            key_id,
+            step: 0,
+            column: 0,
+            after_id: 0,
+        }
+    }
+
+    /// The unique key of this step in its queue.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.key_id, self.step)
+    }
 }
 
 /// Queues one job from our own SQL, so it commits or rolls back with the rows it belongs to
@@ -132,27 +167,80 @@ pub fn storage<T>(pool: &PgPool, settings: &QueueSettings, queue: &str) -> Stora
         )
 }
 
-/// Puts a running job back in the queue to run after `delay`, and takes it out of the running
-/// worker's hands so the worker's own completion write no longer matches it (apalis-postgres
-/// 1.0 completes only rows still locked by the worker). This is how a send backs off by moving
-/// its run time, and how a deferral (paused campaign, rate-limited Page) spends no attempt.
+/// Puts a running job back in the queue to run after `delay` — how a send backs off by moving
+/// its run time, and how a deferral (rate-limited Page, saturated limiter) spends no attempt.
+///
+/// The job continues as a new row carrying the same payload and idempotency key, and the
+/// running row gives its key up and completes as usual. Moving the running row itself is
+/// unsafe with apalis-postgres 1.0: its lock and completion writes are buffered and may land
+/// after ours, marking the moved row running or done — a job lost without an outcome.
 pub async fn reschedule(
     pool: &PgPool,
     task_id: &str,
     delay: Duration,
     spend_attempt: bool,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE apalis.jobs
-         SET status = 'Pending', lock_by = NULL, lock_at = NULL,
-             run_at = now() + make_interval(secs => $2),
-             attempts = attempts + $3::int
-         WHERE id = $1",
+    let mut tx = pool.begin().await?;
+    continue_later(&mut tx, task_id, delay, spend_attempt).await?;
+    tx.commit().await
+}
+
+/// Parks a running send job with its paused campaign (see `campaigns::pause`), but only while
+/// the campaign is still paused, so a resume that raced with this job cannot leave it parked.
+/// Returns false when the campaign was no longer paused.
+pub async fn park_while_paused(
+    pool: &PgPool,
+    task_id: &str,
+    campaign_id: i64,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    // FOR SHARE holds off a concurrent resume until the parked job exists to be resumed.
+    let paused: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM campaigns WHERE id = $1 AND state = 'paused' FOR SHARE")
+            .bind(campaign_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if paused.is_none() {
+        return Ok(false);
+    }
+    continue_later(&mut tx, task_id, PARKED, false).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// How far ahead a parked job is put: no worker fetches it until a resume makes it due.
+const PARKED: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Re-queues the job as a new row after `delay`; see [`reschedule`] for why a new row.
+async fn continue_later(
+    tx: &mut sqlx::PgConnection,
+    task_id: &str,
+    delay: Duration,
+    spend_attempt: bool,
+) -> sqlx::Result<()> {
+    let key: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE apalis.jobs j SET idempotency_key = NULL
+         FROM (SELECT idempotency_key FROM apalis.jobs WHERE id = $1 FOR UPDATE) old
+         WHERE j.id = $1
+         RETURNING old.idempotency_key",
     )
     .bind(task_id)
-    .bind(delay.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(key) = key else { return Ok(()) };
+    sqlx::query(
+        "INSERT INTO apalis.jobs
+           (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata,
+            idempotency_key)
+         SELECT apalis.generate_ulid(), job_type, job, 'Pending', attempts + $2, max_attempts,
+                now() + make_interval(secs => $3), priority, metadata, $4
+         FROM apalis.jobs WHERE id = $1",
+    )
+    .bind(task_id)
     .bind(i32::from(spend_attempt))
-    .execute(pool)
+    .bind(delay.as_secs_f64())
+    .bind(key)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -167,26 +255,4 @@ pub fn backoff(settings: &QueueSettings, attempt: u32) -> Duration {
         .max(1);
     let half = ceiling / 2;
     Duration::from_millis(half + rand::random::<u64>() % (ceiling - half + 1))
-}
-
-/// Parks a running send job with its paused campaign (see `campaigns::pause`), but only while
-/// the campaign is still paused: a resume that raced with this job must not leave it parked.
-/// Returns false when the campaign was no longer paused.
-pub async fn park_while_paused(
-    pool: &PgPool,
-    task_id: &str,
-    campaign_id: i64,
-) -> sqlx::Result<bool> {
-    let parked = sqlx::query(
-        "UPDATE apalis.jobs
-         SET status = 'Pending', lock_by = NULL, lock_at = NULL,
-             run_at = now() + interval '100 years'
-         WHERE id = $1
-           AND EXISTS (SELECT 1 FROM campaigns WHERE id = $2 AND state = 'paused')",
-    )
-    .bind(task_id)
-    .bind(campaign_id)
-    .execute(pool)
-    .await?;
-    Ok(parked.rows_affected() == 1)
 }

@@ -64,6 +64,8 @@ pub struct Settings {
     pub email: EmailSettings,
     /// Data-subject requests: how long an export's download link works.
     pub privacy: PrivacySettings,
+    /// What the scheduler leader deletes, and after how long.
+    pub retention: RetentionSettings,
 }
 
 /// Which deployment this is; decides defaults such as JSON logs and the HTTPS requirement.
@@ -202,8 +204,32 @@ pub struct SchedulerSettings {
     /// Give each job a run time paced at its Page's send rate, so Pages interleave in the queue
     /// and a huge campaign cannot starve a small one of another Page.
     pub pace_fanout: bool,
-    /// How long finished job rows are kept.
-    pub finished_jobs_retention_secs: u64,
+}
+
+/// Retention (DESIGN: privacy by design), enforced by the scheduler leader in bounded batches.
+/// Data nobody needs any more is deleted rather than kept "just in case".
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// How often the leader applies retention. Each pass deletes in bounded batches and runs
+    /// again at the next tick while a backlog remains; a minute keeps the cost negligible.
+    pub interval_ms: u64,
+    /// Finished job rows (done or failed for good) are kept this long, for inspection. They
+    /// hold ids only.
+    pub finished_jobs_secs: u64,
+    /// A processed webhook event has had its sender erased by its job; what remains (a hash of
+    /// the message id) is kept this long so a redelivery of the event is recognised, then
+    /// deleted. Events whose job failed for good go after this long too.
+    pub webhook_events_secs: u64,
+    /// Delivery rows of a campaign that ended (completed or cancelled) are deleted this many
+    /// days after it ended; the campaign keeps its totals.
+    pub deliveries_days: u32,
+}
+
+impl RetentionSettings {
+    /// Time between retention passes.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
 }
 
 /// The `/metrics` listener of worker and scheduler (web serves `/metrics` on its own port). A
@@ -306,6 +332,15 @@ impl Settings {
         }
         if self.scheduler.fanout_batch <= 0 {
             return Err(invalid("scheduler.fanout_batch", "must be at least 1"));
+        }
+        if self.retention.interval_ms == 0 {
+            return Err(invalid("retention.interval_ms", "must be at least 1"));
+        }
+        if self.retention.deliveries_days == 0 {
+            return Err(invalid(
+                "retention.deliveries_days",
+                "must be at least 1, so a campaign's outcomes can be looked at",
+            ));
         }
         self.crypto.validate().map_err(|e| SettingsError::Invalid {
             key: e.key(),

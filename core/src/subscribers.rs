@@ -83,7 +83,7 @@ pub enum Unsubscribed {
 /// Page cannot act on another. Their queued sends are skipped by the send job, which reads the
 /// status before sending.
 pub async fn unsubscribe(
-    pool: &PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     subscriber_id: i64,
     page_id: i64,
 ) -> anyhow::Result<Unsubscribed> {
@@ -94,7 +94,7 @@ pub async fn unsubscribe(
     )
     .bind(subscriber_id)
     .bind(page_id)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await
     .context("unsubscribing")?;
     Ok(match found {

@@ -108,7 +108,10 @@ pub async fn batch(
 /// e-mailed in the same transaction: "failed" when nothing was sent and sends failed, else
 /// "completed".
 pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    let mut tx = pool.begin().await.context("starting to complete campaigns")?;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("starting to complete campaigns")?;
     let completed: Vec<(i64, i32, i32)> = sqlx::query_as(
         "WITH counts AS (
              SELECT c.id,
@@ -141,6 +144,39 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
         };
         notify::admin(&mut *tx, event).await?;
     }
-    tx.commit().await.context("committing completed campaigns")?;
+    tx.commit()
+        .await
+        .context("committing completed campaigns")?;
     Ok(completed.into_iter().map(|(id, ..)| id).collect())
+}
+
+/// Freezes the counters of every cancelled campaign once its recipients all have a final outcome
+/// (sends under way when it was cancelled have ended), and stamps `completed_at`: from then on
+/// its totals live in the campaign row, like a completed campaign's, so retention may delete its
+/// delivery rows. The state stays `cancelled`.
+pub async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "WITH counts AS (
+             SELECT c.id,
+                    count(d.*) FILTER (WHERE d.status = 'sent') AS sent,
+                    count(d.*) FILTER (WHERE d.status = 'skipped') AS skipped,
+                    count(d.*) FILTER (WHERE d.status = 'failed') AS failed,
+                    count(d.*) FILTER (WHERE d.status = 'unknown') AS unknown
+             FROM campaigns c
+             LEFT JOIN deliveries d ON d.campaign_id = c.id
+             WHERE c.state = 'cancelled' AND c.completed_at IS NULL
+             GROUP BY c.id
+         )
+         UPDATE campaigns c
+         SET completed_at = now(),
+             sent = counts.sent, skipped = counts.skipped,
+             failed = counts.failed, unknown = counts.unknown
+         FROM counts
+         WHERE c.id = counts.id
+           AND counts.sent + counts.skipped + counts.failed + counts.unknown = c.recipients
+         RETURNING c.id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("freezing cancelled campaigns")
 }

@@ -1,10 +1,11 @@
 //! The scheduler: exactly one leader (a Postgres advisory lock) starts due campaigns, fans them
-//! out into send jobs, completes them, and prunes the queue. Other schedulers stand by and take
+//! out into send jobs, completes them, and enforces retention. Other schedulers stand by and take
 //! over within a tick when the leader dies.
 
+mod alerts;
 pub mod fanout;
 mod leader;
-mod maintenance;
+mod retention;
 
 use std::future::Future;
 use std::time::Duration;
@@ -24,13 +25,22 @@ const BATCHES_PER_TICK: usize = 20;
 pub struct Scheduler {
     settings: Settings,
     pool: PgPool,
+    due_soon: alerts::DueSoon,
+    retention: retention::Retention,
 }
 
 impl Scheduler {
     /// Connects to Postgres; fails with the setting named when it is invalid.
     pub async fn build(settings: Settings) -> anyhow::Result<Scheduler> {
         let pool = db::connect(&settings.database)?;
-        Ok(Scheduler { settings, pool })
+        let due_soon = alerts::DueSoon::new(&settings.email);
+        let retention = retention::Retention::new(&settings.retention);
+        Ok(Scheduler {
+            settings,
+            pool,
+            due_soon,
+            retention,
+        })
     }
 
     /// Runs until SIGTERM or Ctrl-C.
@@ -48,7 +58,7 @@ impl Scheduler {
         let tick = Duration::from_millis(self.settings.scheduler.tick_ms);
         tokio::pin!(stop);
         metrics::init("scheduler");
-        let _metrics = metrics::start(&self.settings.metrics).await;
+        metrics::start(&self.settings.metrics).await;
         let queue = &self.settings.queue;
         let mut gauges = DbCollector::new(
             Duration::from_millis(self.settings.metrics.refresh_ms),
@@ -110,8 +120,13 @@ impl Scheduler {
         for campaign_id in fanout::complete_finished(&self.pool).await? {
             tracing::info!(campaign_id, "campaign completed");
         }
-        let retention = Duration::from_secs(settings.scheduler.finished_jobs_retention_secs);
-        maintenance::prune_finished_jobs(&self.pool, retention).await?;
+        for campaign_id in fanout::freeze_cancelled(&self.pool).await? {
+            tracing::info!(campaign_id, "cancelled campaign settled; totals frozen");
+        }
+        for request_id in self.due_soon.check(&self.pool).await? {
+            tracing::info!(request_id, "admins told that a request is due soon");
+        }
+        self.retention.run_if_due(&self.pool).await?;
         Ok(())
     }
 }

@@ -4,5 +4,8 @@
 mod delivery;
 mod helpers;
 mod metrics;
+mod notifications;
+mod privacy;
+mod privacy_keys;
 mod spine;
 mod web;

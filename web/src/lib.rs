@@ -2,6 +2,8 @@
 
 mod api;
 mod error;
+mod exports;
+mod facebook;
 mod hardening;
 mod state;
 mod tls;
@@ -16,7 +18,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum_server::tls_rustls::RustlsConfig;
 use moonengage_core::crypto::Keyring;
 use moonengage_core::settings::Settings;
@@ -114,6 +116,7 @@ fn routes(state: AppState, tls: bool) -> Router {
             "/webhooks/messenger",
             get(webhooks::verify).post(webhooks::receive),
         )
+        .route("/facebook/data-deletion", post(facebook::data_deletion))
         .layer(DefaultBodyLimit::max(web.max_body_bytes));
     Router::new()
         .route("/healthz", get(healthz))
@@ -121,6 +124,11 @@ fn routes(state: AppState, tls: bool) -> Router {
         .route(
             "/u/{token}",
             get(unsubscribe::show).post(unsubscribe::confirm),
+        )
+        .route("/deletion-status", get(facebook::status))
+        .route(
+            "/exports/{token}",
+            get(exports::show).post(exports::download),
         )
         .merge(webhooks)
         .merge(api::router(&state))

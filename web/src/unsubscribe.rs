@@ -91,7 +91,7 @@ fn nothing_left() -> Response {
 }
 
 /// A complete, self-contained page; never cached, since it reflects a person's status.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

@@ -1,7 +1,11 @@
 //! The worker: a stateless, horizontally scaled process that executes queued jobs. Each process
 //! registers under a name unique among live processes (host and pid), as apalis requires.
 
+mod dsr;
+mod email;
 mod notify;
+mod policy;
+mod rotate;
 mod send;
 mod service;
 mod webhook;
@@ -13,9 +17,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use apalis::prelude::*;
 use moonengage_core::crypto::Keyring;
+use moonengage_core::email::Mailer;
 use moonengage_core::messenger;
+use moonengage_core::notify::AdminEvent;
+use moonengage_core::policy::PolicyNoticeJob;
 use moonengage_core::queue::{
-    self, NOTIFY_QUEUE, NotifyJob, SEND_QUEUE, SendJob, WEBHOOK_QUEUE, WebhookJob,
+    self, DSR_QUEUE, DsrJob, EMAIL_QUEUE, NOTIFY_QUEUE, NotifyJob, POLICY_QUEUE, ROTATE_QUEUE,
+    RotateJob, SEND_QUEUE, SendJob, WEBHOOK_QUEUE, WebhookJob,
 };
 use moonengage_core::rate_limit::RateLimiter;
 use moonengage_core::settings::Settings;
@@ -25,6 +33,9 @@ use sqlx::PgPool;
 
 pub use send::SendContext;
 pub use service::ServiceContext;
+
+/// Admin e-mails are rare; a few at once is plenty and spares the SMTP server a burst.
+const EMAIL_CONCURRENCY: usize = 4;
 
 /// A built worker, ready to run.
 pub struct Worker {
@@ -110,7 +121,7 @@ impl Worker {
         } = self;
         let counting = tokio::spawn(count_live_workers(
             pool.clone(),
-            limiter,
+            limiter.clone(),
             Duration::from_secs(settings.queue.heartbeat_secs),
         ));
         let concurrency = settings.worker.concurrency;
@@ -120,6 +131,36 @@ impl Worker {
         let notify_name = format!("{name}-{NOTIFY_QUEUE}");
         let webhook_backend = (pool.clone(), queue_settings.clone(), service.clone());
         let notify_backend = webhook_backend.clone();
+        let dsr_name = format!("{name}-{DSR_QUEUE}");
+        let dsr = Arc::new(dsr::DsrContext::new(
+            service.pool.clone(),
+            service.keyring.clone(),
+            service.client.clone(),
+            &settings,
+        ));
+        let dsr_backend = (pool.clone(), queue_settings.clone(), dsr);
+        let email_name = format!("{name}-{EMAIL_QUEUE}");
+        let email = Arc::new(email::EmailContext {
+            pool: pool.clone(),
+            mailer: Mailer::new(&settings.email).context("preparing admin e-mail")?,
+            queue: queue_settings.clone(),
+            base_url: settings.web.public_base_url.clone(),
+        });
+        let email_backend = (pool.clone(), queue_settings.clone(), email);
+        let policy_name = format!("{name}-{POLICY_QUEUE}");
+        let policy = Arc::new(policy::PolicyContext {
+            service: service.clone(),
+            limiter,
+            keywords: settings.keywords.clone(),
+        });
+        let policy_backend = (pool.clone(), queue_settings.clone(), policy);
+        let rotate_name = format!("{name}-{ROTATE_QUEUE}");
+        let rotate = Arc::new(rotate::RotateContext::new(
+            service.pool.clone(),
+            service.keyring.clone(),
+            &settings,
+        ));
+        let rotate_backend = (pool.clone(), queue_settings.clone(), rotate);
         let monitor = Monitor::new()
             .register(move |_restarts| {
                 WorkerBuilder::new(send_name.as_str())
@@ -142,6 +183,7 @@ impl Worker {
                         queue_settings,
                         WEBHOOK_QUEUE,
                     ))
+                    .layer(metrics::JobMetricsLayer::new(WEBHOOK_QUEUE))
                     .data(service.clone())
                     .concurrency(concurrency)
                     .parallelize(tokio::spawn)
@@ -155,10 +197,59 @@ impl Worker {
                         queue_settings,
                         NOTIFY_QUEUE,
                     ))
+                    .layer(metrics::JobMetricsLayer::new(NOTIFY_QUEUE))
                     .data(service.clone())
                     .concurrency(concurrency)
                     .parallelize(tokio::spawn)
                     .build(notify::handle)
+            })
+            .register(move |_restarts| {
+                let (pool, queue_settings, email) = &email_backend;
+                WorkerBuilder::new(email_name.as_str())
+                    .backend(queue::storage::<AdminEvent>(
+                        pool,
+                        queue_settings,
+                        EMAIL_QUEUE,
+                    ))
+                    .layer(metrics::JobMetricsLayer::new(EMAIL_QUEUE))
+                    .data(email.clone())
+                    .concurrency(EMAIL_CONCURRENCY)
+                    .parallelize(tokio::spawn)
+                    .build(email::handle)
+            })
+            .register(move |_restarts| {
+                let (pool, queue_settings, policy) = &policy_backend;
+                WorkerBuilder::new(policy_name.as_str())
+                    .backend(queue::storage::<PolicyNoticeJob>(
+                        pool,
+                        queue_settings,
+                        POLICY_QUEUE,
+                    ))
+                    .layer(metrics::JobMetricsLayer::new(POLICY_QUEUE))
+                    .data(policy.clone())
+                    .concurrency(concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(policy::handle)
+            })
+            .register(move |_restarts| {
+                let (pool, queue_settings, dsr) = &dsr_backend;
+                WorkerBuilder::new(dsr_name.as_str())
+                    .backend(queue::storage::<DsrJob>(pool, queue_settings, DSR_QUEUE))
+                    .layer(metrics::JobMetricsLayer::new(DSR_QUEUE))
+                    .data(dsr.clone())
+                    .build(dsr::handle)
+            })
+            .register(move |_restarts| {
+                let (pool, queue_settings, rotate) = &rotate_backend;
+                WorkerBuilder::new(rotate_name.as_str())
+                    .backend(queue::storage::<RotateJob>(
+                        pool,
+                        queue_settings,
+                        ROTATE_QUEUE,
+                    ))
+                    .layer(metrics::JobMetricsLayer::new(ROTATE_QUEUE))
+                    .data(rotate.clone())
+                    .build(rotate::handle)
             })
             .should_restart(|ctx, error| {
                 tracing::warn!(worker = ctx.name(), %error, "worker stopped; restarting");
@@ -166,7 +257,7 @@ impl Worker {
             })
             .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_timeout_secs));
         metrics::init("worker");
-        let _metrics = metrics::start(&settings.metrics).await;
+        metrics::start(&settings.metrics).await;
         tracing::info!(worker = %name, concurrency, "worker started");
         monitor
             .run_with_signal(async move {

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use apalis::prelude::{BoxDynError, Data, TaskId};
 use moonengage_core::crypto::{Context, Keyring};
 use moonengage_core::messenger::{self, ErrorClass, OutgoingMessage, QuickReply, SendError};
+use moonengage_core::metrics;
 use moonengage_core::pages;
 use moonengage_core::queue::{self, SendJob};
 use moonengage_core::rate_limit::{Permit, RateLimitSettings, RateLimiter};
@@ -135,7 +136,7 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
     };
 
     match row.campaign_state.as_str() {
-        "cancelled" => return skip(ctx, job, "cancelled").await,
+        "cancelled" => return skip(ctx, job, row.page_id, "cancelled").await,
         "paused" => return park(ctx, job, task_id).await,
         _ => {}
     }
@@ -147,15 +148,32 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
         return Ok(());
     }
     if status != "active" {
-        return skip(ctx, job, status).await;
+        return skip(ctx, job, row.page_id, status).await;
     }
     if !in_window {
-        return skip(ctx, job, "outside_window").await;
+        return skip(ctx, job, row.page_id, "outside_window").await;
     }
+
+    // Everything that needs the keys is opened before the claim: a key this process cannot use
+    // yet must fail the job (and retry it), not strand a claimed delivery as `unknown`.
+    let psid = ctx.keyring.open_string(Context::SubscriberPsid, psid)?;
+    let first_name = row
+        .first_name
+        .as_deref()
+        .map(|sealed| {
+            ctx.keyring
+                .open_string(Context::SubscriberFirstName, sealed)
+        })
+        .transpose()?;
+    let page_token = pages::open_token(&ctx.keyring, &row.access_token)?;
+    let template = ctx.template(job.campaign_id, &row.template)?;
 
     let send_rate = u32::try_from(row.send_rate).unwrap_or(1);
     match ctx.limiter.acquire(row.page_id, send_rate).await {
-        Permit::After(wait) => tokio::time::sleep(wait).await,
+        Permit::After(wait) => {
+            metrics::rate_limiter_wait(row.page_id, wait);
+            tokio::time::sleep(wait).await
+        }
         Permit::Requeue(wait) => {
             queue::reschedule(&ctx.pool, task_id, wait, false).await?;
             return Ok(());
@@ -166,15 +184,6 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
         return Ok(());
     };
 
-    let psid = ctx.keyring.open_string(Context::SubscriberPsid, psid)?;
-    let first_name = row
-        .first_name
-        .as_deref()
-        .map(|sealed| {
-            ctx.keyring
-                .open_string(Context::SubscriberFirstName, sealed)
-        })
-        .transpose()?;
     let token = ctx.signer.sign(&UnsubscribeClaims {
         subscriber_id: job.subscriber_id,
         page_id: row.page_id,
@@ -185,7 +194,6 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
         .link(&token)
         .map(|link| format!("\n\nUnsubscribe: {link}"))
         .unwrap_or_default();
-    let template = ctx.template(job.campaign_id, &row.template)?;
     let text = match template.render(
         &Variables {
             first_name: first_name.as_deref(),
@@ -198,6 +206,7 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
             return finish(
                 ctx,
                 job,
+                row.page_id,
                 "failed",
                 Some(&format!("template: {error}")),
                 None,
@@ -209,7 +218,6 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
         title: UNSUBSCRIBE_TITLE.into(),
         payload: unsubscribe::payload(&token),
     }];
-    let page_token = pages::open_token(&ctx.keyring, &row.access_token)?;
     let result = ctx
         .client
         .send(
@@ -229,7 +237,7 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
             {
                 ctx.limiter.slow_down(row.page_id).await;
             }
-            finish(ctx, job, "sent", None, Some(&sent.message_id)).await
+            finish(ctx, job, row.page_id, "sent", None, Some(&sent.message_id)).await
         }
         Err(error) => failed(ctx, job, row.page_id, task_id, attempts, &error).await,
     }
@@ -245,6 +253,7 @@ async fn failed(
     error: &SendError,
 ) -> anyhow::Result<()> {
     let class = error.class();
+    metrics::send_error(page_id, class);
     tracing::info!(
         campaign_id = job.campaign_id,
         subscriber_id = job.subscriber_id,
@@ -264,35 +273,37 @@ async fn failed(
                 _ => Duration::from_secs(ctx.rate_limit.pause_secs),
             };
             pages::pause_for(&ctx.pool, page_id, pause.as_secs_f64()).await?;
-            finish(ctx, job, "retrying", reason, None).await?;
+            metrics::page_paused(page_id);
+            finish(ctx, job, page_id, "retrying", reason, None).await?;
             queue::reschedule(&ctx.pool, task_id, pause, false).await?;
             Ok(())
         }
         ErrorClass::Transient if attempts < ctx.queue.max_attempts => {
-            finish(ctx, job, "retrying", reason, None).await?;
+            finish(ctx, job, page_id, "retrying", reason, None).await?;
             let delay = queue::backoff(&ctx.queue, attempts.unsigned_abs());
             queue::reschedule(&ctx.pool, task_id, delay, true).await?;
             Ok(())
         }
         ErrorClass::Transient | ErrorClass::Permanent => {
-            finish(ctx, job, "failed", reason, None).await
+            finish(ctx, job, page_id, "failed", reason, None).await
         }
-        ErrorClass::WindowClosed => finish(ctx, job, "skipped", reason, None).await,
-        ErrorClass::Ambiguous => finish(ctx, job, "unknown", reason, None).await,
+        ErrorClass::WindowClosed => finish(ctx, job, page_id, "skipped", reason, None).await,
+        ErrorClass::Ambiguous => finish(ctx, job, page_id, "unknown", reason, None).await,
         ErrorClass::RecipientPermanent => {
             sqlx::query("UPDATE subscribers SET status = 'unreachable' WHERE id = $1")
                 .bind(job.subscriber_id)
                 .execute(&ctx.pool)
                 .await?;
-            finish(ctx, job, "failed", reason, None).await
+            finish(ctx, job, page_id, "failed", reason, None).await
         }
         ErrorClass::PageFatal => {
             let paused = pages::halt(&ctx.pool, page_id, class.as_str()).await?;
-            if !paused.is_empty() {
-                tracing::warn!(page_id, campaigns = ?paused, "Page halted; its campaigns are paused");
+            if let Some(campaigns) = &paused {
+                metrics::page_halted(page_id);
+                tracing::warn!(page_id, ?campaigns, "Page halted; its campaigns are paused");
             }
             // Not sent: this person's message waits with the paused campaign.
-            finish(ctx, job, "retrying", reason, None).await?;
+            finish(ctx, job, page_id, "retrying", reason, None).await?;
             park(ctx, job, task_id).await
         }
     }
@@ -339,8 +350,8 @@ async fn claim(ctx: &SendContext, job: SendJob) -> anyhow::Result<Option<i32>> {
 }
 
 /// Records a person not messaged and why, unless their delivery already has an outcome.
-async fn skip(ctx: &SendContext, job: SendJob, reason: &str) -> anyhow::Result<()> {
-    sqlx::query(
+async fn skip(ctx: &SendContext, job: SendJob, page_id: i64, reason: &str) -> anyhow::Result<()> {
+    let recorded = sqlx::query(
         "INSERT INTO deliveries (campaign_id, subscriber_id, status, reason)
          VALUES ($1, $2, 'skipped', $3)
          ON CONFLICT (campaign_id, subscriber_id) DO UPDATE
@@ -352,6 +363,9 @@ async fn skip(ctx: &SendContext, job: SendJob, reason: &str) -> anyhow::Result<(
     .bind(reason)
     .execute(&ctx.pool)
     .await?;
+    if recorded.rows_affected() == 1 {
+        metrics::send_outcome(page_id, "skipped");
+    }
     Ok(())
 }
 
@@ -359,6 +373,7 @@ async fn skip(ctx: &SendContext, job: SendJob, reason: &str) -> anyhow::Result<(
 async fn finish(
     ctx: &SendContext,
     job: SendJob,
+    page_id: i64,
     status: &str,
     reason: Option<&str>,
     message_id: Option<&str>,
@@ -375,5 +390,6 @@ async fn finish(
     .execute(&ctx.pool)
     .await
     .context("recording the delivery outcome")?;
+    metrics::send_outcome(page_id, status);
     Ok(())
 }

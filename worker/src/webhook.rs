@@ -12,6 +12,7 @@ use chrono::Utc;
 use moonengage_core::crypto::Context;
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
 use moonengage_core::metrics;
+use moonengage_core::policy;
 use moonengage_core::queue::{self, NOTIFY_QUEUE, NotifyJob, NotifyKind, WebhookJob};
 use moonengage_core::webhook::{self, EventRow, Intent};
 use sqlx::PgConnection;
@@ -99,6 +100,13 @@ async fn act(
         .await
         .context("touching a subscriber")?
     };
+    // Their message opened the window: tell them of a policy update they have not seen yet
+    // (not when they ask to be erased — the erasure answers them).
+    if let Some(subscriber_id) = subscriber
+        && intent != Intent::Erase
+    {
+        policy::queue_for_reply(&mut *tx, subscriber_id, event_id, ctx.queue.max_attempts).await?;
+    }
     match intent {
         Intent::None => {}
         Intent::Stop | Intent::Unsubscribe => {

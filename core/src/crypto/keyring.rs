@@ -88,6 +88,7 @@ impl WeakKeyring {
 
 impl Keyring {
     /// Builds a keyring from unwrapped data keys; `current` seals, every key opens.
+    #[cfg(test)]
     pub(crate) fn new(
         current: (i32, DataKey),
         older: impl IntoIterator<Item = (i32, DataKey)>,

@@ -49,6 +49,9 @@ pub enum CryptoError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Every data key is retired, so none may seal; a running keyring keeps the keys it has.
+    #[error("every data key is retired; none may seal new values")]
+    NoUsableDataKey,
     /// age refused to wrap a new data key.
     #[error("wrapping a new data key with age failed: {0}")]
     Wrap(#[source] age::EncryptError),

@@ -4,6 +4,7 @@
 //! [`CryptoSettings::activation_delay`]: by then every running process, re-reading `data_keys`
 //! every `crypto.refresh_ms`, has loaded it and can open the values sealed under it. Until then
 //! the previous key keeps sealing. The very first key is current at once (there is no other).
+//! Retired keys still open values until they are removed; they never seal.
 
 use std::time::Duration;
 
@@ -38,8 +39,8 @@ pub(super) struct Source {
 /// The usable data keys, in ascending id order, and which of them is current.
 struct Loaded {
     keys: Vec<(i32, DataKey)>,
-    /// Index into `keys` of the newest active key not retired (or, when none is active yet, of
-    /// the newest not retired).
+    /// Index into `keys` of the newest active key not retired or, when none is active yet (a
+    /// first key just created), of the oldest not retired.
     current: Option<usize>,
     states: Vec<KeyState>,
 }
@@ -61,7 +62,7 @@ impl Keyring {
             recipients: parsed.recipients,
             activation: settings.activation_delay(),
         };
-        let keys = load_current(&source).await?;
+        let keys = load_current(&source, true).await?;
         tracing::info!(
             current_data_key_id = keys.current_id(),
             data_keys = keys.states.len(),
@@ -84,7 +85,7 @@ impl Keyring {
         if states(&source.pool, source.activation).await? == self.keys().states {
             return Ok(false);
         }
-        let keys = load_current(source).await?;
+        let keys = load_current(source, false).await?;
         tracing::info!(
             current_data_key_id = keys.current_id(),
             data_keys = keys.states.len(),
@@ -130,8 +131,9 @@ fn spawn_refresh(keyring: WeakKeyring, every: Duration) {
     });
 }
 
-/// Loads the keys, creating a first one when none is usable.
-async fn load_current(source: &Source) -> Result<KeySet, CryptoError> {
+/// Loads the keys; with `create`, creates a first one when none is usable (a refresh does not:
+/// every key retired under a running process is an operator's mistake to report, not repair).
+async fn load_current(source: &Source, create: bool) -> Result<KeySet, CryptoError> {
     let loaded = load(&source.pool, source).await?;
     let Loaded {
         mut keys,
@@ -139,7 +141,8 @@ async fn load_current(source: &Source) -> Result<KeySet, CryptoError> {
         states,
     } = match loaded.current {
         Some(_) => loaded,
-        None => create_first(source).await?,
+        None if create => create_first(source).await?,
+        None => return Err(CryptoError::NoUsableDataKey),
     };
     let current = keys.remove(current.expect("a usable key was loaded or created"));
     Ok(KeySet::new(current, keys, states))
@@ -218,7 +221,7 @@ async fn load<'e>(executor: impl PgExecutor<'e>, source: &Source) -> Result<Load
         current: None,
         states: Vec::with_capacity(rows.len()),
     };
-    let mut newest_active = None;
+    let mut oldest_in_use = None;
     for (id, wrapped, retired, active) in rows {
         loaded.states.push(KeyState {
             id,
@@ -228,9 +231,9 @@ async fn load<'e>(executor: impl PgExecutor<'e>, source: &Source) -> Result<Load
         match data_key::unwrap(id, &wrapped, &source.identities) {
             Ok(key) => {
                 if !retired {
-                    loaded.current = Some(loaded.keys.len());
+                    oldest_in_use = oldest_in_use.or(Some(loaded.keys.len()));
                     if active {
-                        newest_active = loaded.current;
+                        loaded.current = Some(loaded.keys.len());
                     }
                 }
                 loaded.keys.push((id, key));
@@ -241,7 +244,7 @@ async fn load<'e>(executor: impl PgExecutor<'e>, source: &Source) -> Result<Load
             Err(error) => return Err(error),
         }
     }
-    loaded.current = newest_active.or(loaded.current);
+    loaded.current = loaded.current.or(oldest_in_use);
     Ok(loaded)
 }
 
@@ -309,6 +312,7 @@ mod tests {
         let again = Keyring::load_or_create(&pool_b, &settings).await.unwrap();
         assert_eq!(again.current_key_id(), a.current_key_id());
 
+        let first = a.current_key_id();
         let mut conn = pool_a.acquire().await.unwrap();
         let added = add_data_key(&mut conn, &settings).await.unwrap();
         drop(conn);
@@ -330,6 +334,8 @@ mod tests {
             .execute(&pool_a)
             .await
             .unwrap();
+        assert!(a.refresh().await.unwrap());
+        assert_eq!(a.current_key_id(), first, "a removed key is dropped");
 
         let wrapped: Vec<u8> = sqlx::query_scalar("SELECT wrapped FROM data_keys")
             .fetch_one(&pool_a)

@@ -275,22 +275,13 @@ impl DbCollector {
     }
 
     async fn refresh_dsr(&mut self, pool: &PgPool) -> anyhow::Result<()> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass('public.dsr_requests') IS NOT NULL")
-                .fetch_one(pool)
-                .await
-                .context("looking for dsr_requests")?;
-        let rows: Vec<(String, i64, f64)> = if exists {
-            sqlx::query_as(
-                "SELECT type, count(*), extract(epoch FROM now() - min(received_at))::float8
-                 FROM dsr_requests WHERE status IN ('received', 'processing') GROUP BY 1",
-            )
-            .fetch_all(pool)
-            .await
-            .context("counting open data-subject requests")?
-        } else {
-            Vec::new()
-        };
+        let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+            "SELECT type, count(*), extract(epoch FROM now() - min(received_at))::float8
+             FROM dsr_requests WHERE status IN ('received', 'processing') GROUP BY 1",
+        )
+        .fetch_all(pool)
+        .await
+        .context("counting open data-subject requests")?;
         self.dsr_open.publish(
             rows.iter()
                 .map(|(kind, n, _)| (vec![kind.clone()], *n as f64))

@@ -24,15 +24,26 @@ pub use events::{
 pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{handler, start};
 
-use crate::queue::{DSR_QUEUE, NOTIFY_QUEUE, SEND_QUEUE, WEBHOOK_QUEUE};
+use crate::queue::{
+    DSR_QUEUE, EMAIL_QUEUE, NOTIFY_QUEUE, POLICY_QUEUE, ROTATE_QUEUE, SEND_QUEUE, WEBHOOK_QUEUE,
+};
 use families::Families;
 
 /// Every queue a dashboard shows, so each has series (at 0) before its first job.
-pub const QUEUES: &[&str] = &[SEND_QUEUE, WEBHOOK_QUEUE, DSR_QUEUE, NOTIFY_QUEUE];
+pub const QUEUES: &[&str] = &[
+    SEND_QUEUE,
+    WEBHOOK_QUEUE,
+    DSR_QUEUE,
+    NOTIFY_QUEUE,
+    EMAIL_QUEUE,
+    POLICY_QUEUE,
+    ROTATE_QUEUE,
+];
 
-/// Kinds of webhook event `webhook_received` is called with (`EventKind::as_str`, and the
-/// data-deletion callback), so each has a series at start.
-pub const WEBHOOK_KINDS: &[&str] = &["message", "postback", "data_deletion"];
+/// Kinds of webhook event `webhook_received` is called with (`EventKind::as_str`, the
+/// data-deletion callback, `other` for a body refused before it was read), so each has a
+/// series at start.
+pub const WEBHOOK_KINDS: &[&str] = &["message", "postback", "data_deletion", "other"];
 
 /// Results of receiving a webhook: stored for a worker, a duplicate delivery, or refused (bad
 /// signature or body).

@@ -6,7 +6,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::settings::MetricsSettings;
 
@@ -25,24 +24,24 @@ pub async fn handler() -> Response {
 /// (so a draining worker is still observable). Port 0 serves nothing. A port that cannot be
 /// bound is logged, not fatal: metrics never stop deliveries, and Prometheus shows the target
 /// down.
-pub async fn start(settings: &MetricsSettings) -> Option<JoinHandle<()>> {
+pub async fn start(settings: &MetricsSettings) {
     if settings.port == 0 {
         tracing::info!("metrics.port is 0 and PORT is unset: not serving /metrics");
-        return None;
+        return;
     }
     let address = format!("{}:{}", settings.host, settings.port);
     let listener = match TcpListener::bind(&address).await {
         Ok(listener) => listener,
         Err(error) => {
             tracing::warn!(%address, %error, "cannot bind metrics.host:metrics.port");
-            return None;
+            return;
         }
     };
     tracing::info!(%address, "serving /metrics");
     let router = Router::new().route("/metrics", get(handler));
-    Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::warn!(%error, "metrics listener stopped");
         }
-    }))
+    });
 }

@@ -74,10 +74,44 @@ pub async fn store(
     Ok(Created { token, expires_at })
 }
 
+/// Whether a download link still leads to an export, without using it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peeked {
+    /// There to download.
+    Ready,
+    /// Past its expiry (deleted on the next download attempt or by retention).
+    Expired,
+    /// No such export.
+    Gone,
+}
+
+/// Looks a link up without handing the export over.
+pub async fn peek(pool: &PgPool, token: &str) -> anyhow::Result<Peeked> {
+    if !well_formed(token) {
+        return Ok(Peeked::Gone);
+    }
+    let expired: Option<bool> =
+        sqlx::query_scalar("SELECT expires_at <= now() FROM exports WHERE token_hash = $1")
+            .bind(token_hash(token))
+            .fetch_optional(pool)
+            .await
+            .context("looking up an export")?;
+    Ok(match expired {
+        None => Peeked::Gone,
+        Some(true) => Peeked::Expired,
+        Some(false) => Peeked::Ready,
+    })
+}
+
+/// A token we could have issued: its exact length, in base64url.
+fn well_formed(token: &str) -> bool {
+    token.len() == TOKEN_CHARS && URL_SAFE_NO_PAD.decode(token).is_ok()
+}
+
 /// Hands an export over once: the row is deleted in the same statement that reads it, so two
 /// concurrent downloads cannot both succeed.
 pub async fn take(pool: &PgPool, keyring: &Keyring, token: &str) -> anyhow::Result<Taken> {
-    if token.len() != TOKEN_CHARS || URL_SAFE_NO_PAD.decode(token).is_err() {
+    if !well_formed(token) {
         return Ok(Taken::Gone);
     }
     let row: Option<(Vec<u8>, bool)> = sqlx::query_as(

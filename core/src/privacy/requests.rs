@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgExecutor};
 use super::subject::SealedSubject;
 use crate::crypto::Keyring;
 use crate::dsr::{Status, Subject};
+use crate::notify::{self, AdminEvent};
 
 /// An open request a job is carrying out.
 #[derive(Debug, sqlx::FromRow)]
@@ -51,9 +52,10 @@ pub async fn claim(
 }
 
 /// Completes a request: the audit row keeps type, channel, times and the outcome; who it was
-/// about is dropped. Returns false when it was not open (completed by an earlier run).
+/// about is dropped, and admins are notified (with the change). Returns false when it was not
+/// open (completed by an earlier run).
 pub async fn complete(
-    executor: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     request_id: i64,
     outcome: &str,
 ) -> anyhow::Result<bool> {
@@ -64,17 +66,18 @@ pub async fn complete(
     )
     .bind(request_id)
     .bind(outcome)
-    .execute(executor)
+    .execute(&mut *conn)
     .await
     .context("completing a data-subject request")?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    notify::admin(conn, AdminEvent::DsrCompleted { request_id }).await?;
+    Ok(true)
 }
 
 /// Reads a request by the code its person quotes (the status page).
-pub async fn by_code(
-    executor: impl PgExecutor<'_>,
-    code: &str,
-) -> anyhow::Result<Option<Status>> {
+pub async fn by_code(executor: impl PgExecutor<'_>, code: &str) -> anyhow::Result<Option<Status>> {
     sqlx::query_as(
         "SELECT id, type, channel, status, received_at, due_at, completed_at, outcome,
                 confirmation_code

@@ -5,6 +5,7 @@ mod auth;
 mod campaigns;
 mod dsr;
 mod pages;
+mod policy;
 mod subscribers;
 
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(subscribers::counts))
         .routes(routes!(dsr::file))
         .routes(routes!(dsr::show))
+        .routes(routes!(policy::publish, policy::list))
         .routes(routes!(auth::create_token))
         .routes(routes!(auth::revoke_token))
         .routes(routes!(auth::logout))

@@ -1,0 +1,265 @@
+//! Key rotation: which columns hold sealed values, re-sealing them under the current data key in
+//! batches, and retiring, then removing, the data keys no value uses any more.
+//!
+//! A rotation adds a data key ([`begin`]); once it is active (see
+//! [`CryptoSettings::activation_delay`]) every process seals under it, and the rotate job moves
+//! the existing values over with [`reseal_batch`], step after step, until [`stale_values`] finds
+//! none. Reads never notice: a keyring opens values under any key it holds. Blind indexes are
+//! keyed by the separate pepper (`crypto.blind_index_key`) and are not rotated by this.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::zeroize::Zeroizing;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+use crate::crypto::{self, Context, CryptoSettings, Keyring};
+use crate::queue::{self, ROTATE_QUEUE, RotateJob};
+
+/// A column holding sealed values, in a table whose primary key is `id bigint`.
+#[derive(Debug, Clone, Copy)]
+pub struct SealedColumn {
+    /// The table.
+    pub table: &'static str,
+    /// The `bytea` column.
+    pub column: &'static str,
+    /// The context its values are sealed for.
+    pub context: Context,
+}
+
+/// Every column that holds sealed values. A rotation re-seals each of them, and a data key is
+/// removed only when none of them uses it, so a new sealed column must be listed here (the
+/// integration tests compare this list with the schema's `bytea` columns).
+pub const SEALED_COLUMNS: &[SealedColumn] = &[
+    SealedColumn {
+        table: "pages",
+        column: "access_token",
+        context: Context::PageAccessToken,
+    },
+    SealedColumn {
+        table: "subscribers",
+        column: "psid",
+        context: Context::SubscriberPsid,
+    },
+    SealedColumn {
+        table: "subscribers",
+        column: "first_name",
+        context: Context::SubscriberFirstName,
+    },
+    SealedColumn {
+        table: "webhook_events",
+        column: "psid",
+        context: Context::WebhookEventPsid,
+    },
+    SealedColumn {
+        table: "dsr_requests",
+        column: "subject_ref",
+        context: Context::DsrSubject,
+    },
+    SealedColumn {
+        table: "exports",
+        column: "payload",
+        context: Context::ExportPayload,
+    },
+];
+
+/// Rows re-sealed per statement: each batch is one short transaction, so rows are never locked
+/// for long and sends keep going.
+pub const BATCH_ROWS: i64 = 1_000;
+
+impl SealedColumn {
+    /// SQL that is true when this column holds a value sealed under a key other than the one in
+    /// parameter `param`: bytes 2 to 5 of a sealed value are its key id, big-endian, which is
+    /// how `int4send` writes an integer.
+    fn under_other_key(&self, param: &str) -> String {
+        format!(
+            "substring({} FROM 2 FOR 4) <> int4send({param}::int4)",
+            self.column
+        )
+    }
+}
+
+/// Starts a rotation: adds a data key wrapped to the configured age recipients and queues the
+/// rotate job's first step for when the key becomes active, in one transaction. Returns the new
+/// key's id.
+pub async fn begin(
+    pool: &PgPool,
+    settings: &CryptoSettings,
+    max_attempts: i32,
+) -> anyhow::Result<i32> {
+    let mut tx = pool.begin().await.context("starting a key rotation")?;
+    let key_id = crypto::add_data_key(&mut tx, settings)
+        .await
+        .context("adding a data key")?;
+    queue_step(
+        &mut tx,
+        &RotateJob::start(key_id),
+        settings.activation_delay(),
+        max_attempts,
+    )
+    .await?;
+    tx.commit().await.context("starting a key rotation")?;
+    Ok(key_id)
+}
+
+/// Queues a step of the rotate job to run after `delay`.
+pub async fn queue_step(
+    conn: &mut PgConnection,
+    job: &RotateJob,
+    delay: Duration,
+    max_attempts: i32,
+) -> anyhow::Result<()> {
+    let key = job.idempotency_key();
+    queue::enqueue(&mut *conn, ROTATE_QUEUE, job, &key, max_attempts).await?;
+    sqlx::query(
+        "UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $3)
+         WHERE job_type = $1 AND idempotency_key = $2 AND status = 'Pending'",
+    )
+    .bind(ROTATE_QUEUE)
+    .bind(&key)
+    .bind(delay.as_secs_f64())
+    .execute(&mut *conn)
+    .await
+    .context("delaying a rotate step")?;
+    Ok(())
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Values now sealed under the current key.
+    pub resealed: u64,
+    /// Where the next batch of this column starts; `None` when the column is done.
+    pub next_after: Option<i64>,
+}
+
+/// Re-seals under the keyring's current key up to [`BATCH_ROWS`] values of `sealed` that are
+/// under another key, in rows after `after_id`. Each row is written only if it still holds the
+/// value that was read (compare-and-set), so a concurrent write is never overwritten; a value
+/// written meanwhile under an old key is found by a later sweep.
+pub async fn reseal_batch(
+    pool: &PgPool,
+    keyring: &Keyring,
+    sealed: &SealedColumn,
+    after_id: i64,
+) -> anyhow::Result<Batch> {
+    let SealedColumn {
+        table,
+        column,
+        context,
+    } = *sealed;
+    let current = keyring.current_key_id();
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT id, {column} FROM {table} WHERE id > $1 AND {} ORDER BY id LIMIT $3",
+        sealed.under_other_key("$2")
+    )))
+    .bind(after_id)
+    .bind(current)
+    .bind(BATCH_ROWS)
+    .fetch_all(pool)
+    .await
+    .with_context(|| format!("reading {table}.{column} to re-seal"))?;
+    let next_after = match rows.last() {
+        Some((id, _)) if rows.len() as i64 == BATCH_ROWS => Some(*id),
+        _ => None,
+    };
+    if rows.is_empty() {
+        return Ok(Batch {
+            resealed: 0,
+            next_after,
+        });
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut olds = Vec::with_capacity(rows.len());
+    let mut news = Vec::with_capacity(rows.len());
+    for (id, old) in rows {
+        let plain = Zeroizing::new(
+            keyring
+                .open(context, &old)
+                .with_context(|| format!("opening {table}.{column} of row {id}"))?,
+        );
+        news.push(keyring.seal(context, &plain));
+        ids.push(id);
+        olds.push(old);
+    }
+    let updated = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {table} t SET {column} = v.new
+         FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) AS v(id, old, new)
+         WHERE t.id = v.id AND t.{column} = v.old"
+    )))
+    .bind(&ids)
+    .bind(&olds)
+    .bind(&news)
+    .execute(pool)
+    .await
+    .with_context(|| format!("re-sealing {table}.{column}"))?;
+    Ok(Batch {
+        resealed: updated.rows_affected(),
+        next_after,
+    })
+}
+
+/// How many values, in every sealed column, are under a key other than `current`.
+pub async fn stale_values(pool: &PgPool, current: i32) -> anyhow::Result<i64> {
+    let counts: Vec<String> = SEALED_COLUMNS
+        .iter()
+        .map(|sealed| {
+            format!(
+                "(SELECT count(*) FROM {} WHERE {})",
+                sealed.table,
+                sealed.under_other_key("$1")
+            )
+        })
+        .collect();
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT {}", counts.join(" + "))))
+        .bind(current)
+        .fetch_one(pool)
+        .await
+        .context("counting values under older keys")
+}
+
+/// How long ago data key `key_id` was created; `None` when it does not exist.
+pub async fn key_age(pool: &PgPool, key_id: i32) -> anyhow::Result<Option<Duration>> {
+    let seconds: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM now() - created_at)::float8 FROM data_keys WHERE id = $1",
+    )
+    .bind(key_id)
+    .fetch_optional(pool)
+    .await
+    .context("reading a data key's age")?;
+    Ok(seconds.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// Retires every data key older than `current`: it no longer seals anywhere, and only opens
+/// what may still be under it until it is removed. Returns the ids retired.
+pub async fn retire_older(pool: &PgPool, current: i32) -> anyhow::Result<Vec<i32>> {
+    sqlx::query_scalar(
+        "UPDATE data_keys SET retired_at = now()
+         WHERE id < $1 AND retired_at IS NULL RETURNING id",
+    )
+    .bind(current)
+    .fetch_all(pool)
+    .await
+    .context("retiring older data keys")
+}
+
+/// Deletes every retired data key that no sealed value uses, so the database no longer holds
+/// it (backups taken before keep their own copy). Returns the ids removed.
+pub async fn remove_unused(pool: &PgPool) -> anyhow::Result<Vec<i32>> {
+    let unused: Vec<String> = SEALED_COLUMNS
+        .iter()
+        .map(|sealed| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM {} WHERE substring({} FROM 2 FOR 4) = int4send(k.id))",
+                sealed.table, sealed.column
+            )
+        })
+        .collect();
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "DELETE FROM data_keys k WHERE k.retired_at IS NOT NULL AND {} RETURNING k.id",
+        unused.join(" AND ")
+    )))
+    .fetch_all(pool)
+    .await
+    .context("removing unused data keys")
+}

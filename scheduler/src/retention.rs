@@ -1,0 +1,182 @@
+//! Retention (DESIGN: privacy by design), enforced by the leader: finished job rows, what is left
+//! of processed webhook events, delivery rows of campaigns that ended long ago, expired exports
+//! and the subject of completed data-subject requests. apalis-postgres never prunes its own
+//! rows, and nothing else deletes the rest once its purpose is served.
+//!
+//! A pass runs every `retention.interval_ms`, not every tick. Every statement deletes at most
+//! [`BATCH`] rows (short locks, small transactions); a pass stops each rule after
+//! [`BATCHES_PER_PASS`] and runs again at the next tick while a backlog remains.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use moonengage_core::queue::WEBHOOK_QUEUE;
+use moonengage_core::settings::RetentionSettings;
+use sqlx::{AssertSqlSafe, PgPool};
+
+/// Rows deleted per statement.
+const BATCH: i64 = 10_000;
+/// Statements per rule per pass, so a pass never keeps the leader from fanning out for long.
+const BATCHES_PER_PASS: usize = 10;
+
+/// A job that will not run again: done, killed, or failed with no attempt left (as apalis's own
+/// vacuum counts them).
+const FINISHED: &str =
+    "(status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
+
+/// Seconds in a day, for the settings counted in days.
+const DAY_SECS: u64 = 86_400;
+
+/// One kind of data that expires: a statement that removes at most `$2` rows older than `$1`
+/// seconds.
+struct Rule {
+    what: &'static str,
+    sql: String,
+    age: Duration,
+}
+
+/// How many rows each rule removed in one pass.
+#[derive(Debug, Default)]
+struct Pruned {
+    /// `(what, rows)` for every rule that removed something.
+    removed: Vec<(&'static str, u64)>,
+    /// Some rule hit its cap, so another pass is due at once.
+    backlog: bool,
+}
+
+/// When the next pass is due; the leader asks every tick.
+#[derive(Debug)]
+pub struct Retention {
+    settings: RetentionSettings,
+    next: Mutex<Option<Instant>>,
+}
+
+impl Retention {
+    /// Retention as configured; the first pass runs at the leader's first tick.
+    pub fn new(settings: &RetentionSettings) -> Retention {
+        Retention {
+            settings: settings.clone(),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Applies retention when a pass is due.
+    pub async fn run_if_due(&self, pool: &PgPool) -> anyhow::Result<()> {
+        let now = Instant::now();
+        {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            if next.is_some_and(|at| now < at) {
+                return Ok(());
+            }
+            *next = Some(now + self.settings.interval());
+        }
+        let pruned = apply(pool, &self.settings).await?;
+        if pruned.backlog {
+            *self.next.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        }
+        if !pruned.removed.is_empty() {
+            tracing::info!(removed = ?pruned.removed, backlog = pruned.backlog, "retention applied");
+        }
+        Ok(())
+    }
+}
+
+/// One retention pass over every rule.
+async fn apply(pool: &PgPool, settings: &RetentionSettings) -> anyhow::Result<Pruned> {
+    let mut pruned = Pruned::default();
+    for rule in rules(settings) {
+        let mut removed = 0;
+        let mut capped = true;
+        for _ in 0..BATCHES_PER_PASS {
+            let batch = sqlx::query(AssertSqlSafe(rule.sql.as_str()))
+                .bind(rule.age.as_secs_f64())
+                .bind(BATCH)
+                .execute(pool)
+                .await
+                .with_context(|| format!("retention: {}", rule.what))?
+                .rows_affected();
+            removed += batch;
+            if batch < BATCH as u64 {
+                capped = false;
+                break;
+            }
+        }
+        if removed > 0 {
+            pruned.removed.push((rule.what, removed));
+        }
+        pruned.backlog |= capped;
+    }
+    Ok(pruned)
+}
+
+/// The rules, each deleting in batches of `$2` what is older than `$1` seconds.
+fn rules(settings: &RetentionSettings) -> Vec<Rule> {
+    vec![
+        Rule {
+            what: "finished jobs",
+            sql: format!(
+                "DELETE FROM apalis.jobs WHERE id IN (
+                      SELECT id FROM apalis.jobs
+                      WHERE {FINISHED}
+                        AND done_at < now() - make_interval(secs => $1)
+                      LIMIT $2)"
+            ),
+            age: Duration::from_secs(settings.finished_jobs_secs),
+        },
+        // Processed events hold no personal data (their job erased the sender) but are kept a
+        // while to recognise redeliveries; an event whose job failed for good or vanished still
+        // holds its sealed sender and goes after the same time.
+        Rule {
+            what: "webhook events",
+            sql: format!(
+                "DELETE FROM webhook_events WHERE id IN (
+                     SELECT e.id FROM webhook_events e
+                     WHERE e.processed_at < now() - make_interval(secs => $1)
+                        OR (e.processed_at IS NULL
+                            AND e.received_at < now() - make_interval(secs => $1)
+                            AND NOT EXISTS (
+                                SELECT 1 FROM apalis.jobs j
+                                WHERE j.job_type = '{WEBHOOK_QUEUE}'
+                                  AND j.idempotency_key = e.id::text
+                                  AND NOT ({FINISHED})))
+                     LIMIT $2)"
+            ),
+            age: Duration::from_secs(settings.webhook_events_secs),
+        },
+        // Only campaigns whose totals are frozen (`completed_at` set: completed, or cancelled
+        // and settled): a running campaign's deliveries are its send-once claims.
+        Rule {
+            what: "deliveries",
+            sql: "DELETE FROM deliveries WHERE (campaign_id, subscriber_id) IN (
+                      SELECT d.campaign_id, d.subscriber_id
+                      FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id
+                      WHERE c.completed_at < now() - make_interval(secs => $1)
+                      LIMIT $2)"
+                .into(),
+            age: Duration::from_secs(u64::from(settings.deliveries_days) * DAY_SECS),
+        },
+        // An export's lifetime is `privacy.export_ttl_days`, written into `expires_at`.
+        Rule {
+            what: "expired exports",
+            sql: "DELETE FROM exports WHERE id IN (
+                      SELECT id FROM exports
+                      WHERE expires_at <= now() - make_interval(secs => $1)
+                      LIMIT $2)"
+                .into(),
+            age: Duration::ZERO,
+        },
+        // Completing a request drops its subject; this catches any path that did not.
+        Rule {
+            what: "subjects of completed requests",
+            sql: "UPDATE dsr_requests SET subject_ref = NULL WHERE id IN (
+                      SELECT id FROM dsr_requests
+                      WHERE subject_ref IS NOT NULL AND status IN ('completed', 'refused')
+                        AND coalesce(completed_at, received_at)
+                            <= now() - make_interval(secs => $1)
+                      LIMIT $2)"
+                .into(),
+            age: Duration::ZERO,
+        },
+    ]
+}

@@ -1,0 +1,111 @@
+//! The data-subject request job: opens who the request is about, carries it out (export,
+//! erasure, objection) and completes it, dropping the sealed subject. A request completed
+//! already is left alone, so a job that runs again does nothing.
+
+mod erasure;
+mod export;
+mod notice;
+mod objection;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use apalis::prelude::{BoxDynError, Data};
+use moonengage_core::crypto::Keyring;
+use moonengage_core::dsr::DsrType;
+use moonengage_core::messenger;
+use moonengage_core::metrics;
+use moonengage_core::privacy::requests::{self, Claimed};
+use moonengage_core::privacy::subject::SealedSubject;
+use moonengage_core::queue::DsrJob;
+use moonengage_core::settings::Settings;
+use sqlx::PgPool;
+
+/// Outcome of a request about someone we hold nothing about.
+const NOTHING_HELD: &str = "nothing held";
+/// Outcome of a Facebook data-deletion callback: it names an app-scoped id, and every row of
+/// ours is keyed by Page-scoped ids, which Facebook does not map for us.
+const UNMAPPED: &str = "nothing held: no data is linked to a Facebook app-scoped id; people who \
+                        messaged a Page ask in that conversation";
+
+/// What every data-subject request job of a worker shares.
+pub struct DsrContext {
+    pool: PgPool,
+    keyring: Keyring,
+    client: messenger::Client,
+    export_ttl_days: u32,
+    public_base_url: String,
+    max_attempts: i32,
+}
+
+impl DsrContext {
+    /// Bundles what the jobs need; built once per worker process.
+    pub fn new(
+        pool: PgPool,
+        keyring: Keyring,
+        client: messenger::Client,
+        settings: &Settings,
+    ) -> DsrContext {
+        DsrContext {
+            pool,
+            keyring,
+            client,
+            export_ttl_days: settings.privacy.export_ttl_days,
+            public_base_url: moonengage_core::privacy::public_base_url(settings),
+            max_attempts: settings.queue.max_attempts,
+        }
+    }
+}
+
+/// The apalis handler; an `Err` (database, keys) is retried by the queue.
+pub async fn handle(job: DsrJob, ctx: Data<Arc<DsrContext>>) -> Result<(), BoxDynError> {
+    run(&ctx, job.request_id).await.map_err(|error| {
+        tracing::warn!(
+            request_id = job.request_id,
+            error = %format!("{error:#}"),
+            "data-subject request job failed"
+        );
+        error.into()
+    })
+}
+
+async fn run(ctx: &DsrContext, request_id: i64) -> anyhow::Result<()> {
+    let Some(request) = requests::claim(&ctx.pool, request_id).await? else {
+        return Ok(());
+    };
+    let kind = match request.kind.as_str() {
+        "export" => DsrType::Export,
+        "erasure" => DsrType::Erasure,
+        "objection" => DsrType::Objection,
+        other => anyhow::bail!("request {request_id} has unknown type {other}"),
+    };
+    let subject = request
+        .subject_ref
+        .as_deref()
+        .map(|sealed| SealedSubject::open(&ctx.keyring, sealed))
+        .transpose()?;
+    match subject {
+        Some(SealedSubject::Page(subject)) => match kind {
+            DsrType::Export => export::run(ctx, request_id, &request, &subject).await?,
+            DsrType::Erasure => erasure::run(ctx, request_id, &request, &subject).await?,
+            DsrType::Objection => objection::run(ctx, request_id, &subject).await?,
+        },
+        Some(SealedSubject::AppScoped { .. }) => complete(ctx, request_id, UNMAPPED).await?,
+        None => complete(ctx, request_id, NOTHING_HELD).await?,
+    }
+    metrics::dsr_completed(kind.as_str());
+    tracing::info!(request_id, kind = kind.as_str(), "request completed");
+    Ok(())
+}
+
+/// Completes a request that needed no transaction of its own.
+async fn complete(ctx: &DsrContext, request_id: i64, outcome: &str) -> anyhow::Result<()> {
+    let mut conn = ctx.pool.acquire().await.context("completing a request")?;
+    requests::complete(&mut conn, request_id, outcome).await?;
+    Ok(())
+}
+
+/// Whether the person can be sent a message now: their 24-hour window is open.
+fn reachable(request: &Claimed, in_window: bool) -> bool {
+    in_window || request.opened_window()
+}

@@ -1,0 +1,66 @@
+//! Erasure (GDPR Art. 17): the person is told first (inside their window), then every row
+//! about them goes, and the request completes, in one transaction.
+
+use anyhow::Context as _;
+use moonengage_core::crypto::Context;
+use moonengage_core::dsr::Subject;
+use moonengage_core::privacy::requests::{self, Claimed};
+use moonengage_core::privacy::{erasure, subject};
+
+use super::{DsrContext, NOTHING_HELD, notice, reachable};
+
+/// Confirms, erases, completes. Someone already gone completes as "nothing held".
+pub(super) async fn run(
+    ctx: &DsrContext,
+    request_id: i64,
+    request: &Claimed,
+    subject: &Subject,
+) -> anyhow::Result<()> {
+    let mut tx = ctx.pool.begin().await.context("starting an erasure")?;
+    let person = subject::find_person(&mut tx, &ctx.keyring, subject).await?;
+    let psid = match &person {
+        Some(person) => Some(
+            ctx.keyring
+                .open_string(Context::SubscriberPsid, &person.psid)?,
+        ),
+        None => subject.psid.clone(),
+    };
+    let in_window = person.as_ref().is_some_and(|p| p.in_window);
+    let told = match psid.as_deref() {
+        Some(psid) if reachable(request, in_window) => {
+            notice::tell(ctx, request_id, subject.page_id, psid, |page| {
+                format!(
+                    "We are erasing all data {page} holds about you. This is our last message \
+                     unless you write to us again. Reference: {}.",
+                    request.confirmation_code
+                )
+            })
+            .await?
+        }
+        _ => false,
+    };
+    let erased =
+        erasure::erase(&mut tx, &ctx.keyring, request_id, subject, person.as_ref()).await?;
+    let outcome = if erased.nothing_held() {
+        NOTHING_HELD.to_owned()
+    } else if told {
+        format!("{}; confirmation sent in Messenger", erased.summary())
+    } else {
+        format!(
+            "{}; confirmation not sent: the person is outside the 24-hour Messenger window",
+            erased.summary()
+        )
+    };
+    requests::complete(&mut tx, request_id, &outcome).await?;
+    tx.commit().await.context("committing an erasure")?;
+    tracing::info!(
+        request_id,
+        subscribers = erased.subscribers,
+        deliveries = erased.deliveries,
+        jobs = erased.jobs,
+        webhook_events = erased.webhook_events,
+        exports = erased.exports,
+        "erased"
+    );
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Export (GDPR Art. 15/20): everything held about the person as JSON, sealed, behind a link
+//! that works once and expires; the person gets the link in Messenger when their window is open.
+
+use anyhow::Context as _;
+use moonengage_core::crypto::Context;
+use moonengage_core::dsr::Subject;
+use moonengage_core::privacy::requests::{self, Claimed};
+use moonengage_core::privacy::{exports, subject, subject_data};
+
+use super::{DsrContext, NOTHING_HELD, notice, reachable};
+
+/// Builds and stores the export, commits it (so the link works when it arrives), tells the
+/// person, then completes the request. Run again, it replaces the export with a fresh link.
+pub(super) async fn run(
+    ctx: &DsrContext,
+    request_id: i64,
+    request: &Claimed,
+    subject: &Subject,
+) -> anyhow::Result<()> {
+    let mut tx = ctx.pool.begin().await.context("starting an export")?;
+    let Some(person) = subject::find_person(&mut tx, &ctx.keyring, subject).await? else {
+        if let Some(psid) = subject
+            .psid
+            .as_deref()
+            .filter(|_| reachable(request, false))
+        {
+            notice::tell(ctx, request_id, subject.page_id, psid, |page| {
+                format!(
+                    "{page} holds no data about you, so there is nothing to export. \
+                     Reference: {}.",
+                    request.confirmation_code
+                )
+            })
+            .await?;
+        }
+        requests::complete(&mut tx, request_id, NOTHING_HELD).await?;
+        tx.commit().await.context("committing an empty export")?;
+        return Ok(());
+    };
+    let export = subject_data::collect(&mut tx, &ctx.keyring, &person).await?;
+    let json = serde_json::to_vec_pretty(&export).context("encoding an export")?;
+    let created = exports::store(
+        &mut *tx,
+        &ctx.keyring,
+        request_id,
+        person.subscriber_id,
+        &json,
+        ctx.export_ttl_days,
+    )
+    .await?;
+    tx.commit().await.context("committing an export")?;
+
+    let expires = created.expires_at.format("%Y-%m-%d %H:%M UTC");
+    let told = if reachable(request, person.in_window) {
+        let psid = ctx
+            .keyring
+            .open_string(Context::SubscriberPsid, &person.psid)?;
+        let link = format!("{}/exports/{}", ctx.public_base_url, created.token);
+        notice::tell(ctx, request_id, person.page_id, &psid, |page| {
+            format!(
+                "Your copy of the data {page} holds about you is ready: {link}\n\
+                 The link works once, until {expires}. Reference: {}.",
+                request.confirmation_code
+            )
+        })
+        .await?
+    } else {
+        false
+    };
+    let outcome = if told {
+        format!("export ready until {expires}; link sent in Messenger")
+    } else {
+        format!(
+            "export ready until {expires}; link not sent: the person is outside the 24-hour \
+             Messenger window"
+        )
+    };
+    let mut conn = ctx.pool.acquire().await.context("completing an export")?;
+    requests::complete(&mut conn, request_id, &outcome).await?;
+    Ok(())
+}

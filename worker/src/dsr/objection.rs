@@ -1,0 +1,47 @@
+//! Objection (GDPR Art. 21): the person is unsubscribed from every campaign of the Page — the
+//! same effect as STOP: their queued sends are skipped — and told so inside their window.
+
+use anyhow::Context as _;
+use moonengage_core::dsr::Subject;
+use moonengage_core::privacy::{requests, subject};
+use moonengage_core::queue::{self, NOTIFY_QUEUE, NotifyJob, NotifyKind};
+use moonengage_core::subscribers::{self, Unsubscribed};
+
+use super::{DsrContext, NOTHING_HELD};
+
+/// Outcome of an objection carried out.
+const UNSUBSCRIBED: &str = "unsubscribed from every campaign of the Page";
+
+/// Unsubscribes, queues the confirmation, completes; each step is idempotent.
+pub(super) async fn run(
+    ctx: &DsrContext,
+    request_id: i64,
+    subject: &Subject,
+) -> anyhow::Result<()> {
+    let mut tx = ctx.pool.begin().await.context("starting an objection")?;
+    let person = subject::find_person(&mut tx, &ctx.keyring, subject).await?;
+    let outcome = match person {
+        None => NOTHING_HELD,
+        Some(person) => {
+            let done =
+                subscribers::unsubscribe(&mut *tx, person.subscriber_id, person.page_id).await?;
+            if done == Unsubscribed::Done && person.in_window {
+                queue::enqueue(
+                    &mut *tx,
+                    NOTIFY_QUEUE,
+                    &NotifyJob {
+                        subscriber_id: person.subscriber_id,
+                        kind: NotifyKind::Unsubscribed,
+                    },
+                    &format!("dsr:{request_id}"),
+                    ctx.max_attempts,
+                )
+                .await?;
+            }
+            UNSUBSCRIBED
+        }
+    };
+    requests::complete(&mut tx, request_id, outcome).await?;
+    tx.commit().await.context("committing an objection")?;
+    Ok(())
+}

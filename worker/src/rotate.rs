@@ -1,0 +1,144 @@
+//! The rotate job: one step of a key rotation (see `moonengage_core::key_rotation`). A step
+//! re-seals a bounded number of batches, then queues the next step where it stopped, so a
+//! rotation of millions of rows never holds a job (or a shutdown) for long. When a sweep of every
+//! sealed column is done and no value under an older key is left — checked again once every
+//! process has had time to seal with the new key — the older keys are retired and removed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use apalis::prelude::{BoxDynError, Data};
+use moonengage_core::crypto::{CryptoSettings, Keyring};
+use moonengage_core::key_rotation::{self, SEALED_COLUMNS};
+use moonengage_core::queue::RotateJob;
+use moonengage_core::settings::Settings;
+use sqlx::PgPool;
+
+/// Batches of `key_rotation::BATCH_ROWS` per step: about 20,000 rows, a few seconds of work.
+const BATCHES_PER_STEP: usize = 20;
+
+/// What every rotate step needs.
+pub struct RotateContext {
+    pool: PgPool,
+    keyring: Keyring,
+    crypto: CryptoSettings,
+    max_attempts: i32,
+}
+
+impl RotateContext {
+    /// Shares the worker's keyring: refreshing it for a step also lets this process's sends
+    /// open values under the new key at once.
+    pub fn new(pool: PgPool, keyring: Keyring, settings: &Settings) -> RotateContext {
+        RotateContext {
+            pool,
+            keyring,
+            crypto: settings.crypto.clone(),
+            max_attempts: settings.queue.max_attempts,
+        }
+    }
+}
+
+/// The apalis handler; an `Err` (database, a value that does not open) is retried by the queue.
+pub async fn handle(job: RotateJob, ctx: Data<Arc<RotateContext>>) -> Result<(), BoxDynError> {
+    step(&ctx, job).await.map_err(|error| {
+        tracing::warn!(
+            key_id = job.key_id,
+            step = job.step,
+            error = %format!("{error:#}"),
+            "rotate step failed"
+        );
+        error.into()
+    })
+}
+
+async fn step(ctx: &RotateContext, job: RotateJob) -> anyhow::Result<()> {
+    ctx.keyring
+        .refresh()
+        .await
+        .context("re-reading data keys")?;
+    let current = ctx.keyring.current_key_id();
+    if current > job.key_id {
+        tracing::info!(key_id = job.key_id, current, "a newer rotation took over");
+        return Ok(());
+    }
+    if current < job.key_id {
+        // The new key is not active yet: wait, and keep the position.
+        return next(
+            ctx,
+            job,
+            job.column,
+            job.after_id,
+            ctx.crypto.refresh_interval(),
+        )
+        .await;
+    }
+
+    let (mut column, mut after_id) = (job.column, job.after_id);
+    let mut resealed = 0;
+    for _ in 0..BATCHES_PER_STEP {
+        let Some(sealed) = SEALED_COLUMNS.get(column) else {
+            break;
+        };
+        let batch = key_rotation::reseal_batch(&ctx.pool, &ctx.keyring, sealed, after_id).await?;
+        resealed += batch.resealed;
+        match batch.next_after {
+            Some(id) => after_id = id,
+            None => (column, after_id) = (column + 1, 0),
+        }
+    }
+    tracing::info!(
+        key_id = current,
+        step = job.step,
+        resealed,
+        "rotate step done"
+    );
+    if column < SEALED_COLUMNS.len() {
+        return next(ctx, job, column, after_id, Duration::ZERO).await;
+    }
+
+    let left = key_rotation::stale_values(&ctx.pool, current).await?;
+    if left > 0 {
+        tracing::info!(
+            key_id = current,
+            left,
+            "values under older keys remain; sweeping again"
+        );
+        return next(ctx, job, 0, 0, Duration::ZERO).await;
+    }
+    let age = key_rotation::key_age(&ctx.pool, current)
+        .await?
+        .context("the current data key is gone")?;
+    let settle = ctx.crypto.settle_delay();
+    if age < settle {
+        // A process may not have switched to the new key yet: look again once all have.
+        return next(ctx, job, 0, 0, settle - age).await;
+    }
+    let retired = key_rotation::retire_older(&ctx.pool, current).await?;
+    let removed = key_rotation::remove_unused(&ctx.pool).await?;
+    tracing::info!(
+        key_id = current,
+        ?retired,
+        ?removed,
+        "key rotation complete"
+    );
+    Ok(())
+}
+
+/// Queues the step after `job`, resuming at `column` after row `after_id`.
+async fn next(
+    ctx: &RotateContext,
+    job: RotateJob,
+    column: usize,
+    after_id: i64,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    let next = RotateJob {
+        key_id: job.key_id,
+        step: job.step + 1,
+        column,
+        after_id,
+    };
+    let mut conn = ctx.pool.acquire().await.context("queuing a rotate step")?;
+    key_rotation::queue_step(&mut conn, &next, delay, ctx.max_attempts).await
+}
