@@ -141,30 +141,31 @@ pub async fn enqueue<'e, J: Serialize>(
     Ok(added.rows_affected() == 1)
 }
 
-/// The storage type a worker polls: apalis-postgres with LISTEN/NOTIFY plus an interval.
-pub type Storage<T> = PollWith<
-    PollWith<
-        PostgresStorage<T>,
-        apalis_core::backend::ext::poll_strategy::StreamStrategy<apalis_postgres::Pubsub>,
-    >,
-    Strategy,
->;
+/// The storage type a worker polls: apalis-postgres driven by a poll strategy.
+pub type Storage<T> = PollWith<PostgresStorage<T>, Strategy>;
+
+/// Queues whose jobs someone is waiting for — a campaign's sends, a person's STOP — and which a
+/// worker therefore LISTENs to. Each listener holds a pool connection for the life of the
+/// worker, so the quieter queues (notices, e-mail, requests, rotation) are polled instead.
+const LISTENED: [&str; 2] = [SEND_QUEUE, WEBHOOK_QUEUE];
 
 /// Builds the storage for `queue` with the pitfalls of apalis-postgres 1.0 designed around: a
-/// large fetch batch, NOTIFY so a new job is seen at once, and an interval poll so a job whose
-/// run time arrives (a retry) is not left waiting for the 30 s heartbeat.
+/// large fetch batch, NOTIFY (on the queues that need it) so a new job is seen at once, and an
+/// interval poll so a job whose run time arrives (a retry) is not left waiting for the 30 s
+/// heartbeat.
 pub fn storage<T>(pool: &PgPool, settings: &QueueSettings, queue: &str) -> Storage<T> {
     let config = Config::default()
         .queue(queue)
         .batch_size(settings.batch_size)
         .heartbeat_interval(Duration::from_secs(settings.heartbeat_secs))
         .missed_heartbeats(settings.missed_heartbeats);
+    let mut strategy = Strategy::new();
+    if LISTENED.contains(&queue) {
+        strategy = strategy.stream(apalis_postgres::Pubsub::new(pool.clone(), queue.to_owned()));
+    }
     PostgresStorage::new(pool)
         .with_config(config)
-        .with_pubsub()
-        .poll_with_strategy(
-            Strategy::new().interval(Duration::from_millis(settings.poll_interval_ms)),
-        )
+        .poll_with_strategy(strategy.interval(Duration::from_millis(settings.poll_interval_ms)))
 }
 
 /// Puts a running job back in the queue to run after `delay` — how a send backs off by moving

@@ -34,7 +34,11 @@ pub async fn pending(pool: &PgPool) -> anyhow::Result<Vec<(i64, i64)>> {
 
 /// Fans out the next batch of one campaign; returns whether the campaign is fully fanned out.
 /// With `pace`, the n-th job of a campaign is due at `started_at + n / send_rate`, so jobs of
-/// different Pages interleave in the queue by run time. The `fanout_cursor = $3` guard makes a
+/// different Pages interleave in the queue by run time. Its priority falls by one for each second
+/// into its campaign (`n / send_rate`; apalis wants it non-negative, so it counts down from a
+/// million): workers fetch by priority first, so when they fall behind,
+/// every campaign advances at the same pace and a new small campaign goes ahead of the
+/// millionth job of a big one (fair queuing by virtual time). The `fanout_cursor = $3` guard makes a
 /// batch that lost a race count nothing, and the unique idempotency key of a job (campaign and
 /// recipient) keeps it from being queued twice.
 pub async fn batch(
@@ -73,7 +77,8 @@ pub async fn batch(
                     CASE WHEN $6 THEN greatest(now(), c.started_at + make_interval(
                              secs => (c.queued + e.n - 1)::float8 / c.send_rate))
                          ELSE now() END,
-                    0, $1::bigint || ':' || e.id
+                    greatest(0, 1000000 - (c.queued + e.n - 1) / c.send_rate)::int,
+                    $1::bigint || ':' || e.id
              FROM eligible e, campaign c
              ON CONFLICT (job_type, idempotency_key) DO NOTHING
          ),

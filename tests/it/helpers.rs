@@ -36,6 +36,9 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Connections per pool of every component a test starts, in-process or as a process.
+pub const POOL_SIZE: u32 = 8;
+
 const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// A database of its own for one test, dropped when the test ends.
@@ -103,6 +106,8 @@ pub fn settings(db_url: &str, sandbox_url: &str) -> Settings {
     settings.queue.retry_base_ms = 100;
     settings.queue.retry_max_ms = 2_000;
     settings.redis.key_prefix = format!("it-{:016x}", rand::random::<u64>());
+    // Tests run side by side on one Postgres (max_connections 100): small pools each.
+    settings.database.max_connections = POOL_SIZE;
     settings
 }
 

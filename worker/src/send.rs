@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use apalis::prelude::{BoxDynError, Data, TaskId};
+use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
 use moonengage_core::crypto::{Context, Keyring};
 use moonengage_core::messenger::{self, ErrorClass, OutgoingMessage, QuickReply, SendError};
 use moonengage_core::metrics;
@@ -90,22 +90,34 @@ struct Row {
     in_window: Option<bool>,
 }
 
-/// The apalis handler. An `Err` here is an infrastructure failure (database, keys) and is
-/// retried by the queue; every outcome of the send itself is recorded and returns `Ok`.
+/// The apalis handler. Every outcome of the send itself is recorded by `run`; an error here is
+/// an infrastructure failure (database, keys). It is retried with backoff by moving the job's
+/// run time — apalis alone would refetch a failed row at once and use up its attempts within a
+/// second of a database blip. Only if even that fails does the error reach apalis.
 pub async fn handle(
     job: SendJob,
     task_id: TaskId,
+    attempt: Attempt,
     ctx: Data<Arc<SendContext>>,
 ) -> Result<(), BoxDynError> {
-    run(&ctx, job, &task_id.to_string()).await.map_err(|error| {
-        tracing::warn!(
-            campaign_id = job.campaign_id,
-            subscriber_id = job.subscriber_id,
-            error = %format!("{error:#}"),
-            "send job failed"
-        );
-        error.into()
-    })
+    let task_id = task_id.to_string();
+    let Err(error) = run(&ctx, job, &task_id).await else {
+        return Ok(());
+    };
+    let delay = queue::backoff(
+        &ctx.queue,
+        u32::try_from(attempt.current()).unwrap_or(u32::MAX),
+    );
+    tracing::warn!(
+        campaign_id = job.campaign_id,
+        subscriber_id = job.subscriber_id,
+        retry_in_ms = delay.as_millis() as u64,
+        error = %format!("{error:#}"),
+        "send job failed; retrying"
+    );
+    queue::reschedule(&ctx.pool, &task_id, delay, true)
+        .await
+        .map_err(|_| error.into())
 }
 
 async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<()> {

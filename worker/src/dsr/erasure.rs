@@ -26,16 +26,17 @@ pub(super) async fn run(
         None => subject.psid.clone(),
     };
     let in_window = person.as_ref().is_some_and(|p| p.in_window);
-    let told = match psid.as_deref() {
-        Some(psid) if reachable(request, in_window) => {
-            notice::tell(ctx, request_id, subject.page_id, psid, |page| {
+    let sender = notice::sender(&mut *tx, ctx, subject.page_id).await?;
+    let told = match (psid.as_deref(), &sender) {
+        (Some(psid), Some(sender)) if reachable(request, in_window) => {
+            notice::tell(ctx, request_id, sender, psid, |page| {
                 format!(
                     "We are erasing all data {page} holds about you. This is our last message \
                      unless you write to us again. Reference: {}.",
                     request.confirmation_code
                 )
             })
-            .await?
+            .await
         }
         _ => false,
     };

@@ -18,20 +18,19 @@ pub(super) async fn run(
     subject: &Subject,
 ) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await.context("starting an export")?;
+    let sender = notice::sender(&mut *tx, ctx, subject.page_id).await?;
     let Some(person) = subject::find_person(&mut tx, &ctx.keyring, subject).await? else {
-        if let Some(psid) = subject
-            .psid
-            .as_deref()
-            .filter(|_| reachable(request, false))
+        if let (Some(psid), Some(sender), true) =
+            (subject.psid.as_deref(), &sender, reachable(request, false))
         {
-            notice::tell(ctx, request_id, subject.page_id, psid, |page| {
+            notice::tell(ctx, request_id, sender, psid, |page| {
                 format!(
                     "{page} holds no data about you, so there is nothing to export. \
                      Reference: {}.",
                     request.confirmation_code
                 )
             })
-            .await?;
+            .await;
         }
         requests::complete(&mut tx, request_id, NOTHING_HELD).await?;
         tx.commit().await.context("committing an empty export")?;
@@ -51,19 +50,19 @@ pub(super) async fn run(
     tx.commit().await.context("committing an export")?;
 
     let expires = created.expires_at.format("%Y-%m-%d %H:%M UTC");
-    let told = if reachable(request, person.in_window) {
+    let told = if let (Some(sender), true) = (&sender, reachable(request, person.in_window)) {
         let psid = ctx
             .keyring
             .open_string(Context::SubscriberPsid, &person.psid)?;
         let link = format!("{}/exports/{}", ctx.public_base_url, created.token);
-        notice::tell(ctx, request_id, person.page_id, &psid, |page| {
+        notice::tell(ctx, request_id, sender, &psid, |page| {
             format!(
                 "Your copy of the data {page} holds about you is ready: {link}\n\
                  The link works once, until {expires}. Reference: {}.",
                 request.confirmation_code
             )
         })
-        .await?
+        .await
     } else {
         false
     };

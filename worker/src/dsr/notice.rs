@@ -4,45 +4,67 @@
 use anyhow::Context as _;
 use moonengage_core::messenger::OutgoingMessage;
 use moonengage_core::pages;
+use secrecy::SecretString;
+use sqlx::PgExecutor;
 
 use super::DsrContext;
 
-/// Sends `text(page_name)` to `psid` from the Page; true when Facebook accepted it. A refusal
-/// (window closed, person unreachable) is logged by class and answered false, since the request
-/// is carried out either way; a database or key failure is an `Err`.
-pub(super) async fn tell(
-    ctx: &DsrContext,
-    request_id: i64,
+/// The Page a notice is sent as.
+pub(super) struct Sender {
     page_id: i64,
-    psid: &str,
-    text: impl FnOnce(&str) -> String,
-) -> anyhow::Result<bool> {
+    name: String,
+    token: SecretString,
+}
+
+/// Loads the Page (read on the caller's connection: an erasure holds its transaction open
+/// while it tells the person, and must not need a second connection for it).
+pub(super) async fn sender(
+    executor: impl PgExecutor<'_>,
+    ctx: &DsrContext,
+    page_id: i64,
+) -> anyhow::Result<Option<Sender>> {
     let page: Option<(String, Vec<u8>)> =
         sqlx::query_as("SELECT name, access_token FROM pages WHERE id = $1")
             .bind(page_id)
-            .fetch_optional(&ctx.pool)
+            .fetch_optional(executor)
             .await
             .context("loading the request's Page")?;
-    let Some((page_name, token)) = page else {
-        return Ok(false);
-    };
-    let token = pages::open_token(&ctx.keyring, &token)?;
-    let text = text(&page_name);
+    page.map(|(name, token)| {
+        Ok(Sender {
+            page_id,
+            name,
+            token: pages::open_token(&ctx.keyring, &token)?,
+        })
+    })
+    .transpose()
+}
+
+/// Sends `text(page_name)` to `psid`; true when Facebook accepted it. A refusal (window
+/// closed, person unreachable) is logged by class and answered false, since the request is
+/// carried out either way.
+pub(super) async fn tell(
+    ctx: &DsrContext,
+    request_id: i64,
+    sender: &Sender,
+    psid: &str,
+    text: impl FnOnce(&str) -> String,
+) -> bool {
+    let text = text(&sender.name);
     let message = OutgoingMessage {
         psid,
         text: &text,
         quick_replies: &[],
     };
-    match ctx.client.send(&token, &message).await {
-        Ok(_) => Ok(true),
+    match ctx.client.send(&sender.token, &message).await {
+        Ok(_) => true,
         Err(error) => {
             tracing::info!(
                 request_id,
-                page_id,
+                page_id = sender.page_id,
                 class = error.class().as_str(),
                 "request notice not accepted"
             );
-            Ok(false)
+            false
         }
     }
 }
