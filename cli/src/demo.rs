@@ -25,6 +25,11 @@ use tokio::process::{Child, Command};
 
 use crate::admin;
 
+/// Seeded per Page besides the recipients: people whose window closed, and who unsubscribed.
+const OUTSIDE_WINDOW: usize = 100;
+const UNSUBSCRIBED: usize = 50;
+const INELIGIBLE_PER_PAGE: usize = OUTSIDE_WINDOW + UNSUBSCRIBED;
+
 /// Options of the demo.
 #[derive(Args)]
 pub struct DemoArgs {
@@ -127,7 +132,7 @@ async fn demo(
         .await?;
         let share =
             args.recipients / args.pages + usize::from(index < args.recipients % args.pages);
-        admin::seed(pool, &keyring, page_id, share, 100, 50).await?;
+        admin::seed(pool, &keyring, page_id, share, OUTSIDE_WINDOW, UNSUBSCRIBED).await?;
         let id = campaigns::create(
             pool,
             page_id,
@@ -138,8 +143,10 @@ async fn demo(
         campaign_ids.push(id);
     }
     println!(
-        "seeded {} recipients in their window (and 150 ineligible) on {} Pages",
-        args.recipients, args.pages
+        "seeded {} recipients in their window (and {} ineligible) on {} Pages",
+        args.recipients,
+        args.pages * INELIGIBLE_PER_PAGE,
+        args.pages
     );
 
     let started = Instant::now();

@@ -26,7 +26,7 @@ use moonengage_core::queue::{
     RotateJob, SEND_QUEUE, SendJob, WEBHOOK_QUEUE, WebhookJob,
 };
 use moonengage_core::rate_limit::RateLimiter;
-use moonengage_core::settings::Settings;
+use moonengage_core::settings::{QueueSettings, Settings};
 use moonengage_core::unsubscribe::UnsubscribeSigner;
 use moonengage_core::{db, metrics, shutdown};
 use sqlx::PgPool;
@@ -36,6 +36,35 @@ pub use service::ServiceContext;
 
 /// Admin e-mails are rare; a few at once is plenty and spares the SMTP server a burst.
 const EMAIL_CONCURRENCY: usize = 4;
+
+/// What every queue's apalis worker of this process shares.
+struct Queues<'a> {
+    name: &'a str,
+    pool: &'a PgPool,
+    settings: &'a QueueSettings,
+}
+
+/// Registers one queue's apalis worker: named after this process and the queue, on the
+/// queue's storage (see `queue::storage`), with job metrics, the job's shared context and a
+/// concurrency limit. A macro because each queue's worker is a different type.
+macro_rules! register_queue {
+    ($monitor:expr, $queues:expr, $queue:expr, $job:ty, $data:expr, $concurrency:expr, $handler:path) => {{
+        let name = format!("{}-{}", $queues.name, $queue);
+        let pool = $queues.pool.clone();
+        let settings = $queues.settings.clone();
+        let data = $data;
+        let concurrency = $concurrency;
+        $monitor.register(move |_restarts| {
+            WorkerBuilder::new(name.as_str())
+                .backend(queue::storage::<$job>(&pool, &settings, $queue))
+                .layer(metrics::JobMetricsLayer::new($queue))
+                .data(data.clone())
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .build($handler)
+        })
+    }};
+}
 
 /// A built worker, ready to run.
 pub struct Worker {
@@ -125,132 +154,90 @@ impl Worker {
             Duration::from_secs(settings.queue.heartbeat_secs),
         ));
         let concurrency = settings.worker.concurrency;
-        let queue_settings = settings.queue.clone();
-        let send_name = format!("{name}-{SEND_QUEUE}");
-        let webhook_name = format!("{name}-{WEBHOOK_QUEUE}");
-        let notify_name = format!("{name}-{NOTIFY_QUEUE}");
-        let webhook_backend = (pool.clone(), queue_settings.clone(), service.clone());
-        let notify_backend = webhook_backend.clone();
-        let dsr_name = format!("{name}-{DSR_QUEUE}");
+        let queues = Queues {
+            name: &name,
+            pool: &pool,
+            settings: &settings.queue,
+        };
         let dsr = Arc::new(dsr::DsrContext::new(
             service.pool.clone(),
             service.keyring.clone(),
             service.client.clone(),
             &settings,
         ));
-        let dsr_backend = (pool.clone(), queue_settings.clone(), dsr);
-        let email_name = format!("{name}-{EMAIL_QUEUE}");
         let email = Arc::new(email::EmailContext {
             pool: pool.clone(),
             mailer: Mailer::new(&settings.email).context("preparing admin e-mail")?,
-            queue: queue_settings.clone(),
+            queue: settings.queue.clone(),
             base_url: settings.web.public_base_url.clone(),
         });
-        let email_backend = (pool.clone(), queue_settings.clone(), email);
-        let policy_name = format!("{name}-{POLICY_QUEUE}");
         let policy = Arc::new(policy::PolicyContext {
             service: service.clone(),
             limiter,
             keywords: settings.keywords.clone(),
         });
-        let policy_backend = (pool.clone(), queue_settings.clone(), policy);
-        let rotate_name = format!("{name}-{ROTATE_QUEUE}");
         let rotate = Arc::new(rotate::RotateContext::new(
             service.pool.clone(),
             service.keyring.clone(),
             &settings,
         ));
-        let rotate_backend = (pool.clone(), queue_settings.clone(), rotate);
-        let monitor = Monitor::new()
-            .register(move |_restarts| {
-                WorkerBuilder::new(send_name.as_str())
-                    .backend(queue::storage::<SendJob>(
-                        &pool,
-                        &queue_settings,
-                        SEND_QUEUE,
-                    ))
-                    .layer(metrics::JobMetricsLayer::new(SEND_QUEUE))
-                    .data(context.clone())
-                    .concurrency(concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(send::handle)
-            })
-            .register(move |_restarts| {
-                let (pool, queue_settings, service) = &webhook_backend;
-                WorkerBuilder::new(webhook_name.as_str())
-                    .backend(queue::storage::<WebhookJob>(
-                        pool,
-                        queue_settings,
-                        WEBHOOK_QUEUE,
-                    ))
-                    .layer(metrics::JobMetricsLayer::new(WEBHOOK_QUEUE))
-                    .data(service.clone())
-                    .concurrency(concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(webhook::handle)
-            })
-            .register(move |_restarts| {
-                let (pool, queue_settings, service) = &notify_backend;
-                WorkerBuilder::new(notify_name.as_str())
-                    .backend(queue::storage::<NotifyJob>(
-                        pool,
-                        queue_settings,
-                        NOTIFY_QUEUE,
-                    ))
-                    .layer(metrics::JobMetricsLayer::new(NOTIFY_QUEUE))
-                    .data(service.clone())
-                    .concurrency(concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(notify::handle)
-            })
-            .register(move |_restarts| {
-                let (pool, queue_settings, email) = &email_backend;
-                WorkerBuilder::new(email_name.as_str())
-                    .backend(queue::storage::<AdminEvent>(
-                        pool,
-                        queue_settings,
-                        EMAIL_QUEUE,
-                    ))
-                    .layer(metrics::JobMetricsLayer::new(EMAIL_QUEUE))
-                    .data(email.clone())
-                    .concurrency(EMAIL_CONCURRENCY)
-                    .parallelize(tokio::spawn)
-                    .build(email::handle)
-            })
-            .register(move |_restarts| {
-                let (pool, queue_settings, policy) = &policy_backend;
-                WorkerBuilder::new(policy_name.as_str())
-                    .backend(queue::storage::<PolicyNoticeJob>(
-                        pool,
-                        queue_settings,
-                        POLICY_QUEUE,
-                    ))
-                    .layer(metrics::JobMetricsLayer::new(POLICY_QUEUE))
-                    .data(policy.clone())
-                    .concurrency(concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(policy::handle)
-            })
-            .register(move |_restarts| {
-                let (pool, queue_settings, dsr) = &dsr_backend;
-                WorkerBuilder::new(dsr_name.as_str())
-                    .backend(queue::storage::<DsrJob>(pool, queue_settings, DSR_QUEUE))
-                    .layer(metrics::JobMetricsLayer::new(DSR_QUEUE))
-                    .data(dsr.clone())
-                    .build(dsr::handle)
-            })
-            .register(move |_restarts| {
-                let (pool, queue_settings, rotate) = &rotate_backend;
-                WorkerBuilder::new(rotate_name.as_str())
-                    .backend(queue::storage::<RotateJob>(
-                        pool,
-                        queue_settings,
-                        ROTATE_QUEUE,
-                    ))
-                    .layer(metrics::JobMetricsLayer::new(ROTATE_QUEUE))
-                    .data(rotate.clone())
-                    .build(rotate::handle)
-            })
+        let monitor = Monitor::new();
+        let monitor = register_queue!(
+            monitor,
+            queues,
+            SEND_QUEUE,
+            SendJob,
+            context,
+            concurrency,
+            send::handle
+        );
+        let monitor = register_queue!(
+            monitor,
+            queues,
+            WEBHOOK_QUEUE,
+            WebhookJob,
+            service.clone(),
+            concurrency,
+            webhook::handle
+        );
+        let monitor = register_queue!(
+            monitor,
+            queues,
+            NOTIFY_QUEUE,
+            NotifyJob,
+            service,
+            concurrency,
+            notify::handle
+        );
+        let monitor = register_queue!(
+            monitor,
+            queues,
+            EMAIL_QUEUE,
+            AdminEvent,
+            email,
+            EMAIL_CONCURRENCY,
+            email::handle
+        );
+        let monitor = register_queue!(
+            monitor,
+            queues,
+            POLICY_QUEUE,
+            PolicyNoticeJob,
+            policy,
+            concurrency,
+            policy::handle
+        );
+        let monitor = register_queue!(monitor, queues, DSR_QUEUE, DsrJob, dsr, 1, dsr::handle);
+        let monitor = register_queue!(
+            monitor,
+            queues,
+            ROTATE_QUEUE,
+            RotateJob,
+            rotate,
+            1,
+            rotate::handle
+        );
+        let monitor = monitor
             .should_restart(|ctx, error| {
                 tracing::warn!(worker = ctx.name(), %error, "worker stopped; restarting");
                 !ctx.is_shutting_down()
