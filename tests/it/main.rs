@@ -9,3 +9,4 @@ mod privacy;
 mod privacy_keys;
 mod spine;
 mod web;
+mod webhook_client;

@@ -9,19 +9,17 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use hmac::{Hmac, Mac};
 use moonengage_core::admin_tokens;
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
 use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, PsidFault, ReceivedMessage};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::helpers::{Harness, Person, bin_dir, random_psid, repo_root};
+use crate::webhook_client::{message, signature};
 
 /// An SMTP server that prints every message it accepts (aiosmtpd's debugging handler); the
 /// test reads the subjects from its output.
@@ -271,25 +269,10 @@ async fn admin_emails_arrive_with_their_subjects_and_wait_out_an_smtp_outage() {
     .await;
 }
 
-/// `sha256=<hex>` of the body under the app secret, as Facebook signs a webhook.
-fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// A person writes to the Page: a signed webhook to the web process, processed by a worker.
 async fn write_to_page(h: &Harness, web: &str, page: &str, psid: &str) {
-    let now = Utc::now().timestamp_millis();
     let mid = format!("m_{:016x}", rand::random::<u64>());
-    let body = serde_json::to_vec(&json!({
-        "object": "page",
-        "entry": [{"id": page, "time": now, "messaging": [{
-            "sender": {"id": psid}, "recipient": {"id": page}, "timestamp": now,
-            "message": {"mid": mid, "text": "hello again"}
-        }]}]
-    }))
-    .unwrap();
+    let body = serde_json::to_vec(&message(page, psid, &mid, "hello again")).unwrap();
     let secret = h.settings.messenger.app_secret.expose_secret().to_owned();
     let response = reqwest::Client::new()
         .post(format!("{web}/webhooks/messenger"))

@@ -13,86 +13,20 @@ use moonengage_core::queue::{self, DSR_QUEUE, DsrJob, NOTIFY_QUEUE, NotifyJob, N
 use moonengage_core::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
 use moonengage_sandbox::MessageFilter;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{Harness, Person, random_psid};
+use crate::webhook_client::{WebClient as Web, count, wait_count};
 
 const FB_PAGE: &str = "3001";
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The web process and a client that never keeps cookies.
-struct Web {
-    url: String,
-    http: reqwest::Client,
-    secret: String,
-}
-
-impl Web {
-    async fn start(h: &mut Harness) -> Web {
-        Web {
-            url: h.start_web().await,
-            http: reqwest::Client::new(),
-            secret: h.settings.messenger.app_secret.expose_secret().to_owned(),
-        }
-    }
-
-    /// Delivers a signed webhook with one text message from `psid`; `mid` identifies it.
-    async fn message(&self, psid: &str, mid: &str, text: &str) {
-        let now = Utc::now().timestamp_millis();
-        let body = serde_json::to_vec(&json!({
-            "object": "page",
-            "entry": [{"id": FB_PAGE, "time": now, "messaging": [{
-                "sender": {"id": psid}, "recipient": {"id": FB_PAGE}, "timestamp": now,
-                "message": {"mid": mid, "text": text}
-            }]}]
-        }))
-        .unwrap();
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.as_bytes()).unwrap();
-        mac.update(&body);
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let response = self
-            .http
-            .post(format!("{}/webhooks/messenger", self.url))
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-    }
-}
 
 /// A harness whose processes each keep a small pool: the whole suite shares one Postgres.
 async fn harness() -> Harness {
     let mut h = Harness::new().await;
     h.settings.database.max_connections = 8;
     h
-}
-
-async fn count(h: &Harness, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(h.pool())
-        .await
-        .unwrap()
-}
-
-/// Polls `sql` (a count) until it reaches `expected`.
-async fn wait_count(h: &Harness, sql: &str, expected: i64) {
-    let started = Instant::now();
-    loop {
-        let now = count(h, sql).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "`{sql}` is {now}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Waits for the sandbox to have received a message to `psid` containing `needle`.
@@ -272,8 +206,9 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
 
     // Opt-in through a webhook, then someone else after them.
     let psid = random_psid();
-    web.message(&psid, "m_erase_hello", "hello").await;
-    wait_count(&h, "SELECT count(*) FROM subscribers", 4).await;
+    web.send_text(FB_PAGE, &psid, "m_erase_hello", "hello")
+        .await;
+    wait_count(&h, "SELECT count(*) FROM subscribers", 4, WAIT).await;
     let target = subscriber(&h, page, &psid).await.expect("opted in");
     assert_eq!(target, 987_654_321);
     h.seed(page, FB_PAGE, &[Person::in_window("After")]).await;
@@ -309,7 +244,8 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     .unwrap();
 
     // An export they have not downloaded yet.
-    web.message(&psid, "m_erase_export", "export my data").await;
+    web.send_text(FB_PAGE, &psid, "m_erase_export", "export my data")
+        .await;
     completed(&h, "export", 1).await;
     let link = wait_message(&h, &psid, "/exports/").await;
     let export_token = token_in(&link);
@@ -366,7 +302,8 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     let others_before = others(&h, target).await;
     assert!(!others_before.is_empty());
 
-    web.message(&psid, "m_erase_delete", "delete my data").await;
+    web.send_text(FB_PAGE, &psid, "m_erase_delete", "delete my data")
+        .await;
     let (request_id, outcome) = completed(&h, "erasure", 1).await;
     assert!(outcome.starts_with("erased: 1 subscriber"), "{outcome}");
     assert!(outcome.contains("confirmation sent"), "{outcome}");
@@ -450,6 +387,7 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
         &h,
         "SELECT count(*) FROM apalis.jobs WHERE job_type = 'dsr' AND status <> 'Done'",
         0,
+        WAIT,
     )
     .await;
     let (first_outcome,): (String,) =
@@ -471,19 +409,22 @@ async fn an_export_holds_every_category_is_sealed_and_its_link_works_once() {
     h.start_scheduler().await;
 
     let psid = random_psid();
-    web.message(&psid, "m_export_hello", "hello").await;
-    wait_count(&h, "SELECT count(*) FROM subscribers", 1).await;
+    web.send_text(FB_PAGE, &psid, "m_export_hello", "hello")
+        .await;
+    wait_count(&h, "SELECT count(*) FROM subscribers", 1, WAIT).await;
     let target = subscriber(&h, page, &psid).await.unwrap();
     let campaign = h.campaign(page, "Spring news from {{page_name}}").await;
     h.wait_completed(campaign, WAIT).await;
-    web.message(&psid, "m_export_stop", "STOP").await;
+    web.send_text(FB_PAGE, &psid, "m_export_stop", "STOP").await;
     wait_count(
         &h,
         "SELECT count(*) FROM subscribers WHERE status = 'unsubscribed'",
         1,
+        WAIT,
     )
     .await;
-    web.message(&psid, "m_export_ask", "export my data").await;
+    web.send_text(FB_PAGE, &psid, "m_export_ask", "export my data")
+        .await;
     let (request_id, outcome) = completed(&h, "export", 1).await;
     assert!(outcome.contains("link sent in Messenger"), "{outcome}");
     let link = wait_message(&h, &psid, "/exports/").await;

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use hmac::{Hmac, Mac};
 use moonengage_core::unsubscribe::{UnsubscribeClaims, UnsubscribeSettings, UnsubscribeSigner};
 use moonengage_sandbox::MessageFilter;
 use reqwest::StatusCode;
@@ -13,101 +12,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{Harness, Person, bin_dir, random_psid, repo_root};
-
-const WEBHOOK: &str = "/webhooks/messenger";
-
-/// `sha256=<hex>` of the body under `secret`, computed here independently of the server.
-fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// A Meta-shaped delivery of one text message.
-fn message(page: &str, psid: &str, mid: &str, text: &str) -> Value {
-    json!({
-        "object": "page",
-        "entry": [{
-            "id": page,
-            "time": Utc::now().timestamp_millis(),
-            "messaging": [{
-                "sender": {"id": psid},
-                "recipient": {"id": page},
-                "timestamp": Utc::now().timestamp_millis(),
-                "message": {"mid": mid, "text": text}
-            }]
-        }]
-    })
-}
-
-struct Web {
-    url: String,
-    http: reqwest::Client,
-    secret: String,
-}
-
-impl Web {
-    async fn start(h: &mut Harness) -> Web {
-        Web {
-            url: h.start_web().await,
-            http: reqwest::Client::new(),
-            secret: h.settings.messenger.app_secret.expose_secret().to_owned(),
-        }
-    }
-
-    /// Posts raw bytes with the given signature header (none when `None`).
-    async fn post_raw(&self, body: Vec<u8>, signature: Option<String>) -> reqwest::Response {
-        let mut request = self
-            .http
-            .post(format!("{}{WEBHOOK}", self.url))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(signature) = signature {
-            request = request.header("x-hub-signature-256", signature);
-        }
-        let response = request.send().await.unwrap();
-        assert_no_cookie(&response);
-        response
-    }
-
-    /// Posts a correctly signed delivery.
-    async fn deliver(&self, payload: &Value) -> reqwest::Response {
-        let body = serde_json::to_vec(payload).unwrap();
-        let signature = signature(&self.secret, &body);
-        self.post_raw(body, Some(signature)).await
-    }
-}
-
-fn assert_no_cookie(response: &reqwest::Response) {
-    assert!(
-        response.headers().get("set-cookie").is_none(),
-        "{} answered with Set-Cookie",
-        response.url()
-    );
-}
-
-async fn count(h: &Harness, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(h.pool())
-        .await
-        .unwrap()
-}
-
-/// Polls `sql` (a count) until it reaches `expected`.
-async fn wait_count(h: &Harness, sql: &str, expected: i64, within: Duration) {
-    let started = Instant::now();
-    loop {
-        let now = count(h, sql).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            started.elapsed() < within,
-            "`{sql}` is {now}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::webhook_client::{
+    WEBHOOK, WebClient as Web, assert_no_cookie, count, message, signature, wait_count,
+};
 
 async fn subscriber_id(h: &Harness, page: i64, fb: &str, psid: &str) -> Option<i64> {
     sqlx::query_scalar("SELECT id FROM subscribers WHERE page_id = $1 AND psid_index = $2")
