@@ -117,30 +117,9 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
         .begin()
         .await
         .context("starting to complete campaigns")?;
-    let completed: Vec<(i64, i32, i32)> = sqlx::query_as(
-        "WITH counts AS (
-             SELECT c.id,
-                    count(d.*) FILTER (WHERE d.status = 'sent') AS sent,
-                    count(d.*) FILTER (WHERE d.status = 'skipped') AS skipped,
-                    count(d.*) FILTER (WHERE d.status = 'failed') AS failed,
-                    count(d.*) FILTER (WHERE d.status = 'unknown') AS unknown
-             FROM campaigns c
-             LEFT JOIN deliveries d ON d.campaign_id = c.id
-             WHERE c.state = 'running' AND c.fanout_done
-             GROUP BY c.id
-         )
-         UPDATE campaigns c
-         SET state = 'completed', completed_at = now(),
-             sent = counts.sent, skipped = counts.skipped,
-             failed = counts.failed, unknown = counts.unknown
-         FROM counts
-         WHERE c.id = counts.id
-           AND counts.sent + counts.skipped + counts.failed + counts.unknown = c.recipients
-         RETURNING c.id, c.sent, c.failed",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .context("completing finished campaigns")?;
+    let completed = freeze(&mut tx, "running", "completed")
+        .await
+        .context("completing finished campaigns")?;
     for &(campaign_id, sent, failed) in &completed {
         let event = if sent == 0 && failed > 0 {
             AdminEvent::CampaignFailed { campaign_id }
@@ -160,7 +139,22 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
 /// its totals live in the campaign row, like a completed campaign's, so retention may delete its
 /// delivery rows. The state stays `cancelled`.
 pub async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    sqlx::query_scalar(
+    let mut conn = pool.acquire().await?;
+    let frozen = freeze(&mut conn, "cancelled", "cancelled")
+        .await
+        .context("freezing cancelled campaigns")?;
+    Ok(frozen.into_iter().map(|(id, ..)| id).collect())
+}
+
+/// Moves every fanned-out campaign in state `from` whose recipients all have a final outcome to
+/// state `to`, stamping `completed_at` and copying its counters from `deliveries`. Returns each
+/// campaign's id, sent and failed counts.
+async fn freeze(
+    conn: &mut sqlx::PgConnection,
+    from: &str,
+    to: &str,
+) -> sqlx::Result<Vec<(i64, i32, i32)>> {
+    sqlx::query_as(
         "WITH counts AS (
              SELECT c.id,
                     count(d.*) FILTER (WHERE d.status = 'sent') AS sent,
@@ -169,19 +163,20 @@ pub async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
                     count(d.*) FILTER (WHERE d.status = 'unknown') AS unknown
              FROM campaigns c
              LEFT JOIN deliveries d ON d.campaign_id = c.id
-             WHERE c.state = 'cancelled' AND c.completed_at IS NULL
+             WHERE c.state = $1 AND c.fanout_done AND c.completed_at IS NULL
              GROUP BY c.id
          )
          UPDATE campaigns c
-         SET completed_at = now(),
+         SET state = $2, completed_at = now(),
              sent = counts.sent, skipped = counts.skipped,
              failed = counts.failed, unknown = counts.unknown
          FROM counts
          WHERE c.id = counts.id
            AND counts.sent + counts.skipped + counts.failed + counts.unknown = c.recipients
-         RETURNING c.id",
+         RETURNING c.id, c.sent, c.failed",
     )
-    .fetch_all(pool)
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
     .await
-    .context("freezing cancelled campaigns")
 }
