@@ -61,6 +61,13 @@ return wait
 /// under Redis reservations and for workers that notice the outage at different moments.
 const FALLBACK_SHARE: f64 = 0.8;
 
+/// How late a sender may wake for its reserved slot before it gives the slot up: senders that
+/// woke late together (a process starved of CPU) would otherwise leave as one burst.
+const LATE: Duration = Duration::from_millis(20);
+
+/// Slots given up in a row before sending anyway, so a starved process still makes progress.
+const MAX_FORFEITS: usize = 5;
+
 /// How long Redis is left alone after it failed, before it is tried again.
 const REDIS_RETRY: Duration = Duration::from_secs(3);
 
@@ -153,6 +160,26 @@ impl RateLimiter {
             page_id,
             interval.mul_f64(f64::from(workers) / FALLBACK_SHARE),
         )
+    }
+
+    /// Waits for this sender's turn to send from a Page: reserves a slot, sleeps until it, and
+    /// reserves again if it woke too late to use it. Returns how long it waited, or
+    /// `Err(after)` when the Page is saturated and the send should be requeued instead.
+    pub async fn wait_turn(&self, page_id: i64, rate: u32) -> Result<Duration, Duration> {
+        let started = Instant::now();
+        for _ in 0..MAX_FORFEITS {
+            match self.acquire(page_id, rate).await {
+                Permit::Requeue(after) => return Err(after),
+                Permit::After(wait) => {
+                    let slot = Instant::now() + wait;
+                    tokio::time::sleep_until(slot.into()).await;
+                    if slot.elapsed() <= LATE {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(started.elapsed())
     }
 
     /// Halves a Page's rate for a while: Facebook says its budget is nearly used.

@@ -39,6 +39,9 @@ pub fn bin_dir() -> PathBuf {
 /// Connections per pool of every component a test starts, in-process or as a process.
 pub const POOL_SIZE: u32 = 8;
 
+/// Jobs a test's worker runs at once, in proportion to its small pool.
+pub const CONCURRENCY: usize = 16;
+
 const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// A database of its own for one test, dropped when the test ends.
@@ -108,6 +111,7 @@ pub fn settings(db_url: &str, sandbox_url: &str) -> Settings {
     settings.redis.key_prefix = format!("it-{:016x}", rand::random::<u64>());
     // Tests run side by side on one Postgres (max_connections 100): small pools each.
     settings.database.max_connections = POOL_SIZE;
+    settings.worker.concurrency = CONCURRENCY;
     settings
 }
 
@@ -308,6 +312,14 @@ impl Harness {
             (
                 "MOONENGAGE__REDIS__KEY_PREFIX".into(),
                 self.settings.redis.key_prefix.clone(),
+            ),
+            (
+                "MOONENGAGE__DATABASE__MAX_CONNECTIONS".into(),
+                POOL_SIZE.to_string(),
+            ),
+            (
+                "MOONENGAGE__WORKER__CONCURRENCY".into(),
+                CONCURRENCY.to_string(),
             ),
             ("RUST_LOG".into(), "warn".into()),
         ]

@@ -13,7 +13,7 @@ use moonengage_core::messenger::{self, ErrorClass, OutgoingMessage, QuickReply, 
 use moonengage_core::metrics;
 use moonengage_core::pages;
 use moonengage_core::queue::{self, SendJob};
-use moonengage_core::rate_limit::{Permit, RateLimitSettings, RateLimiter};
+use moonengage_core::rate_limit::{RateLimitSettings, RateLimiter};
 use moonengage_core::settings::{QueueSettings, Settings};
 use moonengage_core::template::{Template, Variables};
 use moonengage_core::unsubscribe::{self, UnsubscribeClaims, UnsubscribeSigner};
@@ -21,6 +21,9 @@ use sqlx::PgPool;
 
 /// A job that found its campaign paused, then resumed while it looked, tries again after this.
 const RECHECK: Duration = Duration::from_secs(1);
+
+/// Attempts at writing a delivery's outcome before the job gives up (and retries later).
+const OUTCOME_WRITE_TRIES: u32 = 3;
 
 /// Label of the unsubscribe quick reply (Messenger allows 20 characters).
 const UNSUBSCRIBE_TITLE: &str = "Unsubscribe";
@@ -181,13 +184,10 @@ async fn run(ctx: &SendContext, job: SendJob, task_id: &str) -> anyhow::Result<(
     let template = ctx.template(job.campaign_id, &row.template)?;
 
     let send_rate = u32::try_from(row.send_rate).unwrap_or(1);
-    match ctx.limiter.acquire(row.page_id, send_rate).await {
-        Permit::After(wait) => {
-            metrics::rate_limiter_wait(row.page_id, wait);
-            tokio::time::sleep(wait).await
-        }
-        Permit::Requeue(wait) => {
-            queue::reschedule(&ctx.pool, task_id, wait, false).await?;
+    match ctx.limiter.wait_turn(row.page_id, send_rate).await {
+        Ok(waited) => metrics::rate_limiter_wait(row.page_id, waited),
+        Err(after) => {
+            queue::reschedule(&ctx.pool, task_id, after, false).await?;
             return Ok(());
         }
     }
@@ -390,18 +390,31 @@ async fn finish(
     reason: Option<&str>,
     message_id: Option<&str>,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE deliveries SET status = $3, reason = $4, message_id = $5, updated_at = now()
-         WHERE campaign_id = $1 AND subscriber_id = $2",
-    )
-    .bind(job.campaign_id)
-    .bind(job.subscriber_id)
-    .bind(status)
-    .bind(reason)
-    .bind(message_id)
-    .execute(&ctx.pool)
-    .await
-    .context("recording the delivery outcome")?;
+    // Once a message is out, losing its outcome would leave the claim `sending` and the
+    // delivery `unknown`: a busy database gets a few more chances first.
+    let mut tries = 0;
+    loop {
+        let written = sqlx::query(
+            "UPDATE deliveries SET status = $3, reason = $4, message_id = $5, updated_at = now()
+             WHERE campaign_id = $1 AND subscriber_id = $2",
+        )
+        .bind(job.campaign_id)
+        .bind(job.subscriber_id)
+        .bind(status)
+        .bind(reason)
+        .bind(message_id)
+        .execute(&ctx.pool)
+        .await;
+        tries += 1;
+        match written {
+            Ok(_) => break,
+            Err(error) if tries < OUTCOME_WRITE_TRIES => {
+                tracing::warn!(campaign_id = job.campaign_id, subscriber_id = job.subscriber_id, %error, "recording the delivery outcome failed; trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(error).context("recording the delivery outcome"),
+        }
+    }
     metrics::send_outcome(page_id, status);
     Ok(())
 }
