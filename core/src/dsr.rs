@@ -200,13 +200,15 @@ pub struct Status {
     pub confirmation_code: String,
 }
 
+/// The audit columns of a request, as [`Status`] reads them.
+pub(crate) const STATUS_SELECT: &str = "SELECT id, type, channel, status, received_at, due_at,
+    completed_at, outcome, confirmation_code FROM dsr_requests";
+
 /// Reads a request's status.
 pub async fn status(pool: &PgPool, id: i64) -> anyhow::Result<Option<Status>> {
-    sqlx::query_as(
-        "SELECT id, type, channel, status, received_at, due_at, completed_at, outcome,
-                confirmation_code
-         FROM dsr_requests WHERE id = $1",
-    )
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{STATUS_SELECT} WHERE id = $1"
+    )))
     .bind(id)
     .fetch_optional(pool)
     .await

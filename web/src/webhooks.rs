@@ -60,13 +60,7 @@ pub(crate) async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Received>), ApiError> {
     let limit = state.settings.web.max_body_bytes;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(limit)
-        } else {
-            ApiError::BadRequest(rejection.body_text())
-        }
-    })?;
+    let body = body.map_err(|rejection| ApiError::from_body(rejection, limit))?;
     let rejected = |error: ApiError| {
         metrics::webhook_received("other", "rejected");
         error

@@ -78,11 +78,10 @@ pub async fn complete(
 
 /// Reads a request by the code its person quotes (the status page).
 pub async fn by_code(executor: impl PgExecutor<'_>, code: &str) -> anyhow::Result<Option<Status>> {
-    sqlx::query_as(
-        "SELECT id, type, channel, status, received_at, due_at, completed_at, outcome,
-                confirmation_code
-         FROM dsr_requests WHERE confirmation_code = $1",
-    )
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{} WHERE confirmation_code = $1",
+        crate::dsr::STATUS_SELECT
+    )))
     .bind(code)
     .fetch_optional(executor)
     .await

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Duration, Utc};
 use moonengage_core::pages;
 use moonengage_core::subscribers::{self, NewSubscriber};
@@ -69,13 +69,7 @@ pub(crate) async fn import(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ImportResult>, ApiError> {
     let limit = state.settings.web.max_import_bytes;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(limit)
-        } else {
-            ApiError::BadRequest(rejection.body_text())
-        }
-    })?;
+    let body = body.map_err(|rejection| ApiError::from_body(rejection, limit))?;
     let fb_page_id = pages::fb_page_id(&state.pool, id)
         .await?
         .ok_or(ApiError::NotFound("page"))?;
