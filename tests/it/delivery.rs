@@ -420,3 +420,55 @@ async fn sigkill_of_a_worker_leaves_no_one_messaged_twice() {
     assert!(stats.received_total as i64 >= done.sent);
     assert!(stats.received_total as i64 <= done.sent + done.unknown);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_near_its_facebook_budget_slows_to_half_its_rate() {
+    let mut h = Harness::new().await;
+    // The sandbox reports usage as the share of its 100/s used: a Page sending at 95/s reads
+    // 95%, past the 90% at which the limiter halves the Page's rate.
+    h.sandbox.set_rate_limit(100);
+    h.settings.scheduler.pace_fanout = false;
+    let page = h.add_page("2101").await;
+    sqlx::query("UPDATE pages SET send_rate = 95 WHERE id = $1")
+        .bind(page)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    h.seed(page, "2101", &people(250, "S")).await;
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.start_scheduler().await;
+    h.start_worker("it-worker").await;
+    let done = h.wait_completed(campaign, Duration::from_secs(60)).await;
+    assert_eq!((done.sent, done.failed), (250, 0));
+    let stats = h.sandbox.stats();
+    assert!(
+        stats.by_page["2101"].rejected.is_empty(),
+        "{:?}",
+        stats.by_page["2101"]
+    );
+
+    // After the first second (at the full rate, which reported 95%), at most half the rate.
+    let mut times: Vec<u64> = h
+        .sandbox
+        .messages(&MessageFilter::default())
+        .iter()
+        .map(|m| m.received_at_ms)
+        .collect();
+    times.sort_unstable();
+    let slowed = times[0] + 1_500;
+    let later: Vec<u64> = times.iter().copied().filter(|t| *t >= slowed).collect();
+    assert!(
+        later.len() > 100,
+        "most messages came after the slow-down began"
+    );
+    let busiest = later
+        .iter()
+        .enumerate()
+        .map(|(i, start)| later[i..].partition_point(|t| *t < start + 1_000))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        busiest <= 55,
+        "{busiest} messages in a second after slowing to 47.5/s"
+    );
+}
