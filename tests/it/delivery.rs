@@ -8,7 +8,7 @@ use moonengage_core::campaigns;
 use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, PsidFault, RandomFault};
 use nix::sys::signal::Signal;
 
-use crate::helpers::{Harness, Person, Process, wait_completed};
+use crate::helpers::{Harness, Person, Process, busiest, wait_completed};
 
 const TEMPLATE: &str = "Hello {{first_name}}";
 
@@ -144,9 +144,7 @@ async fn redis_dying_mid_campaign_neither_stops_nor_unbounds_sending() {
     let mut workers: Vec<Process> = (0..2).map(|_| Process::start("worker", &env)).collect();
     let _scheduler = Process::start("scheduler", &env);
     let campaign = h.campaign(page, TEMPLATE).await;
-    while h.sandbox.stats().received_total < 400 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    h.wait_received(400).await;
     redis.kill().await.unwrap();
     let done = wait_completed(h.pool(), campaign, Duration::from_secs(90)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (2_000, 0, 0));
@@ -154,19 +152,7 @@ async fn redis_dying_mid_campaign_neither_stops_nor_unbounds_sending() {
     assert_eq!((stats.received_total, stats.duplicates), (2_000, 0));
     // Bounded: at most 300/s over any 2 s (one second alone is at the mercy of this busy test
     // machine's scheduling; without a limit the workers send thousands per second).
-    let mut times: Vec<u64> = h
-        .sandbox
-        .messages(&MessageFilter::default())
-        .iter()
-        .map(|m| m.received_at_ms)
-        .collect();
-    times.sort_unstable();
-    let busiest = times
-        .iter()
-        .enumerate()
-        .map(|(i, start)| times[i..].partition_point(|t| *t < start + 2_000))
-        .max()
-        .unwrap_or(0);
+    let busiest = busiest(&h.received_times(), 2_000);
     assert!(busiest <= 600, "{busiest} messages in the busiest 2 s");
     for worker in &mut workers {
         assert!(
@@ -319,9 +305,7 @@ async fn pausing_stops_sending_and_resuming_finishes_with_one_message_each() {
     let campaign = h.campaign(page, TEMPLATE).await;
     h.start_scheduler().await;
     h.start_worker("it-worker").await;
-    while h.sandbox.stats().received_total < 150 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    h.wait_received(150).await;
     campaigns::pause(h.pool(), campaign).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let at_pause = h.sandbox.stats().received_total;
@@ -347,9 +331,7 @@ async fn cancelling_removes_the_rest_and_the_counters_add_up() {
     let campaign = h.campaign(page, TEMPLATE).await;
     h.start_scheduler().await;
     h.start_worker("it-worker").await;
-    while h.sandbox.stats().received_total < 100 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    h.wait_received(100).await;
     campaigns::cancel(h.pool(), campaign).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let progress = campaigns::progress(h.pool(), campaign)
@@ -372,9 +354,7 @@ async fn a_huge_campaign_does_not_starve_a_small_one_of_another_page() {
     h.start_scheduler().await;
     h.start_worker("it-worker").await;
     let big_campaign = h.campaign(big, TEMPLATE).await;
-    while h.sandbox.stats().received_total < 500 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    h.wait_received(500).await;
     let started = Instant::now();
     let small_campaign = h.campaign(small, TEMPLATE).await;
     let done = h
@@ -405,9 +385,7 @@ async fn sigkill_of_a_worker_leaves_no_one_messaged_twice() {
     let _survivor = Process::start("worker", &env);
     let _scheduler = Process::start("scheduler", &env);
     let campaign = h.campaign(page, TEMPLATE).await;
-    while h.sandbox.stats().received_total < 200 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    h.wait_received(200).await;
     victim.signal(Signal::SIGKILL);
     victim.wait(Duration::from_secs(10)).await;
     // Its jobs come back after its heartbeat expires (5 s x 3 by default).
@@ -448,25 +426,14 @@ async fn a_page_near_its_facebook_budget_slows_to_half_its_rate() {
     );
 
     // After the first second (at the full rate, which reported 95%), at most half the rate.
-    let mut times: Vec<u64> = h
-        .sandbox
-        .messages(&MessageFilter::default())
-        .iter()
-        .map(|m| m.received_at_ms)
-        .collect();
-    times.sort_unstable();
+    let times = h.received_times();
     let slowed = times[0] + 1_500;
     let later: Vec<u64> = times.iter().copied().filter(|t| *t >= slowed).collect();
     assert!(
         later.len() > 100,
         "most messages came after the slow-down began"
     );
-    let busiest = later
-        .iter()
-        .enumerate()
-        .map(|(i, start)| later[i..].partition_point(|t| *t < start + 1_000))
-        .max()
-        .unwrap_or(0);
+    let busiest = busiest(&later, 1_000);
     assert!(
         busiest <= 55,
         "{busiest} messages in a second after slowing to 47.5/s"

@@ -295,6 +295,31 @@ impl Harness {
         wait_completed(self.pool(), campaign_id, within).await
     }
 
+    /// Waits until the sandbox has received at least `n` messages (a campaign is under way),
+    /// failing the test after a minute rather than hanging.
+    pub async fn wait_received(&self, n: u64) {
+        let started = Instant::now();
+        while self.sandbox.stats().received_total < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the sandbox never received {n} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// When the sandbox received each message, in milliseconds, oldest first.
+    pub fn received_times(&self) -> Vec<u64> {
+        let mut times: Vec<u64> = self
+            .sandbox
+            .messages(&moonengage_sandbox::MessageFilter::default())
+            .iter()
+            .map(|m| m.received_at_ms)
+            .collect();
+        times.sort_unstable();
+        times
+    }
+
     /// Environment for a real process of ours pointed at this harness.
     pub fn process_env(&self) -> Vec<(String, String)> {
         vec![
@@ -333,6 +358,17 @@ impl Drop for Harness {
             task.abort();
         }
     }
+}
+
+/// The most of `times` (sorted, ms) that fall in any window of `window_ms`: the busiest
+/// stretch of sending, for checking a rate from the receiving side.
+pub fn busiest(times: &[u64], window_ms: u64) -> usize {
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, start)| times[i..].partition_point(|t| *t < start + window_ms))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Waits until a campaign completes and returns its final counters.

@@ -272,9 +272,7 @@ async fn sigterm_to_a_worker_mid_campaign_loses_nothing() {
     let mut scheduler = Process::start("scheduler", &env);
     let campaign = h.campaign(page, TEMPLATE).await;
 
-    while h.sandbox.stats().received_total < 300 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    h.wait_received(300).await;
     worker_a.signal(Signal::SIGTERM);
     let status = worker_a.wait(Duration::from_secs(30)).await;
     assert!(status.success(), "the worker drains and exits 0: {status}");

@@ -276,9 +276,7 @@ async fn stop_in_the_middle_of_a_campaign_stops_it_for_that_person_and_confirms(
     h.start_worker("it-web-worker").await;
     let campaign = h.campaign(page, "Hello {{first_name}}").await;
 
-    while h.sandbox.stats().received_total < 20 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    h.wait_received(20).await;
     let response = web
         .deliver(&message("1004", &stopper.psid, "m_stop", "  Stop "))
         .await;
