@@ -19,16 +19,48 @@ pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .context("invalid database.url")
 }
 
-/// Applies apalis's migrations (tracked in `apalis._sqlx_migrations`) and ours (tracked in
-/// `public._sqlx_migrations`), so the two histories never clash.
+/// Applies the application's migrations (the queue's tables are among them).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    apalis_postgres::PostgresStorage::setup(pool)
-        .await
-        .context("applying the queue's migrations")?;
+    bootstrap_legacy_queue(pool).await?;
     sqlx::migrate!("../migrations")
         .run(pool)
         .await
         .context("applying the application's migrations")?;
+    Ok(())
+}
+
+/// The first migrations were written when apalis-postgres owned the queue, and one indexes its
+/// table. A database that never had it gets an empty stand-in of that table, which the
+/// migration that moves the queue into our own tables then drops with apalis's schema; a
+/// database migrated past that point is left alone.
+async fn bootstrap_legacy_queue(pool: &PgPool) -> anyhow::Result<()> {
+    const INDEXES_APALIS: i64 = 20261129000200;
+    let history: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .context("reading the migration history")?;
+    if history {
+        let applied: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM public._sqlx_migrations WHERE version = $1)",
+        )
+        .bind(INDEXES_APALIS)
+        .fetch_one(pool)
+        .await
+        .context("reading the migration history")?;
+        if applied {
+            return Ok(());
+        }
+    }
+    sqlx::raw_sql(
+        "CREATE SCHEMA IF NOT EXISTS apalis;
+         CREATE TABLE IF NOT EXISTS apalis.jobs (
+             id text, job_type text, job bytea, status text, attempts integer,
+             max_attempts integer, run_at timestamptz, priority integer, idempotency_key text);",
+    )
+    .execute(pool)
+    .await
+    .context("preparing the legacy queue schema")?;
     Ok(())
 }
 

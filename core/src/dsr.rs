@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::crypto::{Context, Keyring};
-use crate::queue::{self, DSR_QUEUE, DsrJob};
+use crate::jobs::DsrJob;
+use moonengage_queue::jobs;
 
 /// GDPR Art. 12(3): a request is answered within one month; we hold ourselves to 30 days.
 const DEADLINE_DAYS: i64 = 30;
@@ -154,14 +155,7 @@ pub async fn file_sealed(
     .fetch_one(&mut *tx)
     .await
     .context("recording a data-subject request")?;
-    queue::enqueue(
-        &mut *tx,
-        DSR_QUEUE,
-        &DsrJob { request_id: id },
-        &id.to_string(),
-        max_attempts,
-    )
-    .await?;
+    jobs::enqueue(&mut *tx, &DsrJob { request_id: id }, max_attempts).await?;
     crate::notify::admin(
         &mut *tx,
         crate::notify::AdminEvent::DsrReceived { request_id: id },

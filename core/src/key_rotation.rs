@@ -14,7 +14,8 @@ use secrecy::zeroize::Zeroizing;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::crypto::{self, Context, CryptoSettings, Keyring};
-use crate::queue::{self, ROTATE_QUEUE, RotateJob};
+use crate::jobs::RotateJob;
+use moonengage_queue::jobs;
 
 /// A column holding sealed values, in a table whose primary key is `id bigint`.
 #[derive(Debug, Clone, Copy)]
@@ -109,18 +110,7 @@ pub async fn queue_step(
     delay: Duration,
     max_attempts: i32,
 ) -> anyhow::Result<()> {
-    let key = job.idempotency_key();
-    queue::enqueue(&mut *conn, ROTATE_QUEUE, job, &key, max_attempts).await?;
-    sqlx::query(
-        "UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $3)
-         WHERE job_type = $1 AND idempotency_key = $2 AND status = 'Pending'",
-    )
-    .bind(ROTATE_QUEUE)
-    .bind(&key)
-    .bind(delay.as_secs_f64())
-    .execute(&mut *conn)
-    .await
-    .context("delaying a rotate step")?;
+    jobs::enqueue_after(&mut *conn, job, delay, max_attempts).await?;
     Ok(())
 }
 

@@ -5,11 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::queue::{self, EMAIL_QUEUE};
-
-/// Attempts the queue grants a failing e-mail job for errors other than SMTP (database, keys);
-/// an SMTP failure moves the job's run time instead and never spends these.
-const MAX_ATTEMPTS: i32 = 25;
+use moonengage_queue::{Job, jobs};
 
 /// Something admins must hear about. The payload of an e-mail job: ids only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,9 +49,14 @@ pub enum AdminEvent {
     },
 }
 
-impl AdminEvent {
-    /// The job's unique key: each event is e-mailed once, however often it is reported.
-    pub fn idempotency_key(&self) -> String {
+impl Job for AdminEvent {
+    const KIND: &'static str = "email";
+
+    /// An admin e-mail is never dropped: it waits out an SMTP outage at the capped backoff.
+    const MAX_ATTEMPTS: Option<i32> = Some(i32::MAX);
+
+    /// Each event is e-mailed once, however often it is reported.
+    fn key(&self) -> String {
         match self {
             AdminEvent::DsrReceived { request_id } => format!("dsr_received:{request_id}"),
             AdminEvent::DsrCompleted { request_id } => format!("dsr_completed:{request_id}"),
@@ -71,7 +72,9 @@ impl AdminEvent {
             }
         }
     }
+}
 
+impl AdminEvent {
     /// Stable name for logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -92,14 +95,7 @@ pub async fn admin<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     event: AdminEvent,
 ) -> anyhow::Result<bool> {
-    queue::enqueue(
-        executor,
-        EMAIL_QUEUE,
-        &event,
-        &event.idempotency_key(),
-        MAX_ATTEMPTS,
-    )
-    .await
+    jobs::enqueue(executor, &event, i32::MAX).await
 }
 
 #[cfg(test)]
@@ -118,8 +114,8 @@ mod tests {
             serde_json::json!({"event": "page_halted", "page_id": 3, "paused_campaigns": [7, 8], "at_ms": 1})
         );
         assert_ne!(
-            AdminEvent::DsrReceived { request_id: 1 }.idempotency_key(),
-            AdminEvent::DsrCompleted { request_id: 1 }.idempotency_key()
+            AdminEvent::DsrReceived { request_id: 1 }.key(),
+            AdminEvent::DsrCompleted { request_id: 1 }.key()
         );
     }
 }

@@ -10,9 +10,11 @@
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgExecutor, PgPool};
+use std::time::Duration;
 
-use crate::queue::POLICY_QUEUE;
+use sqlx::{PgConnection, PgPool};
+
+use moonengage_queue::{Job, jobs};
 
 /// Longest summary accepted: the notice (with the Page name, URL and how to act) must stay well
 /// inside Messenger's 2,000 characters.
@@ -27,6 +29,28 @@ pub struct PolicyNoticeJob {
     pub subscriber_id: i64,
     /// `policy_versions.id` to tell them of.
     pub policy_version_id: i64,
+    /// The event whose reply carries the notice; `None` when queued at publication. Part of
+    /// the key: a notice whose attempt found the window closed is queued again with the next
+    /// message (the claim on `policy_version_notified` still lets only one of them send).
+    pub reply_to: Option<i64>,
+}
+
+impl Job for PolicyNoticeJob {
+    const KIND: &'static str = "policy";
+
+    fn key(&self) -> String {
+        match self.reply_to {
+            None => format!("publish:{}:{}", self.policy_version_id, self.subscriber_id),
+            Some(event) => format!(
+                "reply:{}:{}:{event}",
+                self.policy_version_id, self.subscriber_id
+            ),
+        }
+    }
+
+    fn subscriber_id(&self) -> Option<i64> {
+        Some(self.subscriber_id)
+    }
 }
 
 /// A version to publish.
@@ -130,26 +154,27 @@ pub async fn publish(
             queued: 0,
         });
     };
-    let queued = sqlx::query(
-        "INSERT INTO apalis.jobs
-           (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
-         SELECT apalis.generate_ulid(), $1,
-                convert_to(json_build_object('subscriber_id', s.id,
-                                             'policy_version_id', $2::bigint)::text, 'UTF8'),
-                'Pending', 0, $3, now(), 0, 'publish:' || $2::bigint || ':' || s.id
-         FROM subscribers s
-         WHERE s.status <> 'unreachable'
-           AND s.last_interaction_at > now() - interval '24 hours'
-           AND coalesce(s.policy_version_notified, 0) < $2
-         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+    let people: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM subscribers
+         WHERE status <> 'unreachable'
+           AND last_interaction_at > now() - interval '24 hours'
+           AND coalesce(policy_version_notified, 0) < $1",
     )
-    .bind(POLICY_QUEUE)
     .bind(id)
-    .bind(max_attempts)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await
-    .context("queuing policy notices")?
-    .rows_affected();
+    .context("finding people to tell of a policy")?;
+    let notices: Vec<PolicyNoticeJob> = people
+        .into_iter()
+        .map(|subscriber_id| PolicyNoticeJob {
+            subscriber_id,
+            policy_version_id: id,
+            reply_to: None,
+        })
+        .collect();
+    let queued = jobs::enqueue_many(&mut *tx, &notices, Duration::ZERO, max_attempts)
+        .await
+        .context("queuing policy notices")?;
     tx.commit().await.context("committing a policy version")?;
     Ok(Published {
         id,
@@ -164,33 +189,32 @@ pub async fn publish(
 /// were told of it already: the reply path for everyone who was outside their window when it
 /// was published. Keyed by the event, so a notice whose earlier attempt found the window closed
 /// can be queued again; the claim in [`claim`] still lets only one of them send.
-pub async fn queue_for_reply<'e>(
-    executor: impl PgExecutor<'e>,
+pub async fn queue_for_reply(
+    conn: &mut PgConnection,
     subscriber_id: i64,
     event_id: i64,
     max_attempts: i32,
 ) -> anyhow::Result<bool> {
-    let queued = sqlx::query(
-        "INSERT INTO apalis.jobs
-           (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
-         SELECT apalis.generate_ulid(), $1,
-                convert_to(json_build_object('subscriber_id', s.id,
-                                             'policy_version_id', v.id)::text, 'UTF8'),
-                'Pending', 0, $4, now(), 0, 'reply:' || v.id || ':' || s.id || ':' || $3::bigint
-         FROM subscribers s,
-              (SELECT max(id) AS id FROM policy_versions) v
-         WHERE s.id = $2 AND v.id IS NOT NULL AND s.status <> 'unreachable'
-           AND coalesce(s.policy_version_notified, 0) < v.id
-         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+    let latest: Option<i64> = sqlx::query_scalar(
+        "SELECT v.id FROM subscribers s, (SELECT max(id) AS id FROM policy_versions) v
+         WHERE s.id = $1 AND v.id IS NOT NULL AND s.status <> 'unreachable'
+           AND coalesce(s.policy_version_notified, 0) < v.id",
     )
-    .bind(POLICY_QUEUE)
     .bind(subscriber_id)
-    .bind(event_id)
-    .bind(max_attempts)
-    .execute(executor)
+    .fetch_optional(&mut *conn)
     .await
-    .context("queuing a policy notice with a reply")?;
-    Ok(queued.rows_affected() == 1)
+    .context("finding the policy a person was not told of")?;
+    let Some(policy_version_id) = latest else {
+        return Ok(false);
+    };
+    let notice = PolicyNoticeJob {
+        subscriber_id,
+        policy_version_id,
+        reply_to: Some(event_id),
+    };
+    jobs::enqueue(&mut *conn, &notice, max_attempts)
+        .await
+        .context("queuing a policy notice with a reply")
 }
 
 /// What a claimed notice needs.

@@ -14,6 +14,7 @@ use crate::privacy::PrivacySettings;
 use crate::rate_limit::RateLimitSettings;
 use crate::unsubscribe::UnsubscribeSettings;
 use crate::webhook::KeywordSettings;
+pub use moonengage_queue::QueueSettings;
 
 /// Why settings could not be loaded; the message names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -163,26 +164,6 @@ pub struct MessengerSettings {
     pub app_secret: SecretString,
     /// Answers Facebook's webhook verification handshake.
     pub verify_token: SecretString,
-}
-
-/// How a worker polls the Postgres queue (see DESIGN: apalis-postgres pitfalls).
-#[derive(Debug, Clone, Deserialize)]
-pub struct QueueSettings {
-    /// Jobs claimed per fetch; 10 caps a worker near 3k jobs/s, a few hundred does not.
-    pub batch_size: usize,
-    /// Poll interval when LISTEN/NOTIFY is quiet, so no job waits for a heartbeat.
-    pub poll_interval_ms: u64,
-    /// Worker heartbeat; a worker silent for `heartbeat * missed_heartbeats` is presumed dead
-    /// and its jobs are handed to others.
-    pub heartbeat_secs: u64,
-    /// See `heartbeat_secs`.
-    pub missed_heartbeats: usize,
-    /// Attempts a job gets before it is failed for good.
-    pub max_attempts: i32,
-    /// First retry delay; doubles with each attempt, with jitter.
-    pub retry_base_ms: u64,
-    /// Cap of the retry delay.
-    pub retry_max_ms: u64,
 }
 
 /// Worker process behaviour.

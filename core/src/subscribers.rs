@@ -103,6 +103,20 @@ pub async fn unsubscribe(
     })
 }
 
+/// Marks a person Facebook says can no longer be reached (blocked the Page, deleted their
+/// account): later campaigns skip them with the reason `unreachable`.
+pub async fn mark_unreachable(
+    executor: impl sqlx::PgExecutor<'_>,
+    subscriber_id: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE subscribers SET status = 'unreachable' WHERE id = $1")
+        .bind(subscriber_id)
+        .execute(executor)
+        .await
+        .context("marking a person unreachable")?;
+    Ok(())
+}
+
 /// A person's status, or `None` when they were erased (or the Page does not match).
 pub async fn status(
     pool: &PgPool,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use moonengage_core::metrics::{self, DbCollector};
 use moonengage_core::settings::Settings;
 use moonengage_core::{db, shutdown};
+use moonengage_queue::sends;
 use sqlx::PgPool;
 
 use crate::leader::Leader;
@@ -98,12 +99,11 @@ impl Scheduler {
         }
         for (campaign_id, mut cursor) in fanout::pending(&self.pool).await? {
             for _ in 0..BATCHES_PER_TICK {
-                let done = fanout::batch(
+                let done = sends::fan_out(
                     &self.pool,
                     campaign_id,
                     cursor,
                     settings.scheduler.fanout_batch,
-                    settings.queue.max_attempts,
                     settings.scheduler.pace_fanout,
                 )
                 .await?;

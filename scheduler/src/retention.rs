@@ -1,7 +1,7 @@
 //! Retention (DESIGN: privacy by design), enforced by the leader: finished job rows, what is left
 //! of processed webhook events, delivery rows of campaigns that ended long ago, expired exports
-//! and the subject of completed data-subject requests. apalis-postgres never prunes its own
-//! rows, and nothing else deletes the rest once its purpose is served.
+//! and the subject of completed data-subject requests: nothing else deletes them once their
+//! purpose is served.
 //!
 //! A pass runs every `retention.interval_ms`, not every tick. Every statement deletes at most
 //! [`BATCH`] rows (short locks, small transactions); a pass stops each rule after
@@ -11,19 +11,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use moonengage_core::queue::WEBHOOK_QUEUE;
+use moonengage_core::jobs::WebhookJob;
 use moonengage_core::settings::RetentionSettings;
+use moonengage_queue::Job;
 use sqlx::{AssertSqlSafe, PgPool};
 
 /// Rows deleted per statement.
 const BATCH: i64 = 10_000;
 /// Statements per rule per pass, so a pass never keeps the leader from fanning out for long.
 const BATCHES_PER_PASS: usize = 10;
-
-/// A job that will not run again: done, killed, or failed with no attempt left (as apalis's own
-/// vacuum counts them).
-const FINISHED: &str =
-    "(status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
 
 /// Seconds in a day, for the settings counted in days.
 const DAY_SECS: u64 = 86_400;
@@ -115,13 +111,7 @@ fn rules(settings: &RetentionSettings) -> Vec<Rule> {
     vec![
         Rule {
             what: "finished jobs",
-            sql: format!(
-                "DELETE FROM apalis.jobs WHERE id IN (
-                      SELECT id FROM apalis.jobs
-                      WHERE {FINISHED}
-                        AND done_at < now() - make_interval(secs => $1)
-                      LIMIT $2)"
-            ),
+            sql: moonengage_queue::jobs::PRUNE_FINISHED.into(),
             age: Duration::from_secs(settings.finished_jobs_secs),
         },
         // Processed events hold no personal data (their job erased the sender) but are kept a
@@ -135,12 +125,12 @@ fn rules(settings: &RetentionSettings) -> Vec<Rule> {
                      WHERE e.processed_at < now() - make_interval(secs => $1)
                         OR (e.processed_at IS NULL
                             AND e.received_at < now() - make_interval(secs => $1)
-                            AND NOT EXISTS (
-                                SELECT 1 FROM apalis.jobs j
-                                WHERE j.job_type = '{WEBHOOK_QUEUE}'
-                                  AND j.idempotency_key = e.id::text
-                                  AND NOT ({FINISHED})))
-                     LIMIT $2)"
+                            AND NOT {})
+                     LIMIT $2)",
+                moonengage_queue::jobs::pending_sql(
+                    &format!("'{}'", WebhookJob::KIND),
+                    "e.id::text"
+                )
             ),
             age: Duration::from_secs(settings.webhook_events_secs),
         },

@@ -233,8 +233,7 @@ async fn admin_emails_arrive_with_their_subjects_and_wait_out_an_smtp_outage() {
         let pool = h.pool().clone();
         async move {
             let (attempts, status): (i32, String) = sqlx::query_as(
-                "SELECT attempts, status FROM apalis.jobs
-                 WHERE job_type = 'email' AND idempotency_key = $1",
+                "SELECT attempts, status FROM jobs WHERE kind = 'email' AND key = $1",
             )
             .bind(key)
             .fetch_one(&pool)
@@ -253,8 +252,8 @@ async fn admin_emails_arrive_with_their_subjects_and_wait_out_an_smtp_outage() {
     })
     .await;
     let (_, status) = attempts(&h).await;
-    assert_ne!(status, "Done");
-    assert_ne!(status, "Failed");
+    assert_ne!(status, "done");
+    assert_ne!(status, "failed");
     let subject = format!("[MoonEngage] Data-subject request #{during_outage} received");
     assert_eq!(smtp.count(&subject), 0);
 
@@ -264,7 +263,7 @@ async fn admin_emails_arrive_with_their_subjects_and_wait_out_an_smtp_outage() {
     })
     .await;
     eventually("the job is done", secs(10), || async {
-        attempts(&h).await.1 == "Done"
+        attempts(&h).await.1 == "done"
     })
     .await;
 }
@@ -310,7 +309,7 @@ async fn policy_queue_idle(h: &Harness) {
     eventually("the policy queue is idle", secs(20), || async {
         scalar(
             h,
-            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'policy' AND status <> 'Done'",
+            "SELECT count(*) FROM jobs WHERE kind = 'policy' AND status <> 'done'",
         )
         .await
             == 0
@@ -392,11 +391,7 @@ async fn a_policy_update_reaches_people_in_their_window_at_once_and_the_others_w
         (json!(false), json!(0))
     );
     assert_eq!(
-        scalar(
-            &h,
-            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'policy'"
-        )
-        .await,
+        scalar(&h, "SELECT count(*) FROM jobs WHERE kind = 'policy'").await,
         2
     );
 

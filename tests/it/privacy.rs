@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
+use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
 use moonengage_core::privacy::exports;
-use moonengage_core::queue::{self, DSR_QUEUE, DsrJob, NOTIFY_QUEUE, NotifyJob, NotifyKind};
 use moonengage_core::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
+use moonengage_queue::jobs;
 use moonengage_sandbox::MessageFilter;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -83,13 +84,11 @@ async fn completed(h: &Harness, kind: &str, nth: i64) -> (i64, String) {
             break;
         }
         if started.elapsed() > WAIT {
-            let jobs: Vec<(String, i32, Option<String>)> = sqlx::query_as(
-                "SELECT status, attempts, last_result::text FROM apalis.jobs
-                 WHERE job_type = 'dsr'",
-            )
-            .fetch_all(h.pool())
-            .await
-            .unwrap();
+            let jobs: Vec<(String, i32, Option<String>)> =
+                sqlx::query_as("SELECT status, attempts, last_error FROM jobs WHERE kind = 'dsr'")
+                    .fetch_all(h.pool())
+                    .await
+                    .unwrap();
             panic!("{done} {kind} requests completed, expected {nth}; jobs: {jobs:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -114,7 +113,7 @@ struct Needles {
     sealed: Vec<Vec<u8>>,
 }
 
-/// Every column of every table (from pg_catalog, apalis's included) holding the person: the
+/// Every column of every table (from pg_catalog) holding the person: the
 /// id as a whole word, or the PSID, blind index or a sealed PSID (hex) in anything's text form;
 /// and in bytea, the exact bytes of the PSID, blind index, a sealed PSID or the id's digits
 /// (job payloads are JSON in bytea).
@@ -179,8 +178,7 @@ async fn others(h: &Harness, target: i64) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT s::text FROM subscribers s WHERE id <> $1
          UNION ALL SELECT d::text FROM deliveries d WHERE subscriber_id <> $1
-         UNION ALL SELECT j.id || j.status || encode(j.job, 'escape') FROM apalis.jobs j
-           WHERE j.job_type = 'send' AND split_part(j.idempotency_key, ':', 2) <> $1::text
+         UNION ALL SELECT j::text FROM jobs j WHERE subscriber_id <> $1
          ORDER BY 1",
     )
     .bind(target)
@@ -217,27 +215,13 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     let campaign = h.campaign(page, "Hello {{page_name}}").await;
     let progress = h.wait_completed(campaign, WAIT).await;
     assert_eq!(progress.sent, 5, "{progress:?}");
-    sqlx::query(
-        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at,
-                                  idempotency_key, last_result, done_at)
-         VALUES (apalis.generate_ulid(), 'send', convert_to($1, 'UTF8'), 'Failed', 8, 8, now(),
-                 $2, '{\"Err\": \"transient\"}', now())",
-    )
-    .bind(format!(
-        r#"{{"campaign_id": 777, "subscriber_id": {target}}}"#
-    ))
-    .bind(format!("777:{target}"))
-    .execute(h.pool())
-    .await
-    .unwrap();
-    queue::enqueue(
+    jobs::enqueue(
         h.pool(),
-        NOTIFY_QUEUE,
         &NotifyJob {
             subscriber_id: target,
             kind: NotifyKind::Unsubscribed,
+            cause: Cause::Request(777),
         },
-        "it:notify",
         3,
     )
     .await
@@ -291,8 +275,8 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
         "public.exports.subscriber_id",
         "public.webhook_events.psid",
         "public.webhook_events.mid_hash",
-        "apalis.jobs.job",
-        "apalis.jobs.idempotency_key",
+        "public.jobs.payload",
+        "public.jobs.subscriber_id",
     ] {
         assert!(
             held.contains(&place.to_owned()),
@@ -363,9 +347,14 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     assert_eq!(export.status(), StatusCode::NOT_FOUND);
 
     // Twice is harmless: the same job again does nothing; a new request holds nothing.
-    queue::enqueue(h.pool(), DSR_QUEUE, &DsrJob { request_id }, "it:again", 3)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET status = 'queued', run_at = now(), finished_at = NULL
+         WHERE kind = 'dsr' AND key = $1::text",
+    )
+    .bind(request_id)
+    .execute(h.pool())
+    .await
+    .unwrap();
     let mut conn = h.pool().acquire().await.unwrap();
     dsr::file(
         &mut conn,
@@ -385,7 +374,7 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     assert_eq!(again, "nothing held");
     wait_count(
         &h,
-        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'dsr' AND status <> 'Done'",
+        "SELECT count(*) FROM jobs WHERE kind = 'dsr' AND status <> 'done'",
         0,
         WAIT,
     )
@@ -553,7 +542,7 @@ async fn a_signed_deletion_request_is_filed_and_anything_else_is_refused_with_no
             .send()
     };
     let stored = "SELECT (SELECT count(*) FROM dsr_requests)
-                       + (SELECT count(*) FROM apalis.jobs WHERE job_type = 'dsr')";
+                       + (SELECT count(*) FROM jobs WHERE kind = 'dsr')";
 
     let mut wrong_algorithm = valid.clone();
     wrong_algorithm["algorithm"] = json!("HMAC-SHA1");

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use moonengage_core::campaigns;
 use moonengage_core::crypto::{Context, CryptoError, Keyring, key_id_of};
+use moonengage_core::jobs::WebhookJob;
 use moonengage_core::key_rotation::{self, SEALED_COLUMNS, SealedColumn};
-use moonengage_core::queue::{self, WEBHOOK_QUEUE};
 use moonengage_core::subscribers::{self, NewSubscriber};
+use moonengage_queue::{Job, jobs};
 use moonengage_sandbox::MessageFilter;
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -284,8 +285,7 @@ async fn campaign_with_deliveries(
         "INSERT INTO campaigns (page_id, name, template, state, fanout_done, recipients, sent,
                                 skipped, completed_at, created_at)
          VALUES ($1, 'retention', 'Hi', $2, true, $3,
-                 CASE WHEN $4::int IS NULL THEN 0 ELSE $5 END,
-                 CASE WHEN $4::int IS NULL THEN 0 ELSE $6 END,
+                 $5, $6,
                  now() - make_interval(days => $4), now() - interval '100 days')
          RETURNING id",
     )
@@ -321,19 +321,33 @@ async fn deliveries_of(pool: &PgPool, campaign: i64) -> i64 {
         .unwrap()
 }
 
-/// Queues a job in a test-only queue and sets its state.
-async fn job(pool: &PgPool, key: &str, status: &str, done_ago: &str) {
-    queue::enqueue(pool, "retention-test", &serde_json::json!({}), key, 1)
+/// A job of a test-only kind.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RetentionTest {
+    key: String,
+}
+
+impl Job for RetentionTest {
+    const KIND: &'static str = "retention-test";
+
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+}
+
+/// Queues a job of the test-only kind and sets its state.
+async fn job(pool: &PgPool, key: &str, status: &str, finished_ago: &str) {
+    jobs::enqueue(pool, &RetentionTest { key: key.into() }, 1)
         .await
         .unwrap();
     sqlx::query(
-        "UPDATE apalis.jobs SET status = $2, attempts = 1,
-             done_at = CASE WHEN $2 = 'Pending' THEN NULL ELSE now() - $3::interval END
-         WHERE job_type = 'retention-test' AND idempotency_key = $1",
+        "UPDATE jobs SET status = $2, attempts = 1,
+             finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE now() - $3::interval END
+         WHERE kind = 'retention-test' AND key = $1",
     )
     .bind(key)
     .bind(status)
-    .bind(done_ago)
+    .bind(finished_ago)
     .execute(pool)
     .await
     .unwrap();
@@ -387,21 +401,20 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
     // Running with a send still to come: its delivery rows are send-once claims.
     let running = campaign_with_deliveries(&pool, page, "running", None, 4, &three_sent).await;
 
-    job(&pool, "done-old", "Done", "2 days").await;
-    job(&pool, "killed-old", "Killed", "2 days").await;
-    job(&pool, "failed-for-good-old", "Failed", "2 days").await;
-    job(&pool, "done-recent", "Done", "1 hour").await;
-    job(&pool, "pending", "Pending", "0").await;
+    job(&pool, "done-old", "done", "2 days").await;
+    job(&pool, "failed-for-good-old", "failed", "2 days").await;
+    job(&pool, "done-recent", "done", "1 hour").await;
+    job(&pool, "pending", "queued", "0").await;
 
     let processed_old = event(&pool, &h.keyring, true, "2 days").await;
     let processed_recent = event(&pool, &h.keyring, true, "1 hour").await;
     let orphan_old = event(&pool, &h.keyring, false, "2 days").await;
     let queued_old = event(&pool, &h.keyring, false, "2 days").await;
-    queue::enqueue(
+    jobs::enqueue(
         &pool,
-        WEBHOOK_QUEUE,
-        &serde_json::json!({ "event_id": queued_old }),
-        &queued_old.to_string(),
+        &WebhookJob {
+            event_id: queued_old,
+        },
         8,
     )
     .await
@@ -488,14 +501,13 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
     );
 
     // Jobs: finished ones older than a day went.
-    let jobs: BTreeSet<String> = sqlx::query_scalar(
-        "SELECT idempotency_key FROM apalis.jobs WHERE job_type = 'retention-test'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
+    let jobs: BTreeSet<String> =
+        sqlx::query_scalar("SELECT key FROM jobs WHERE kind = 'retention-test'")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     assert_eq!(
         jobs,
         BTreeSet::from(["done-recent".to_owned(), "pending".to_owned()])

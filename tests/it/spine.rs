@@ -181,7 +181,7 @@ async fn a_database_dump_after_a_run_holds_no_psid_or_first_name_in_clear() {
         "the dump holds the data (sanity check)"
     );
     assert!(
-        dump.contains("apalis"),
+        dump.contains("COPY public.deliveries") && dump.contains("COPY public.jobs"),
         "the dump includes the queue's rows"
     );
     for person in &people {
@@ -213,16 +213,17 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
         .collect();
     h.seed(page, "801", &people).await;
     let campaign = h.campaign(page, TEMPLATE).await;
+    use moonengage_queue::sends;
     use moonengage_scheduler::fanout;
     assert_eq!(fanout::start_due(h.pool()).await.unwrap(), 1);
     assert!(
-        !fanout::batch(h.pool(), campaign, 0, 100, 5, true)
+        !sends::fan_out(h.pool(), campaign, 0, 100, true)
             .await
             .unwrap()
     );
     // A leader that died after its batch committed but before it knew: the same batch again
     // counts nothing.
-    fanout::batch(h.pool(), campaign, 0, 100, 5, true)
+    sends::fan_out(h.pool(), campaign, 0, 100, true)
         .await
         .unwrap();
     // Even a cursor rewound by hand adds no job twice.
@@ -232,7 +233,7 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
         .await
         .unwrap();
     let mut cursor = 0;
-    while !fanout::batch(h.pool(), campaign, cursor, 100, 5, true)
+    while !sends::fan_out(h.pool(), campaign, cursor, 100, true)
         .await
         .unwrap()
     {
@@ -243,8 +244,9 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
             .unwrap();
     }
     let (jobs, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT idempotency_key) FROM apalis.jobs WHERE job_type = 'send'",
+        "SELECT count(*), count(DISTINCT subscriber_id) FROM deliveries WHERE campaign_id = $1",
     )
+    .bind(campaign)
     .fetch_one(h.pool())
     .await
     .unwrap();
@@ -373,7 +375,7 @@ async fn the_procfile_under_honcho_with_three_workers_and_two_schedulers_sends_o
     // All three workers registered before the campaign starts, so each can take a share.
     for _ in 0..200 {
         let workers: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM apalis.workers WHERE worker_type = 'send'")
+            sqlx::query_scalar("SELECT count(*) FROM queue_workers WHERE 'send' = ANY(kinds)")
                 .fetch_one(h.pool())
                 .await
                 .unwrap();
@@ -389,7 +391,7 @@ async fn the_procfile_under_honcho_with_three_workers_and_two_schedulers_sends_o
     assert_eq!((stats.received_total, stats.duplicates), (3_000, 0));
 
     let shares: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT lock_by, count(*) FROM apalis.jobs WHERE job_type = 'send' GROUP BY lock_by",
+        "SELECT locked_by, count(*) FROM deliveries WHERE status = 'sent' GROUP BY locked_by",
     )
     .fetch_all(h.pool())
     .await

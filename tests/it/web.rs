@@ -75,11 +75,7 @@ async fn signed_webhook_events_are_stored_queued_and_processed_without_keeping_t
     assert_eq!(answer["stored"], 2, "{answer}");
     assert_eq!(count(&h, "SELECT count(*) FROM webhook_events").await, 2);
     assert_eq!(
-        count(
-            &h,
-            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'webhook'"
-        )
-        .await,
+        count(&h, "SELECT count(*) FROM jobs WHERE kind = 'webhook'").await,
         2
     );
 
@@ -182,11 +178,7 @@ async fn bad_signatures_oversized_and_malformed_bodies_are_refused_and_nothing_i
 
     assert_eq!(count(&h, "SELECT count(*) FROM webhook_events").await, 0);
     assert_eq!(
-        count(
-            &h,
-            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'webhook'"
-        )
-        .await,
+        count(&h, "SELECT count(*) FROM jobs WHERE kind = 'webhook'").await,
         0
     );
     // The same raw bytes with a signature over them are accepted: the refusals were about the
@@ -223,11 +215,7 @@ async fn the_same_event_delivered_three_times_is_processed_once() {
     }
     assert_eq!(count(&h, "SELECT count(*) FROM webhook_events").await, 2);
     assert_eq!(
-        count(
-            &h,
-            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'webhook'"
-        )
-        .await,
+        count(&h, "SELECT count(*) FROM jobs WHERE kind = 'webhook'").await,
         2
     );
     wait_count(
@@ -251,11 +239,7 @@ async fn the_same_event_delivered_three_times_is_processed_once() {
     let answer: Value = late.json().await.unwrap();
     assert_eq!(answer["duplicates"], 1);
     assert_eq!(
-        count(
-            &h,
-            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'webhook'"
-        )
-        .await,
+        count(&h, "SELECT count(*) FROM jobs WHERE kind = 'webhook'").await,
         2
     );
 }
@@ -738,7 +722,7 @@ async fn two_hundred_concurrent_webhooks_are_each_stored_once() {
     assert_eq!(
         count(
             &h,
-            "SELECT count(DISTINCT idempotency_key) FROM apalis.jobs WHERE job_type = 'webhook'"
+            "SELECT count(DISTINCT key) FROM jobs WHERE kind = 'webhook'"
         )
         .await,
         200

@@ -7,19 +7,16 @@ mod export;
 mod notice;
 mod objection;
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
-use apalis::prelude::{BoxDynError, Data};
-use moonengage_core::crypto::Keyring;
 use moonengage_core::dsr::DsrType;
-use moonengage_core::messenger;
+use moonengage_core::jobs::DsrJob;
 use moonengage_core::metrics;
 use moonengage_core::privacy::requests::{self, Claimed};
 use moonengage_core::privacy::subject::SealedSubject;
-use moonengage_core::queue::DsrJob;
-use moonengage_core::settings::Settings;
-use sqlx::PgPool;
+use moonengage_queue::JobError;
+
+use crate::env::Env;
+use crate::handle::Handle;
 
 /// Outcome of a request about someone we hold nothing about.
 const NOTHING_HELD: &str = "nothing held";
@@ -28,48 +25,17 @@ const NOTHING_HELD: &str = "nothing held";
 const UNMAPPED: &str = "nothing held: no data is linked to a Facebook app-scoped id; people who \
                         messaged a Page ask in that conversation";
 
-/// What every data-subject request job of a worker shares.
-pub struct DsrContext {
-    pool: PgPool,
-    keyring: Keyring,
-    client: messenger::Client,
-    export_ttl_days: u32,
-    public_base_url: String,
-    max_attempts: i32,
-}
+impl Handle for DsrJob {
+    /// One request at a time per process: each is a few statements, rare, and an erasure
+    /// should not race another about the same person.
+    const CONCURRENCY: Option<usize> = Some(1);
 
-impl DsrContext {
-    /// Bundles what the jobs need; built once per worker process.
-    pub fn new(
-        pool: PgPool,
-        keyring: Keyring,
-        client: messenger::Client,
-        settings: &Settings,
-    ) -> DsrContext {
-        DsrContext {
-            pool,
-            keyring,
-            client,
-            export_ttl_days: settings.privacy.export_ttl_days,
-            public_base_url: moonengage_core::privacy::public_base_url(settings),
-            max_attempts: settings.queue.max_attempts,
-        }
+    async fn run(self, env: &Env) -> Result<(), JobError> {
+        Ok(carry_out(env, self.request_id).await?)
     }
 }
 
-/// The apalis handler; an `Err` (database, keys) is retried by the queue.
-pub async fn handle(job: DsrJob, ctx: Data<Arc<DsrContext>>) -> Result<(), BoxDynError> {
-    run(&ctx, job.request_id).await.map_err(|error| {
-        tracing::warn!(
-            request_id = job.request_id,
-            error = %format!("{error:#}"),
-            "data-subject request job failed"
-        );
-        error.into()
-    })
-}
-
-async fn run(ctx: &DsrContext, request_id: i64) -> anyhow::Result<()> {
+async fn carry_out(ctx: &Env, request_id: i64) -> anyhow::Result<()> {
     let Some(request) = requests::claim(&ctx.pool, request_id).await? else {
         return Ok(());
     };
@@ -99,7 +65,7 @@ async fn run(ctx: &DsrContext, request_id: i64) -> anyhow::Result<()> {
 }
 
 /// Completes a request that needed no transaction of its own.
-async fn complete(ctx: &DsrContext, request_id: i64, outcome: &str) -> anyhow::Result<()> {
+async fn complete(ctx: &Env, request_id: i64, outcome: &str) -> anyhow::Result<()> {
     let mut conn = ctx.pool.acquire().await.context("completing a request")?;
     requests::complete(&mut conn, request_id, outcome).await?;
     Ok(())

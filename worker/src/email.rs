@@ -7,76 +7,43 @@
 //! which the job row shows too.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use apalis::prelude::{BoxDynError, Data, TaskId};
 use chrono::{DateTime, Utc};
-use moonengage_core::email::Mailer;
 use moonengage_core::notify::AdminEvent;
-use moonengage_core::queue;
-use moonengage_core::settings::QueueSettings;
+use moonengage_queue::JobError;
 use sqlx::PgPool;
 
-/// Shared by every e-mail job of a worker process.
-pub struct EmailContext {
-    /// The database and its queue.
-    pub(crate) pool: PgPool,
-    /// The SMTP transport; `None` when admin e-mail is off.
-    pub(crate) mailer: Option<Mailer>,
-    /// Backoff of retries.
-    pub(crate) queue: QueueSettings,
-    /// Public URL of the web process, for links to the admin API.
-    pub(crate) base_url: Option<String>,
-}
+use crate::env::Env;
+use crate::handle::Handle;
 
-/// The apalis handler; an `Err` (database) is retried by the queue, an SMTP failure by moving
-/// the run time.
-pub async fn handle(
-    event: AdminEvent,
-    task_id: TaskId,
-    ctx: Data<Arc<EmailContext>>,
-) -> Result<(), BoxDynError> {
-    run(&ctx, &event, &task_id.to_string())
-        .await
-        .map_err(|error| {
-            tracing::warn!(
-                event = event.name(),
-                error = %format!("{error:#}"),
-                "e-mail job failed"
-            );
-            error.into()
-        })
-}
+impl Handle for AdminEvent {
+    /// Admin e-mails are rare; a few at once is plenty and spares the SMTP server a burst.
+    const CONCURRENCY: Option<usize> = Some(4);
 
-async fn run(ctx: &EmailContext, event: &AdminEvent, task_id: &str) -> anyhow::Result<()> {
-    let Some(mailer) = &ctx.mailer else {
-        tracing::debug!(event = event.name(), "admin e-mail is off; not sent");
-        return Ok(());
-    };
-    let (subject, body) = render(&ctx.pool, event, ctx.base_url.as_deref()).await?;
-    let Err(error) = mailer.send(&subject, body).await else {
-        tracing::info!(event = event.name(), "admin e-mail sent");
-        return Ok(());
-    };
-    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM apalis.jobs WHERE id = $1")
-        .bind(task_id)
-        .fetch_optional(&ctx.pool)
-        .await
-        .context("reading the e-mail job's attempts")?
-        .unwrap_or(0);
-    let delay = queue::backoff(&ctx.queue, attempts.unsigned_abs());
-    tracing::warn!(
-        event = event.name(),
-        attempts = attempts + 1,
-        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-        %error,
-        "admin e-mail not sent; retrying"
-    );
-    queue::reschedule(&ctx.pool, task_id, delay, true)
-        .await
-        .context("rescheduling an e-mail")?;
-    Ok(())
+    async fn run(self, env: &Env) -> Result<(), JobError> {
+        let Some(mailer) = &env.mailer else {
+            tracing::debug!(event = self.name(), "admin e-mail is off; not sent");
+            return Ok(());
+        };
+        let (subject, body) = render(
+            &env.pool,
+            &self,
+            env.settings.web.public_base_url.as_deref(),
+        )
+        .await?;
+        match mailer.send(&subject, body).await {
+            Ok(()) => {
+                tracing::info!(event = self.name(), "admin e-mail sent");
+                Ok(())
+            }
+            Err(error) => Err(JobError::Retry {
+                after: None,
+                spend_attempt: true,
+                reason: format!("smtp: {error}"),
+            }),
+        }
+    }
 }
 
 /// A link to an admin API resource, when the public URL is known.

@@ -1,13 +1,15 @@
 //! The worker: a stateless, horizontally scaled process that executes queued jobs. Each process
-//! registers under a name unique among live processes (host and pid), as apalis requires.
+//! registers under a name unique among live processes (host and pid), heartbeats to keep the
+//! leases of what it holds, and runs one apalis worker per kind of job on the queue's backend.
 
 mod dsr;
 mod email;
+mod env;
+mod handle;
 mod notify;
 mod policy;
 mod rotate;
 mod send;
-mod service;
 mod webhook;
 
 use std::future::Future;
@@ -18,61 +20,32 @@ use anyhow::Context as _;
 use apalis::prelude::*;
 use moonengage_core::crypto::Keyring;
 use moonengage_core::email::Mailer;
+use moonengage_core::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use moonengage_core::messenger;
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
-use moonengage_core::queue::{
-    self, DSR_QUEUE, DsrJob, EMAIL_QUEUE, NOTIFY_QUEUE, NotifyJob, POLICY_QUEUE, ROTATE_QUEUE,
-    RotateJob, SEND_QUEUE, SendJob, WEBHOOK_QUEUE, WebhookJob,
-};
 use moonengage_core::rate_limit::RateLimiter;
-use moonengage_core::settings::{QueueSettings, Settings};
+use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
 use moonengage_core::{db, metrics, shutdown};
-use sqlx::PgPool;
+use moonengage_queue::wake::Wakers;
+use moonengage_queue::{Job, jobs, sends, workers};
 
-pub use send::SendContext;
-pub use service::ServiceContext;
+use crate::env::Env;
+use crate::handle::register;
 
-/// Admin e-mails are rare; a few at once is plenty and spares the SMTP server a burst.
-const EMAIL_CONCURRENCY: usize = 4;
-
-/// What every queue's apalis worker of this process shares.
-struct Queues<'a> {
-    name: &'a str,
-    pool: &'a PgPool,
-    settings: &'a QueueSettings,
-}
-
-/// Registers one queue's apalis worker: named after this process and the queue, on the
-/// queue's storage (see `queue::storage`), with job metrics, the job's shared context and a
-/// concurrency limit. A macro because each queue's worker is a different type.
-macro_rules! register_queue {
-    ($monitor:expr, $queues:expr, $queue:expr, $job:ty, $data:expr, $concurrency:expr, $handler:path) => {{
-        let name = format!("{}-{}", $queues.name, $queue);
-        let pool = $queues.pool.clone();
-        let settings = $queues.settings.clone();
-        let data = $data;
-        let concurrency = $concurrency;
-        $monitor.register(move |_restarts| {
-            WorkerBuilder::new(name.as_str())
-                .backend(queue::storage::<$job>(&pool, &settings, $queue))
-                .layer(metrics::JobMetricsLayer::new($queue))
-                .data(data.clone())
-                .concurrency(concurrency)
-                .parallelize(tokio::spawn)
-                .build($handler)
-        })
-    }};
+/// What registering each kind needs: this process's name, the shared environment and the
+/// wake-ups of its LISTEN connection.
+#[derive(Clone)]
+pub(crate) struct Registration {
+    name: String,
+    env: Arc<Env>,
+    wakers: Wakers,
 }
 
 /// A built worker, ready to run.
 pub struct Worker {
-    settings: Settings,
-    pool: PgPool,
-    context: Arc<SendContext>,
-    service: Arc<ServiceContext>,
-    limiter: Arc<RateLimiter>,
+    env: Arc<Env>,
     name: String,
 }
 
@@ -87,33 +60,17 @@ impl Worker {
         let client = messenger::Client::new(&settings.messenger, settings.app.is_production())?;
         let signer = UnsubscribeSigner::new(&settings.unsubscribe)?;
         let limiter = Arc::new(RateLimiter::new(&settings.redis, &settings.rate_limit)?);
-        let service = Arc::new(ServiceContext {
-            pool: pool.clone(),
-            keyring: keyring.clone(),
-            client: client.clone(),
-            queue: settings.queue.clone(),
-        });
-        let context = Arc::new(SendContext::new(
-            pool.clone(),
-            keyring,
-            client,
-            signer,
-            limiter.clone(),
-            &settings,
-        ));
+        let mailer = Mailer::new(&settings.email).context("preparing admin e-mail")?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let name = format!("{host}-{}", std::process::id());
+        let env = Env::new(pool, keyring, client, signer, limiter, mailer, settings);
         Ok(Worker {
-            settings,
-            pool,
-            context,
-            service,
-            limiter,
+            env: Arc::new(env),
             name,
         })
     }
 
-    /// This process's name in `apalis.workers` and in `lock_by` of the jobs it runs.
+    /// This process's name in `queue_workers` and in `locked_by` of the rows it holds.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -133,110 +90,50 @@ impl Worker {
         .await
     }
 
-    /// Runs until `stop` resolves, then stops fetching and lets in-flight jobs finish within
-    /// `worker.shutdown_timeout_secs`. A worker whose database connection fails is restarted
-    /// by the monitor rather than left dead.
+    /// Runs until `stop` resolves, then stops claiming, gives back what it claimed but did not
+    /// start, and lets in-flight jobs finish within `worker.shutdown_timeout_secs`.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Worker {
-            settings,
-            pool,
-            context,
-            service,
-            limiter,
-            name,
-        } = self;
-        let counting = tokio::spawn(count_live_workers(
-            pool.clone(),
-            limiter.clone(),
-            Duration::from_secs(settings.queue.heartbeat_secs),
-        ));
-        let concurrency = settings.worker.concurrency;
-        let queues = Queues {
-            name: &name,
-            pool: &pool,
-            settings: &settings.queue,
+        let Worker { env, name } = self;
+        let settings = &env.settings;
+        let queue = &settings.queue;
+        let kinds: Vec<String> = [
+            sends::KIND,
+            WebhookJob::KIND,
+            NotifyJob::KIND,
+            AdminEvent::KIND,
+            PolicyNoticeJob::KIND,
+            DsrJob::KIND,
+            RotateJob::KIND,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let wakers = Wakers::default();
+        let background = [
+            tokio::spawn(workers::heartbeat(
+                env.pool.clone(),
+                name.clone(),
+                kinds,
+                Duration::from_secs(queue.heartbeat_secs.max(1)),
+                queue.lease(),
+            )),
+            tokio::spawn(settle_expired(env.clone())),
+            tokio::spawn(wakers.clone().listen(env.pool.clone())),
+        ];
+        let registration = Registration {
+            name: name.clone(),
+            env: env.clone(),
+            wakers,
         };
-        let dsr = Arc::new(dsr::DsrContext::new(
-            service.pool.clone(),
-            service.keyring.clone(),
-            service.client.clone(),
-            &settings,
-        ));
-        let email = Arc::new(email::EmailContext {
-            pool: pool.clone(),
-            mailer: Mailer::new(&settings.email).context("preparing admin e-mail")?,
-            queue: settings.queue.clone(),
-            base_url: settings.web.public_base_url.clone(),
-        });
-        let policy = Arc::new(policy::PolicyContext {
-            service: service.clone(),
-            limiter,
-            keywords: settings.keywords.clone(),
-        });
-        let rotate = Arc::new(rotate::RotateContext::new(
-            service.pool.clone(),
-            service.keyring.clone(),
-            &settings,
-        ));
-        let monitor = Monitor::new();
-        let monitor = register_queue!(
-            monitor,
-            queues,
-            SEND_QUEUE,
-            SendJob,
-            context,
-            concurrency,
-            send::handle
-        );
-        let monitor = register_queue!(
-            monitor,
-            queues,
-            WEBHOOK_QUEUE,
-            WebhookJob,
-            service.clone(),
-            concurrency,
-            webhook::handle
-        );
-        let monitor = register_queue!(
-            monitor,
-            queues,
-            NOTIFY_QUEUE,
-            NotifyJob,
-            service,
-            concurrency,
-            notify::handle
-        );
-        let monitor = register_queue!(
-            monitor,
-            queues,
-            EMAIL_QUEUE,
-            AdminEvent,
-            email,
-            EMAIL_CONCURRENCY,
-            email::handle
-        );
-        let monitor = register_queue!(
-            monitor,
-            queues,
-            POLICY_QUEUE,
-            PolicyNoticeJob,
-            policy,
-            concurrency,
-            policy::handle
-        );
-        let monitor = register_queue!(monitor, queues, DSR_QUEUE, DsrJob, dsr, 1, dsr::handle);
-        let monitor = register_queue!(
-            monitor,
-            queues,
-            ROTATE_QUEUE,
-            RotateJob,
-            rotate,
-            1,
-            rotate::handle
-        );
+        let monitor = send::register(Monitor::new(), &registration);
+        let monitor = register::<WebhookJob>(monitor, &registration);
+        let monitor = register::<NotifyJob>(monitor, &registration);
+        let monitor = register::<AdminEvent>(monitor, &registration);
+        let monitor = register::<PolicyNoticeJob>(monitor, &registration);
+        let monitor = register::<DsrJob>(monitor, &registration);
+        let monitor = register::<RotateJob>(monitor, &registration);
         let monitor = monitor
             .should_restart(|ctx, error| {
                 tracing::warn!(worker = ctx.name(), %error, "worker stopped; restarting");
@@ -245,7 +142,7 @@ impl Worker {
             .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_timeout_secs));
         metrics::init("worker");
         metrics::start(&settings.metrics).await;
-        tracing::info!(worker = %name, concurrency, "worker started");
+        tracing::info!(worker = %name, concurrency = settings.worker.concurrency, "worker started");
         monitor
             .run_with_signal(async move {
                 stop.await;
@@ -254,28 +151,38 @@ impl Worker {
             })
             .await
             .context("worker monitor")?;
-        counting.abort();
+        for task in background {
+            task.abort();
+        }
+        if let Err(error) = workers::deregister(&env.pool, &name).await {
+            tracing::warn!(%error, "leaving the worker registry failed; it expires by itself");
+        }
         tracing::info!("worker stopped");
         Ok(())
     }
 }
 
-/// Keeps the rate limiter's fallback share right: with Redis down, each worker sends at the
-/// Page's rate divided by the send workers that heartbeated recently.
-async fn count_live_workers(pool: PgPool, limiter: Arc<RateLimiter>, heartbeat: Duration) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+/// Every heartbeat: settles the sends and retries the jobs whose worker died (their leases
+/// expired), and keeps the rate limiter's fallback share right — with Redis down, each worker
+/// sends at a Page's rate divided by the send workers alive.
+async fn settle_expired(env: Arc<Env>) {
+    let queue = &env.settings.queue;
+    let mut every = tokio::time::interval(Duration::from_secs(queue.heartbeat_secs.max(1)));
     loop {
         every.tick().await;
-        let live: Result<i64, _> = sqlx::query_scalar(
-            "SELECT count(*) FROM apalis.workers
-             WHERE worker_type = $1 AND last_seen > now() - make_interval(secs => $2)",
-        )
-        .bind(SEND_QUEUE)
-        .bind(heartbeat.as_secs_f64() * 3.0)
-        .fetch_one(&pool)
-        .await;
-        if let Ok(live) = live {
-            limiter.set_live_workers(usize::try_from(live).unwrap_or(1));
+        match sends::settle_expired(&env.pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(sends = n, "sends of a dead worker settled as unknown"),
+            Err(error) => tracing::warn!(%error, "settling expired sends failed"),
+        }
+        match jobs::retry_expired(&env.pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(jobs = n, "jobs of a dead worker queued again"),
+            Err(error) => tracing::warn!(%error, "retrying expired jobs failed"),
+        }
+        if let Ok(live) = workers::live(&env.pool, sends::KIND, queue.lease()).await {
+            env.limiter
+                .set_live_workers(usize::try_from(live).unwrap_or(1));
         }
     }
 }

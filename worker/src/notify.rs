@@ -1,32 +1,15 @@
 //! The notify job: a one-line service message to a person, such as the confirmation that they
 //! are unsubscribed. It is sent as a `RESPONSE` inside the window their own message opened.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
-use apalis::prelude::{BoxDynError, Data, TaskId};
 use moonengage_core::crypto::Context;
+use moonengage_core::jobs::{NotifyJob, NotifyKind};
 use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
 use moonengage_core::pages;
-use moonengage_core::queue::{self, NotifyJob, NotifyKind};
+use moonengage_queue::JobError;
 
-use crate::service::ServiceContext;
-
-/// The apalis handler; an `Err` (database, keys) is retried by the queue.
-pub async fn handle(
-    job: NotifyJob,
-    task_id: TaskId,
-    ctx: Data<Arc<ServiceContext>>,
-) -> Result<(), BoxDynError> {
-    run(&ctx, job, &task_id.to_string()).await.map_err(|error| {
-        tracing::warn!(
-            subscriber_id = job.subscriber_id,
-            error = %format!("{error:#}"),
-            "notify job failed"
-        );
-        error.into()
-    })
-}
+use crate::env::Env;
+use crate::handle::Handle;
 
 /// The text of each kind of service message.
 fn text(kind: NotifyKind, page_name: &str) -> String {
@@ -37,7 +20,13 @@ fn text(kind: NotifyKind, page_name: &str) -> String {
     }
 }
 
-async fn run(ctx: &ServiceContext, job: NotifyJob, task_id: &str) -> anyhow::Result<()> {
+impl Handle for NotifyJob {
+    async fn run(self, env: &Env) -> Result<(), JobError> {
+        notify(env, self).await
+    }
+}
+
+async fn notify(ctx: &Env, job: NotifyJob) -> Result<(), JobError> {
     let row: Option<(Vec<u8>, String, Vec<u8>)> = sqlx::query_as(
         "SELECT s.psid, p.name, p.access_token
          FROM subscribers s JOIN pages p ON p.id = s.page_id WHERE s.id = $1",
@@ -50,8 +39,11 @@ async fn run(ctx: &ServiceContext, job: NotifyJob, task_id: &str) -> anyhow::Res
     let Some((psid, page_name, token)) = row else {
         return Ok(());
     };
-    let psid = ctx.keyring.open_string(Context::SubscriberPsid, &psid)?;
-    let token = pages::open_token(&ctx.keyring, &token)?;
+    let psid = ctx
+        .keyring
+        .open_string(Context::SubscriberPsid, &psid)
+        .context("opening the PSID")?;
+    let token = pages::open_token(&ctx.keyring, &token).context("opening the Page token")?;
     let text = text(job.kind, &page_name);
     let message = OutgoingMessage {
         psid: &psid,
@@ -62,22 +54,18 @@ async fn run(ctx: &ServiceContext, job: NotifyJob, task_id: &str) -> anyhow::Res
         return Ok(());
     };
     let class = error.class();
-    tracing::info!(
+    tracing::debug!(
         subscriber_id = job.subscriber_id,
         class = class.as_str(),
         %error,
         "service message not accepted"
     );
     if matches!(class, ErrorClass::Transient | ErrorClass::RateLimited) {
-        let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM apalis.jobs WHERE id = $1")
-            .bind(task_id)
-            .fetch_optional(&ctx.pool)
-            .await?
-            .unwrap_or(0);
-        if attempts < ctx.queue.max_attempts {
-            let delay = queue::backoff(&ctx.queue, attempts.unsigned_abs());
-            queue::reschedule(&ctx.pool, task_id, delay, true).await?;
-        }
+        return Err(JobError::Retry {
+            after: None,
+            spend_attempt: true,
+            reason: class.as_str().to_owned(),
+        });
     }
     Ok(())
 }

@@ -4,55 +4,29 @@
 //! sealed column is done and no value under an older key is left — checked again once every
 //! process has had time to seal with the new key — the older keys are retired and removed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use apalis::prelude::{BoxDynError, Data};
-use moonengage_core::crypto::{CryptoSettings, Keyring};
+use moonengage_core::jobs::RotateJob;
 use moonengage_core::key_rotation::{self, SEALED_COLUMNS};
-use moonengage_core::queue::RotateJob;
-use moonengage_core::settings::Settings;
-use sqlx::PgPool;
+use moonengage_queue::JobError;
+
+use crate::env::Env;
+use crate::handle::Handle;
 
 /// Batches of `key_rotation::BATCH_ROWS` per step: about 20,000 rows, a few seconds of work.
 const BATCHES_PER_STEP: usize = 20;
 
-/// What every rotate step needs.
-pub struct RotateContext {
-    pool: PgPool,
-    keyring: Keyring,
-    crypto: CryptoSettings,
-    max_attempts: i32,
-}
+impl Handle for RotateJob {
+    /// Steps follow one another; one at a time per process.
+    const CONCURRENCY: Option<usize> = Some(1);
 
-impl RotateContext {
-    /// Shares the worker's keyring: refreshing it for a step also lets this process's sends
-    /// open values under the new key at once.
-    pub fn new(pool: PgPool, keyring: Keyring, settings: &Settings) -> RotateContext {
-        RotateContext {
-            pool,
-            keyring,
-            crypto: settings.crypto.clone(),
-            max_attempts: settings.queue.max_attempts,
-        }
+    async fn run(self, env: &Env) -> Result<(), JobError> {
+        Ok(step(env, self).await?)
     }
 }
 
-/// The apalis handler; an `Err` (database, a value that does not open) is retried by the queue.
-pub async fn handle(job: RotateJob, ctx: Data<Arc<RotateContext>>) -> Result<(), BoxDynError> {
-    step(&ctx, job).await.map_err(|error| {
-        tracing::warn!(
-            key_id = job.key_id,
-            step = job.step,
-            error = %format!("{error:#}"),
-            "rotate step failed"
-        );
-        error.into()
-    })
-}
-
-async fn step(ctx: &RotateContext, job: RotateJob) -> anyhow::Result<()> {
+async fn step(ctx: &Env, job: RotateJob) -> anyhow::Result<()> {
     ctx.keyring
         .refresh()
         .await
@@ -69,7 +43,7 @@ async fn step(ctx: &RotateContext, job: RotateJob) -> anyhow::Result<()> {
             job,
             job.column,
             job.after_id,
-            ctx.crypto.refresh_interval(),
+            ctx.settings.crypto.refresh_interval(),
         )
         .await;
     }
@@ -109,7 +83,7 @@ async fn step(ctx: &RotateContext, job: RotateJob) -> anyhow::Result<()> {
     let age = key_rotation::key_age(&ctx.pool, current)
         .await?
         .context("the current data key is gone")?;
-    let settle = ctx.crypto.settle_delay();
+    let settle = ctx.settings.crypto.settle_delay();
     if age < settle {
         // A process may not have switched to the new key yet: look again once all have.
         return next(ctx, job, 0, 0, settle - age).await;
@@ -127,7 +101,7 @@ async fn step(ctx: &RotateContext, job: RotateJob) -> anyhow::Result<()> {
 
 /// Queues the step after `job`, resuming at `column` after row `after_id`.
 async fn next(
-    ctx: &RotateContext,
+    ctx: &Env,
     job: RotateJob,
     column: usize,
     after_id: i64,
@@ -140,5 +114,5 @@ async fn next(
         after_id,
     };
     let mut conn = ctx.pool.acquire().await.context("queuing a rotate step")?;
-    key_rotation::queue_step(&mut conn, &next, delay, ctx.max_attempts).await
+    key_rotation::queue_step(&mut conn, &next, delay, ctx.settings.queue.max_attempts).await
 }

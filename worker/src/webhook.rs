@@ -4,34 +4,28 @@
 //! and queues a confirmation; a data keyword files a data-subject request. The event row is
 //! locked, acted on and marked processed in one transaction, so a redelivered job does nothing.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
-use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
 use moonengage_core::crypto::Context;
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
+use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind, WebhookJob};
 use moonengage_core::metrics;
 use moonengage_core::policy;
-use moonengage_core::queue::{self, NOTIFY_QUEUE, NotifyJob, NotifyKind, WebhookJob};
+use moonengage_core::subscribers;
 use moonengage_core::webhook::{self, EventRow, Intent};
+use moonengage_queue::{JobError, jobs};
 use sqlx::PgConnection;
 
-use crate::service::ServiceContext;
+use crate::env::Env;
+use crate::handle::Handle;
 
-/// The apalis handler; an `Err` (database, keys) is retried by the queue.
-pub async fn handle(job: WebhookJob, ctx: Data<Arc<ServiceContext>>) -> Result<(), BoxDynError> {
-    process(&ctx, job.event_id).await.map_err(|error| {
-        tracing::warn!(
-            event_id = job.event_id,
-            error = %format!("{error:#}"),
-            "webhook event job failed"
-        );
-        error.into()
-    })
+impl Handle for WebhookJob {
+    async fn run(self, env: &Env) -> Result<(), JobError> {
+        Ok(process(env, self.event_id).await?)
+    }
 }
 
-async fn process(ctx: &ServiceContext, event_id: i64) -> anyhow::Result<()> {
+async fn process(ctx: &Env, event_id: i64) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await.context("starting a webhook event")?;
     let Some(event) = webhook::load(&mut tx, event_id).await? else {
         return Ok(());
@@ -51,7 +45,7 @@ async fn process(ctx: &ServiceContext, event_id: i64) -> anyhow::Result<()> {
 }
 
 async fn act(
-    ctx: &ServiceContext,
+    ctx: &Env,
     tx: &mut PgConnection,
     event_id: i64,
     page_id: i64,
@@ -105,7 +99,13 @@ async fn act(
     if let Some(subscriber_id) = subscriber
         && intent != Intent::Erase
     {
-        policy::queue_for_reply(&mut *tx, subscriber_id, event_id, ctx.queue.max_attempts).await?;
+        policy::queue_for_reply(
+            &mut *tx,
+            subscriber_id,
+            event_id,
+            ctx.settings.queue.max_attempts,
+        )
+        .await?;
     }
     match intent {
         Intent::None => {}
@@ -113,27 +113,18 @@ async fn act(
             let Some(subscriber_id) = subscriber else {
                 return Ok(());
             };
-            sqlx::query(
-                "UPDATE subscribers
-                 SET status = 'unsubscribed', unsubscribed_at = coalesce(unsubscribed_at, now())
-                 WHERE id = $1",
-            )
-            .bind(subscriber_id)
-            .execute(&mut *tx)
-            .await
-            .context("unsubscribing")?;
-            queue::enqueue(
+            subscribers::unsubscribe(&mut *tx, subscriber_id, page_id).await?;
+            jobs::enqueue(
                 &mut *tx,
-                NOTIFY_QUEUE,
                 &NotifyJob {
                     subscriber_id,
                     kind: NotifyKind::Unsubscribed,
+                    cause: Cause::Event(event_id),
                 },
-                &format!("event:{event_id}"),
-                ctx.queue.max_attempts,
+                ctx.settings.queue.max_attempts,
             )
             .await?;
-            tracing::info!(event_id, subscriber_id, "unsubscribed by message");
+            tracing::debug!(event_id, subscriber_id, "unsubscribed by message");
             metrics::unsubscribed(if intent == Intent::Stop {
                 "keyword"
             } else {
@@ -157,7 +148,7 @@ async fn act(
                 kind,
                 Channel::Messenger,
                 &subject,
-                ctx.queue.max_attempts,
+                ctx.settings.queue.max_attempts,
             )
             .await?;
             tracing::info!(

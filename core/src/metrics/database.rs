@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use moonengage_queue::stats;
 use prometheus::GaugeVec;
 use sqlx::PgPool;
 
@@ -161,51 +162,26 @@ impl DbCollector {
     }
 
     async fn refresh_queue(&mut self, pool: &PgPool) -> anyhow::Result<()> {
-        let by_state: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT job_type,
-                    CASE WHEN status = 'Pending' AND run_at > now() THEN 'scheduled'
-                         WHEN status = 'Failed' AND attempts >= max_attempts THEN 'dead'
-                         ELSE lower(status) END,
-                    count(*)
-             FROM apalis.jobs GROUP BY 1, 2",
-        )
-        .fetch_all(pool)
-        .await
-        .context("counting jobs by queue and state")?;
+        let by_state = stats::depth(pool)
+            .await
+            .context("counting jobs by queue and state")?;
         self.queue_jobs.publish(
             by_state
                 .into_iter()
                 .map(|(q, s, n)| (vec![q, s], n as f64))
                 .collect(),
         );
-        let oldest: Vec<(String, f64)> = sqlx::query_as(
-            "SELECT job_type, extract(epoch FROM now() - min(run_at))::float8
-             FROM apalis.jobs
-             WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
-               AND run_at <= now()
-             GROUP BY 1",
-        )
-        .fetch_all(pool)
-        .await
-        .context("finding the oldest due job")?;
+        let oldest = stats::oldest_due(pool)
+            .await
+            .context("finding the oldest due job")?;
         self.oldest_ready.publish(by_queue(oldest));
-        let alive: Vec<(String, f64)> = sqlx::query_as(
-            "SELECT worker_type,
-                    count(*) FILTER (WHERE last_seen > now() - make_interval(secs => $1))::float8
-             FROM apalis.workers GROUP BY 1",
-        )
-        .bind(self.worker_alive_within.as_secs_f64())
-        .fetch_all(pool)
-        .await
-        .context("counting live workers")?;
+        let alive = stats::workers_alive(pool, self.worker_alive_within)
+            .await
+            .context("counting live workers")?;
         self.workers_alive.publish(by_queue(alive));
-        let busy: Vec<(String, f64)> = sqlx::query_as(
-            "SELECT job_type, count(DISTINCT lock_by)::float8 FROM apalis.jobs
-             WHERE status IN ('Queued', 'Running') AND lock_by IS NOT NULL GROUP BY 1",
-        )
-        .fetch_all(pool)
-        .await
-        .context("counting busy workers")?;
+        let busy = stats::workers_busy(pool)
+            .await
+            .context("counting busy workers")?;
         self.workers_busy.publish(by_queue(busy));
         Ok(())
     }
@@ -242,20 +218,11 @@ impl DbCollector {
 
     async fn refresh_campaigns(&mut self, pool: &PgPool) -> anyhow::Result<()> {
         let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT c.id, c.page_id, c.recipients::bigint,
-                    CASE WHEN c.completed_at IS NULL THEN coalesce(d.sent, 0)
-                         ELSE c.sent END::bigint,
-                    CASE WHEN c.completed_at IS NULL THEN coalesce(d.finished, 0)
-                         ELSE c.sent + c.skipped + c.failed + c.unknown END::bigint
-             FROM campaigns c
-             LEFT JOIN LATERAL (
-                 SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
-                        count(*) FILTER (WHERE status IN ('sent', 'skipped', 'failed', 'unknown'))
-                          AS finished
-                 FROM deliveries WHERE campaign_id = c.id
-             ) d ON c.completed_at IS NULL
-             WHERE c.state IN ('running', 'paused')
-                OR c.completed_at > now() - interval '{FINISHED_CAMPAIGN_VISIBLE}'"
+            "SELECT id, page_id, recipients::bigint, sent::bigint,
+                    (sent + skipped + failed + unknown)::bigint
+             FROM campaigns
+             WHERE state IN ('running', 'paused')
+                OR completed_at > now() - interval '{FINISHED_CAMPAIGN_VISIBLE}'"
         )))
         .fetch_all(pool)
         .await

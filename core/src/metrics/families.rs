@@ -13,7 +13,7 @@ const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
 ];
 
-/// Seconds between a job becoming due and a worker starting it (apalis keeps run times in
+/// Seconds between a job becoming due and a worker starting it (the queue hands run times in
 /// whole seconds, so the first bucket is one second).
 const WAIT_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,

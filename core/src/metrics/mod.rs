@@ -24,20 +24,21 @@ pub use events::{
 pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{handler, start};
 
-use crate::queue::{
-    DSR_QUEUE, EMAIL_QUEUE, NOTIFY_QUEUE, POLICY_QUEUE, ROTATE_QUEUE, SEND_QUEUE, WEBHOOK_QUEUE,
-};
+use crate::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
+use crate::notify::AdminEvent;
+use crate::policy::PolicyNoticeJob;
 use families::Families;
+use moonengage_queue::{Job, sends};
 
 /// Every queue a dashboard shows, so each has series (at 0) before its first job.
 pub const QUEUES: &[&str] = &[
-    SEND_QUEUE,
-    WEBHOOK_QUEUE,
-    DSR_QUEUE,
-    NOTIFY_QUEUE,
-    EMAIL_QUEUE,
-    POLICY_QUEUE,
-    ROTATE_QUEUE,
+    sends::KIND,
+    WebhookJob::KIND,
+    DsrJob::KIND,
+    NotifyJob::KIND,
+    AdminEvent::KIND,
+    PolicyNoticeJob::KIND,
+    RotateJob::KIND,
 ];
 
 /// Kinds of webhook event `webhook_received` is called with (`EventKind::as_str`, the

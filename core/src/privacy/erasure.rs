@@ -10,7 +10,8 @@ use super::requests;
 use super::subject::Person;
 use crate::crypto::{Context, Keyring};
 use crate::dsr::Subject;
-use crate::queue::{SEND_QUEUE, WEBHOOK_QUEUE};
+use crate::jobs::WebhookJob;
+use moonengage_queue::{Job, jobs, sends};
 
 /// What an erasure removed (counts only: the audit outcome holds no personal data).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,22 +70,9 @@ pub async fn erase(
     let events = webhook_events_of(tx, keyring, subject.page_id, psid.as_deref(), person).await?;
     let event_keys: Vec<String> = events.iter().map(i64::to_string).collect();
     let subscriber_id = person.map(|p| p.subscriber_id);
-    erased.jobs = sqlx::query(
-        "DELETE FROM apalis.jobs
-         WHERE ($1::bigint IS NOT NULL AND job_type = $2
-                AND split_part(idempotency_key, ':', 2) = $1::text)
-            OR ($1::bigint IS NOT NULL
-                AND convert_from(job, 'UTF8') ~ ('\"subscriber_id\"\\s*:\\s*' || $1 || '\\M'))
-            OR (job_type = $3 AND idempotency_key = ANY($4))",
-    )
-    .bind(subscriber_id)
-    .bind(SEND_QUEUE)
-    .bind(WEBHOOK_QUEUE)
-    .bind(&event_keys)
-    .execute(&mut *tx)
-    .await
-    .context("erasing jobs")?
-    .rows_affected();
+    erased.jobs = jobs::delete_about(&mut *tx, subscriber_id, WebhookJob::KIND, &event_keys)
+        .await
+        .context("erasing jobs")?;
     erased.webhook_events = sqlx::query("DELETE FROM webhook_events WHERE id = ANY($1)")
         .bind(&events)
         .execute(&mut *tx)
@@ -98,12 +86,9 @@ pub async fn erase(
             .await
             .context("erasing exports")?
             .rows_affected();
-        erased.deliveries = sqlx::query("DELETE FROM deliveries WHERE subscriber_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
+        erased.deliveries = sends::erase(&mut *tx, id)
             .await
-            .context("erasing deliveries")?
-            .rows_affected();
+            .context("erasing deliveries")?;
         erased.subscribers = sqlx::query("DELETE FROM subscribers WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -11,7 +11,6 @@ use super::requests;
 use super::subject::Person;
 use crate::crypto::{Context, Keyring};
 use crate::dsr::{Status, Subject};
-use crate::queue::SEND_QUEUE;
 
 /// Version of the export's layout, for whoever reads it with a program.
 const FORMAT: &str = "moonengage-export/1";
@@ -122,7 +121,7 @@ pub async fn collect(
         "SELECT d.campaign_id, c.name AS campaign, d.status, d.reason, d.attempts,
                 d.created_at AS first_attempt_at, d.updated_at AS last_update_at
          FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
-         WHERE d.subscriber_id = $1 ORDER BY d.created_at, d.campaign_id",
+         WHERE d.subscriber_id = $1 AND d.status <> 'queued' ORDER BY d.created_at, d.campaign_id",
     )
     .bind(person.subscriber_id)
     .fetch_all(&mut *conn)
@@ -130,14 +129,12 @@ pub async fn collect(
     .context("reading the delivery history")?;
     let queued_messages: Vec<Queued> = sqlx::query_as(
         "SELECT c.id AS campaign_id, c.name AS campaign, j.run_at AS not_before
-         FROM apalis.jobs j
-         JOIN campaigns c ON c.id::text = split_part(j.idempotency_key, ':', 1)
-         WHERE j.job_type = $1 AND j.status = 'Pending'
-           AND split_part(j.idempotency_key, ':', 2) = $2::text
+         FROM deliveries j
+         JOIN campaigns c ON c.id = j.campaign_id
+         WHERE j.subscriber_id = $1 AND j.status = 'queued'
          ORDER BY j.run_at",
     )
-    .bind(SEND_QUEUE)
-    .bind(person.subscriber_id.to_string())
+    .bind(person.subscriber_id)
     .fetch_all(&mut *conn)
     .await
     .context("reading queued messages")?;

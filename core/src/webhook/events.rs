@@ -13,8 +13,9 @@ use sqlx::{PgConnection, PgPool};
 use super::intent::Intent;
 use super::payload::{EventKind, InboundEvent};
 use crate::crypto::{Context, Keyring};
+use crate::jobs::WebhookJob;
 use crate::metrics;
-use crate::queue::{self, WEBHOOK_QUEUE, WebhookJob};
+use moonengage_queue::jobs;
 
 /// How many events of a request were new.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,14 +74,7 @@ pub async fn store(
         .context("storing a webhook event")?;
         match id {
             Some(event_id) => {
-                queue::enqueue(
-                    &mut *tx,
-                    WEBHOOK_QUEUE,
-                    &WebhookJob { event_id },
-                    &event_id.to_string(),
-                    max_attempts,
-                )
-                .await?;
+                jobs::enqueue(&mut *tx, &WebhookJob { event_id }, max_attempts).await?;
                 outcome.stored += 1;
                 results.push((event.kind.as_str(), "accepted"));
             }

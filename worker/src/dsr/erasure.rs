@@ -7,11 +7,12 @@ use moonengage_core::dsr::Subject;
 use moonengage_core::privacy::requests::{self, Claimed};
 use moonengage_core::privacy::{erasure, subject};
 
-use super::{DsrContext, NOTHING_HELD, notice, reachable};
+use super::{NOTHING_HELD, notice, reachable};
+use crate::env::Env;
 
 /// Confirms, erases, completes. Someone already gone completes as "nothing held".
 pub(super) async fn run(
-    ctx: &DsrContext,
+    ctx: &Env,
     request_id: i64,
     request: &Claimed,
     subject: &Subject,

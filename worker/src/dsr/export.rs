@@ -7,12 +7,13 @@ use moonengage_core::dsr::Subject;
 use moonengage_core::privacy::requests::{self, Claimed};
 use moonengage_core::privacy::{exports, subject, subject_data};
 
-use super::{DsrContext, NOTHING_HELD, notice, reachable};
+use super::{NOTHING_HELD, notice, reachable};
+use crate::env::Env;
 
 /// Builds and stores the export, commits it (so the link works when it arrives), tells the
 /// person, then completes the request. Run again, it replaces the export with a fresh link.
 pub(super) async fn run(
-    ctx: &DsrContext,
+    ctx: &Env,
     request_id: i64,
     request: &Claimed,
     subject: &Subject,
@@ -44,7 +45,7 @@ pub(super) async fn run(
         request_id,
         person.subscriber_id,
         &json,
-        ctx.export_ttl_days,
+        ctx.settings.privacy.export_ttl_days,
     )
     .await?;
     tx.commit().await.context("committing an export")?;

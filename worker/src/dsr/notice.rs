@@ -7,7 +7,7 @@ use moonengage_core::pages;
 use secrecy::SecretString;
 use sqlx::PgExecutor;
 
-use super::DsrContext;
+use crate::env::Env;
 
 /// The Page a notice is sent as.
 pub(super) struct Sender {
@@ -20,7 +20,7 @@ pub(super) struct Sender {
 /// while it tells the person, and must not need a second connection for it).
 pub(super) async fn sender(
     executor: impl PgExecutor<'_>,
-    ctx: &DsrContext,
+    ctx: &Env,
     page_id: i64,
 ) -> anyhow::Result<Option<Sender>> {
     let page: Option<(String, Vec<u8>)> =
@@ -43,7 +43,7 @@ pub(super) async fn sender(
 /// closed, person unreachable) is logged by class and answered false, since the request is
 /// carried out either way.
 pub(super) async fn tell(
-    ctx: &DsrContext,
+    ctx: &Env,
     request_id: i64,
     sender: &Sender,
     psid: &str,

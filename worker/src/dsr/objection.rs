@@ -3,21 +3,19 @@
 
 use anyhow::Context as _;
 use moonengage_core::dsr::Subject;
+use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
 use moonengage_core::privacy::{requests, subject};
-use moonengage_core::queue::{self, NOTIFY_QUEUE, NotifyJob, NotifyKind};
 use moonengage_core::subscribers::{self, Unsubscribed};
+use moonengage_queue::jobs;
 
-use super::{DsrContext, NOTHING_HELD};
+use super::NOTHING_HELD;
+use crate::env::Env;
 
 /// Outcome of an objection carried out.
 const UNSUBSCRIBED: &str = "unsubscribed from every campaign of the Page";
 
 /// Unsubscribes, queues the confirmation, completes; each step is idempotent.
-pub(super) async fn run(
-    ctx: &DsrContext,
-    request_id: i64,
-    subject: &Subject,
-) -> anyhow::Result<()> {
+pub(super) async fn run(ctx: &Env, request_id: i64, subject: &Subject) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await.context("starting an objection")?;
     let person = subject::find_person(&mut tx, &ctx.keyring, subject).await?;
     let outcome = match person {
@@ -26,15 +24,14 @@ pub(super) async fn run(
             let done =
                 subscribers::unsubscribe(&mut *tx, person.subscriber_id, person.page_id).await?;
             if done == Unsubscribed::Done && person.in_window {
-                queue::enqueue(
+                jobs::enqueue(
                     &mut *tx,
-                    NOTIFY_QUEUE,
                     &NotifyJob {
                         subscriber_id: person.subscriber_id,
                         kind: NotifyKind::Unsubscribed,
+                        cause: Cause::Request(request_id),
                     },
-                    &format!("dsr:{request_id}"),
-                    ctx.max_attempts,
+                    ctx.settings.queue.max_attempts,
                 )
                 .await?;
             }

@@ -1,0 +1,73 @@
+//! The queue: our own Postgres storage behind apalis-core's `Backend`, and the only code that
+//! names the queue's tables. apalis stays the worker runtime (Monitor, WorkerBuilder, layers,
+//! graceful shutdown); what it runs comes from here.
+//!
+//! Two shapes of job, one mechanism:
+//! - **Sends** are campaign deliveries: the `deliveries` row of a (campaign, subscriber) *is*
+//!   the send job (`queued → sending → sent | failed | unknown | skipped`), so the claim that
+//!   keeps anyone from getting a campaign twice and the job are one row ([`sends`]).
+//! - **Every other kind** (webhook events, requests, notices, e-mail, key rotation) is a row of
+//!   one typed `jobs` table: kind, a unique key per kind, an ids-only payload ([`jobs`]).
+//!
+//! Both are claimed in batches with `FOR UPDATE SKIP LOCKED` and a lease, handed to apalis
+//! through a [`backend::QueueBackend`], and settled in batched flushes ([`flush`]); a retry or a
+//! deferral moves `run_at` of the same row. A lease outlives a dead worker only until it
+//! expires: a send left `sending` then settles `unknown` (never resent), any other job is
+//! retried. Wake-ups come from one `NOTIFY` per enqueuing statement ([`wake`]).
+
+pub mod backend;
+pub mod flush;
+pub mod job;
+pub mod jobs;
+pub mod sends;
+pub mod stats;
+pub mod wake;
+pub mod workers;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use job::{Job, JobError};
+
+/// How workers claim, lease and settle jobs (`[queue]` in the configuration).
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueSettings {
+    /// Rows claimed per statement, and outcomes written per flush at most.
+    pub batch_size: usize,
+    /// Longest time a finished job's outcome waits before it is written with others.
+    pub flush_ms: u64,
+    /// Poll interval when no NOTIFY arrives, so a job whose run time comes (a retry) is seen.
+    pub poll_interval_ms: u64,
+    /// Worker heartbeat: it renews the leases of everything the worker holds.
+    pub heartbeat_secs: u64,
+    /// A lease lasts this many heartbeats; a worker silent that long is presumed dead and what
+    /// it held is settled (sends) or retried (other jobs).
+    pub missed_heartbeats: usize,
+    /// Attempts a job gets before it is failed for good.
+    pub max_attempts: i32,
+    /// First retry delay; doubles with each attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Cap of the retry delay.
+    pub retry_max_ms: u64,
+}
+
+impl QueueSettings {
+    /// How long a claim holds a row without a heartbeat renewing it.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1) * self.missed_heartbeats.max(1) as u64)
+    }
+
+    /// Exponential backoff with jitter: a random delay between half and all of
+    /// `retry_base * 2^attempt` (capped), so retries of jobs that failed together spread out
+    /// instead of arriving together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .retry_base_ms
+            .saturating_mul(1u64 << attempt.min(20))
+            .min(self.retry_max_ms)
+            .max(1);
+        let half = ceiling / 2;
+        Duration::from_millis(half + rand::random::<u64>() % (ceiling - half + 1))
+    }
+}

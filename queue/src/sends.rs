@@ -1,0 +1,452 @@
+//! Sends: a campaign's `deliveries` row is its send job. Fan-out inserts the rows (queued, or
+//! skipped with a reason) set-based; workers claim due rows in batches together with what a
+//! send needs, and settle them in batched flushes that also move the campaign's counters, so
+//! progress and completion never count rows.
+//!
+//! States: `queued → sending → sent | failed | unknown | skipped`. A retry or a deferral puts
+//! the same row back to `queued` with a later run time; a `sending` row whose lease expired
+//! settles `unknown` (the message may have gone out: never resent).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::{PgConnection, PgPool};
+
+use crate::backend::{Claimed, Source};
+use crate::flush::Sink;
+use crate::wake;
+
+/// The kind name of sends (wake-ups, metrics, live workers).
+pub const KIND: &str = "send";
+
+/// One claimed send and everything the worker needs to decide and make it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Send {
+    /// The campaign.
+    pub campaign_id: i64,
+    /// The recipient, by internal id.
+    pub subscriber_id: i64,
+    /// This attempt, counting from 1.
+    pub attempt: i32,
+    /// Previous outcome class when this is a retry (e.g. `transient`).
+    pub last_reason: Option<String>,
+    /// The campaign's state now (`running`, `paused`, `cancelled`, …).
+    pub campaign_state: String,
+    /// The campaign's template source.
+    pub template: String,
+    /// The Page it goes from.
+    pub page_id: i64,
+    /// The Page's name (a template variable).
+    pub page_name: String,
+    /// `active` or `halted`.
+    pub page_status: String,
+    /// The Page's sealed access token.
+    pub access_token: Vec<u8>,
+    /// The Page's send rate per second.
+    pub send_rate: i32,
+    /// The person's status (`active`, `unsubscribed`, `unreachable`).
+    pub subscriber_status: String,
+    /// The person's sealed PSID.
+    pub psid: Vec<u8>,
+    /// The person's sealed first name, if known.
+    pub first_name: Option<Vec<u8>>,
+    /// Whether the person's 24-hour window is open.
+    pub in_window: bool,
+    #[sqlx(rename = "run_at")]
+    due_at: i64,
+}
+
+/// How a send ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Facebook accepted it.
+    Sent {
+        /// Facebook's message id.
+        message_id: String,
+    },
+    /// Not sent, for a recorded reason.
+    Skipped(String),
+    /// Failed for good (reason: error class).
+    Failed(String),
+    /// May or may not have reached the person: never resent.
+    Unknown(String),
+    /// Not sent yet: run again after `after`; `spend_attempt` false for a deferral.
+    Retry {
+        /// When.
+        after: Duration,
+        /// Whether this attempt counts.
+        spend_attempt: bool,
+        /// Why (error class).
+        reason: String,
+    },
+    /// Not sent: the campaign or its Page is paused; the row waits, claimed by nobody until the
+    /// campaign runs again.
+    Park,
+}
+
+/// An outcome for one claimed row.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The campaign.
+    pub campaign_id: i64,
+    /// The recipient.
+    pub subscriber_id: i64,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// The campaign statuses a row can settle in and whether each spends the attempt.
+fn columns(outcome: &Outcome) -> (&'static str, Option<&str>, Option<&str>, f64, bool) {
+    match outcome {
+        Outcome::Sent { message_id } => ("sent", None, Some(message_id), 0.0, false),
+        Outcome::Skipped(reason) => ("skipped", Some(reason), None, 0.0, false),
+        Outcome::Failed(reason) => ("failed", Some(reason), None, 0.0, false),
+        Outcome::Unknown(reason) => ("unknown", Some(reason), None, 0.0, false),
+        Outcome::Retry {
+            after,
+            spend_attempt,
+            reason,
+        } => (
+            "queued",
+            Some(reason),
+            None,
+            after.as_secs_f64(),
+            !spend_attempt,
+        ),
+        Outcome::Park => ("queued", None, None, 0.0, true),
+    }
+}
+
+/// Claims and settles sends for one worker.
+#[derive(Clone)]
+pub struct Sends {
+    pool: PgPool,
+    worker: String,
+    lease: Duration,
+}
+
+impl Sends {
+    /// The sends of worker `worker`, leased for `lease` between heartbeats.
+    pub fn new(pool: PgPool, worker: impl Into<String>, lease: Duration) -> Sends {
+        Sends {
+            pool,
+            worker: worker.into(),
+            lease,
+        }
+    }
+
+    /// Writes outcomes of rows this worker holds, and moves their campaigns' counters, in one
+    /// statement.
+    pub async fn settle(&self, batch: &[Settled]) -> sqlx::Result<()> {
+        let mut campaigns = Vec::with_capacity(batch.len());
+        let mut subscribers = Vec::with_capacity(batch.len());
+        let mut statuses = Vec::with_capacity(batch.len());
+        let mut reasons = Vec::with_capacity(batch.len());
+        let mut message_ids = Vec::with_capacity(batch.len());
+        let mut delays = Vec::with_capacity(batch.len());
+        let mut refunds = Vec::with_capacity(batch.len());
+        for settled in batch {
+            let (status, reason, message_id, delay, refund) = columns(&settled.outcome);
+            campaigns.push(settled.campaign_id);
+            subscribers.push(settled.subscriber_id);
+            statuses.push(status);
+            reasons.push(reason.map(str::to_owned));
+            message_ids.push(message_id.map(str::to_owned));
+            delays.push(delay);
+            refunds.push(refund);
+        }
+        sqlx::query(
+            "WITH o AS (
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+                                      $5::text[], $6::float8[], $7::bool[])
+                     AS o(campaign_id, subscriber_id, status, reason, message_id, delay, refund)
+             ),
+             settled AS (
+                 UPDATE deliveries d SET
+                     status = o.status, reason = o.reason, message_id = o.message_id,
+                     attempts = d.attempts - o.refund::int,
+                     run_at = CASE WHEN o.status = 'queued'
+                                   THEN now() + make_interval(secs => o.delay) ELSE d.run_at END,
+                     lease_until = NULL, updated_at = now()
+                 FROM o
+                 WHERE d.campaign_id = o.campaign_id AND d.subscriber_id = o.subscriber_id
+                   AND d.status = 'sending' AND d.locked_by = $8
+                 RETURNING d.campaign_id, d.status
+             )
+             UPDATE campaigns c SET
+                 sent = c.sent + n.sent, skipped = c.skipped + n.skipped,
+                 failed = c.failed + n.failed, unknown = c.unknown + n.unknown
+             FROM (SELECT campaign_id,
+                          count(*) FILTER (WHERE status = 'sent') AS sent,
+                          count(*) FILTER (WHERE status = 'skipped') AS skipped,
+                          count(*) FILTER (WHERE status = 'failed') AS failed,
+                          count(*) FILTER (WHERE status = 'unknown') AS unknown
+                   FROM settled WHERE status <> 'queued' GROUP BY campaign_id) n
+             WHERE c.id = n.campaign_id",
+        )
+        .bind(&campaigns)
+        .bind(&subscribers)
+        .bind(&statuses)
+        .bind(&reasons)
+        .bind(&message_ids)
+        .bind(&delays)
+        .bind(&refunds)
+        .bind(&self.worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Source for Sends {
+    type Item = Send;
+
+    /// Each running campaign of an active, unpaused Page gets an equal share of the claim; in
+    /// each, the due rows in run-time order. A paused campaign or Page is simply not claimed
+    /// from: pausing touches no row.
+    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Claimed<Send>>> {
+        let rows: Vec<Send> = sqlx::query_as(
+            "WITH running AS (
+                 SELECT c.id FROM campaigns c JOIN pages p ON p.id = c.page_id
+                 WHERE c.state = 'running' AND p.status = 'active'
+                   AND (p.paused_until IS NULL OR p.paused_until <= now())
+             ),
+             share AS (
+                 SELECT greatest(1, ceil($1::float8 / greatest(count(*), 1)))::int AS n
+                 FROM running
+             ),
+             picked AS (
+                 SELECT d.campaign_id, d.subscriber_id
+                 FROM running r CROSS JOIN share
+                 CROSS JOIN LATERAL (
+                     SELECT campaign_id, subscriber_id FROM deliveries
+                     WHERE campaign_id = r.id AND status = 'queued' AND run_at <= now()
+                     ORDER BY run_at
+                     LIMIT share.n
+                     FOR UPDATE SKIP LOCKED
+                 ) d
+                 LIMIT $1
+             ),
+             claimed AS (
+                 UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1,
+                     lease_until = now() + make_interval(secs => $2), locked_by = $3,
+                     updated_at = now()
+                 FROM picked
+                 WHERE d.campaign_id = picked.campaign_id AND d.subscriber_id = picked.subscriber_id
+                 RETURNING d.campaign_id, d.subscriber_id, d.attempts, d.reason, d.run_at
+             )
+             SELECT cl.campaign_id, cl.subscriber_id, cl.attempts AS attempt,
+                    cl.reason AS last_reason, extract(epoch FROM cl.run_at)::bigint AS run_at,
+                    c.state AS campaign_state, c.template, c.page_id, p.name AS page_name,
+                    p.status AS page_status, p.access_token, p.send_rate,
+                    s.status AS subscriber_status, s.psid, s.first_name,
+                    s.last_interaction_at > now() - interval '24 hours' AS in_window
+             FROM claimed cl
+             JOIN campaigns c ON c.id = cl.campaign_id
+             JOIN pages p ON p.id = c.page_id
+             JOIN subscribers s ON s.id = cl.subscriber_id",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(self.lease.as_secs_f64())
+        .bind(&self.worker)
+        .fetch_all(&self.pool)
+        .await
+        .context("claiming sends")?;
+        Ok(rows
+            .into_iter()
+            .map(|send| Claimed {
+                previous_attempts: usize::try_from(send.attempt - 1).unwrap_or(0),
+                run_at: u64::try_from(send.due_at).unwrap_or(0),
+                item: send,
+            })
+            .collect())
+    }
+
+    async fn release(&self, items: Vec<Send>) -> anyhow::Result<()> {
+        let batch: Vec<Settled> = items
+            .into_iter()
+            .map(|send| Settled {
+                campaign_id: send.campaign_id,
+                subscriber_id: send.subscriber_id,
+                outcome: Outcome::Park,
+            })
+            .collect();
+        self.settle(&batch).await.context("giving back sends")
+    }
+}
+
+impl Sink for Sends {
+    type Outcome = Settled;
+
+    async fn write(&self, batch: &[Settled]) -> anyhow::Result<()> {
+        self.settle(batch).await.context("writing send outcomes")
+    }
+}
+
+/// Settles every `sending` row whose lease expired (its worker died or lost the database) as
+/// `unknown`: the message may have gone out, so it is never sent again.
+pub async fn settle_expired(pool: &PgPool) -> sqlx::Result<u64> {
+    let expired: i64 = sqlx::query_scalar(
+        "WITH expired AS (
+             UPDATE deliveries SET status = 'unknown', reason = 'interrupted',
+                 lease_until = NULL, updated_at = now()
+             WHERE status = 'sending' AND lease_until < now()
+             RETURNING campaign_id
+         ),
+         counted AS (
+             UPDATE campaigns c SET unknown = c.unknown + n.n
+             FROM (SELECT campaign_id, count(*) AS n FROM expired GROUP BY campaign_id) n
+             WHERE c.id = n.campaign_id
+         )
+         SELECT count(*) FROM expired",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(expired).unwrap_or(0))
+}
+
+/// Fans out the next batch of a running campaign: every recipient after `cursor` (up to
+/// `size`) becomes a queued row, or a skipped one with its reason (`outside_window`,
+/// `unsubscribed`, `unreachable`); the cursor, the recipient count and the skip count move in
+/// the same statement. With `pace`, the n-th queued row of a campaign is due at
+/// `started_at + n / send_rate`. The campaign row is locked first and its cursor checked, so a
+/// batch that lost a race adds nothing, and the primary key keeps anyone from being queued
+/// twice. Returns whether the campaign is fully fanned out.
+pub async fn fan_out(
+    pool: &PgPool,
+    campaign_id: i64,
+    cursor: i64,
+    size: i64,
+    pace: bool,
+) -> anyhow::Result<bool> {
+    let done: Option<bool> = sqlx::query_scalar(
+        "WITH campaign AS (
+             SELECT c.id, c.page_id, c.queued, coalesce(c.started_at, now()) AS started_at,
+                    p.send_rate
+             FROM campaigns c JOIN pages p ON p.id = c.page_id
+             WHERE c.id = $1 AND c.fanout_cursor = $2 AND c.state = 'running'
+             FOR UPDATE OF c
+         ),
+         batch AS (
+             SELECT s.id,
+                    CASE WHEN s.status <> 'active' THEN s.status
+                         WHEN s.last_interaction_at <= now() - interval '24 hours'
+                              THEN 'outside_window' END AS skip
+             FROM subscribers s, campaign
+             WHERE s.page_id = campaign.page_id AND s.id > $2
+             ORDER BY s.id
+             LIMIT $3
+         ),
+         numbered AS (
+             SELECT id, skip, row_number() OVER (PARTITION BY skip IS NULL ORDER BY id) AS n
+             FROM batch
+         ),
+         inserted AS (
+             INSERT INTO deliveries (campaign_id, subscriber_id, status, reason, run_at)
+             SELECT c.id, b.id,
+                    CASE WHEN b.skip IS NULL THEN 'queued' ELSE 'skipped' END, b.skip,
+                    CASE WHEN b.skip IS NULL AND $4
+                         THEN greatest(now(), c.started_at + make_interval(
+                                  secs => (c.queued + b.n - 1)::float8 / c.send_rate))
+                         ELSE now() END
+             FROM numbered b, campaign c
+             ON CONFLICT DO NOTHING
+             RETURNING status
+         ),
+         woken AS (SELECT pg_notify($5, $6))
+         UPDATE campaigns SET
+             fanout_cursor = coalesce((SELECT max(id) FROM batch), fanout_cursor),
+             fanout_done = (SELECT count(*) FROM batch) < $3,
+             recipients = recipients + (SELECT count(*) FROM batch),
+             queued = queued + (SELECT count(*) FROM batch WHERE skip IS NULL),
+             skipped = skipped + (SELECT count(*) FROM inserted WHERE status = 'skipped')
+         WHERE id = (SELECT id FROM campaign) AND EXISTS (SELECT 1 FROM woken)
+         RETURNING fanout_done",
+    )
+    .bind(campaign_id)
+    .bind(cursor)
+    .bind(size)
+    .bind(pace)
+    .bind(wake::CHANNEL)
+    .bind(KIND)
+    .fetch_optional(pool)
+    .await
+    .with_context(|| format!("fanning out campaign {campaign_id}"))?;
+    Ok(done.unwrap_or(true))
+}
+
+/// Makes a resumed campaign's queued rows due again, paced at its Page's rate from now, so the
+/// resumed campaign does not crowd out other Pages. Nobody is messaged twice: rows already
+/// settled are not queued.
+pub async fn repace(conn: &mut PgConnection, campaign_id: i64) -> sqlx::Result<u64> {
+    let moved = sqlx::query(
+        "WITH waiting AS (
+             SELECT d.subscriber_id, row_number() OVER (ORDER BY d.run_at, d.subscriber_id) AS n,
+                    p.send_rate
+             FROM deliveries d
+             JOIN campaigns c ON c.id = d.campaign_id
+             JOIN pages p ON p.id = c.page_id
+             WHERE d.campaign_id = $1 AND d.status = 'queued'
+         )
+         UPDATE deliveries d
+         SET run_at = now() + make_interval(secs => (waiting.n - 1)::float8 / waiting.send_rate)
+         FROM waiting
+         WHERE d.campaign_id = $1 AND d.subscriber_id = waiting.subscriber_id
+           AND d.status = 'queued'",
+    )
+    .bind(campaign_id)
+    .execute(&mut *conn)
+    .await?;
+    wake::notify(&mut *conn, KIND).await?;
+    Ok(moved.rows_affected())
+}
+
+/// Cancels a campaign's queued rows: each is recorded as skipped (`cancelled`), and so is
+/// everyone not fanned out yet, so the totals cover the whole audience and add up. Sends under
+/// way finish and are recorded as they end. Run inside the transaction that cancels it.
+pub async fn cancel(conn: &mut PgConnection, campaign_id: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH queued AS (
+             UPDATE deliveries SET status = 'skipped', reason = 'cancelled', updated_at = now()
+             WHERE campaign_id = $1 AND status = 'queued'
+             RETURNING 1
+         ),
+         rest AS (
+             INSERT INTO deliveries (campaign_id, subscriber_id, status, reason)
+             SELECT c.id, s.id, 'skipped', 'cancelled'
+             FROM campaigns c JOIN subscribers s ON s.page_id = c.page_id AND s.id > c.fanout_cursor
+             WHERE c.id = $1 AND NOT c.fanout_done
+             ON CONFLICT DO NOTHING
+             RETURNING 1
+         )
+         UPDATE campaigns SET state = 'cancelled', fanout_done = true,
+             recipients = recipients + (SELECT count(*) FROM rest),
+             skipped = skipped + (SELECT count(*) FROM rest) + (SELECT count(*) FROM queued)
+         WHERE id = $1",
+    )
+    .bind(campaign_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Erases a person's sends (queued and settled) after counting those not settled yet as
+/// skipped, so their campaigns still add up and complete. Returns the rows removed. Run in the
+/// erasure's transaction.
+pub async fn erase(conn: &mut PgConnection, subscriber_id: i64) -> sqlx::Result<u64> {
+    sqlx::query(
+        "UPDATE campaigns c SET skipped = c.skipped + n.n
+         FROM (SELECT campaign_id, count(*) AS n FROM deliveries
+               WHERE subscriber_id = $1 AND status IN ('queued', 'sending')
+               GROUP BY campaign_id) n
+         WHERE c.id = n.campaign_id AND c.completed_at IS NULL",
+    )
+    .bind(subscriber_id)
+    .execute(&mut *conn)
+    .await?;
+    let erased = sqlx::query("DELETE FROM deliveries WHERE subscriber_id = $1")
+        .bind(subscriber_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(erased.rows_affected())
+}

@@ -1,0 +1,79 @@
+//! Live worker processes. Each registers under a name unique among live processes and
+//! heartbeats; the heartbeat also renews the lease of every row the worker holds, so a lease
+//! expires only when its worker stopped heartbeating (dead, or cut off from the database).
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+/// Registers `name` as live for `kinds`, then heartbeats every `every` until the task is
+/// dropped, renewing the worker's leases by `lease` each time.
+pub async fn heartbeat(
+    pool: PgPool,
+    name: String,
+    kinds: Vec<String>,
+    every: Duration,
+    lease: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(error) = beat(&pool, &name, &kinds, lease).await {
+            tracing::warn!(%error, "worker heartbeat failed");
+        }
+    }
+}
+
+async fn beat(pool: &PgPool, name: &str, kinds: &[String], lease: Duration) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH me AS (
+             INSERT INTO queue_workers (name, kinds) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET last_seen = now(), kinds = EXCLUDED.kinds
+         ),
+         sends AS (
+             UPDATE deliveries SET lease_until = now() + make_interval(secs => $3)
+             WHERE status = 'sending' AND locked_by = $1
+         )
+         UPDATE jobs SET lease_until = now() + make_interval(secs => $3)
+         WHERE status = 'running' AND locked_by = $1",
+    )
+    .bind(name)
+    .bind(kinds)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Removes a worker that stopped cleanly (what it held was finished or given back).
+pub async fn deregister(pool: &PgPool, name: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM queue_workers WHERE name = $1")
+        .bind(name)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Workers of `kind` that heartbeated within `within`: with Redis down, each sends at a Page's
+/// rate divided by this.
+pub async fn live(pool: &PgPool, kind: &str, within: Duration) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM queue_workers
+         WHERE $1 = ANY(kinds) AND last_seen > now() - make_interval(secs => $2)",
+    )
+    .bind(kind)
+    .bind(within.as_secs_f64())
+    .fetch_one(pool)
+    .await
+}
+
+/// Forgets workers silent for `after`; their leases have expired long before.
+pub async fn forget_dead(pool: &PgPool, after: Duration) -> sqlx::Result<u64> {
+    let gone = sqlx::query(
+        "DELETE FROM queue_workers WHERE last_seen < now() - make_interval(secs => $1)",
+    )
+    .bind(after.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(gone.rows_affected())
+}
