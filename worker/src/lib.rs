@@ -120,6 +120,7 @@ impl Worker {
                 queue.lease(),
             )),
             tokio::spawn(settle_expired(env.clone())),
+            tokio::spawn(count_live_workers(env.clone())),
             tokio::spawn(wakers.clone().listen(env.pool.clone())),
         ];
         let registration = Registration {
@@ -163,8 +164,7 @@ impl Worker {
 }
 
 /// Every heartbeat: settles the sends and retries the jobs whose worker died (their leases
-/// expired), and keeps the rate limiter's fallback share right — with Redis down, each worker
-/// sends at a Page's rate divided by the send workers alive.
+/// expired).
 async fn settle_expired(env: Arc<Env>) {
     let queue = &env.settings.queue;
     let mut every = tokio::time::interval(Duration::from_secs(queue.heartbeat_secs.max(1)));
@@ -180,7 +180,17 @@ async fn settle_expired(env: Arc<Env>) {
             Ok(n) => tracing::warn!(jobs = n, "jobs of a dead worker queued again"),
             Err(error) => tracing::warn!(%error, "retrying expired jobs failed"),
         }
-        if let Ok(live) = workers::live(&env.pool, sends::KIND, queue.lease()).await {
+    }
+}
+
+/// Keeps the rate limiter's fallback share right, every second: with Redis down, each worker
+/// sends at a Page's rate divided by the send workers alive, so a worker that just started
+/// must be counted at once.
+async fn count_live_workers(env: Arc<Env>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        if let Ok(live) = workers::live(&env.pool, sends::KIND, env.settings.queue.lease()).await {
             env.limiter
                 .set_live_workers(usize::try_from(live).unwrap_or(1));
         }
