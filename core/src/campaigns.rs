@@ -122,7 +122,7 @@ pub async fn pause(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
 /// delivery row is claimed once.
 pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     let mut tx = pool.begin().await?;
-    transition(&mut *tx, id, &["paused"], "running").await?;
+    transition(&mut tx, id, &["paused"], "running").await?;
     sends::repace(&mut tx, id).await?;
     tx.commit().await?;
     Ok(())
