@@ -4,8 +4,8 @@
 //! to 80% of the Page's rate divided by the number of live workers, warns once, and tries Redis
 //! again a few seconds later — sending neither stops nor runs unbounded.
 //!
-//! Both paths take the same GCRA step ([`gcra`], mirrored line for line by [`RESERVE`]), and
-//! neither may add to what is already booked when sending switches between them:
+//! Both paths take the same GCRA step (`gcra`, mirrored line for line by the `RESERVE` script),
+//! and neither may add to what is already booked when sending switches between them:
 //!
 //! - Every call to Redis carries this worker's *booking horizon* for the Page (how far ahead its
 //!   latest slot, granted by Redis or locally, plus one interval lies), and the script starts
@@ -18,6 +18,9 @@
 //!   top.
 //! - A worker that switches to its fallback first waits out one lease past what it booked
 //!   through Redis, the time the others need to see it gone and leave it its share.
+//!
+//! With `burst_ms` above 0 (the default is 0), a switch may let the first sends go up to the
+//! burst early, exactly as an idle Page's first sends may on either path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -69,7 +72,7 @@ pub struct Reservation {
     pub requeue_after: Option<Duration>,
 }
 
-/// Reserves up to `n` consecutive slots of a Page: [`gcra`] on the Redis clock, so workers'
+/// Reserves up to `n` consecutive slots of a Page: `gcra` on the Redis clock, so workers'
 /// clocks do not matter. KEYS: slot time, slow-down flag, present workers. ARGV: interval,
 /// burst, longest wait (µs), n, the caller's booking horizon (µs from now), its id, live
 /// workers, fallback share, presence lease (µs). Returns the wait of the first refused slot
@@ -152,7 +155,7 @@ struct Granted {
     tat: i64,
 }
 
-/// The one definition of a slot, for both paths ([`RESERVE`] is this, in Lua): the next free
+/// The one definition of a slot, for both paths (`RESERVE` is this, in Lua): the next free
 /// slot is the latest of the state `tat`, the caller's `floor` (what it has booked) and `now`;
 /// slot `k` of the batch comes `k` intervals after it, at most `burst` earlier but never before
 /// now; slots are granted while their wait is within `max_wait`, and the state moves on by the
@@ -191,7 +194,8 @@ fn from_micros(us: i64) -> Duration {
     Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
-/// One limiter per worker process.
+/// One limiter per worker process, shared by all its senders (its fallback state and its
+/// presence in Redis are the process's).
 pub struct RateLimiter {
     redis: Option<ConnectionManager>,
     script: redis::Script,
@@ -299,9 +303,9 @@ impl RateLimiter {
         }
     }
 
-    /// Sleeps until a reserved slot. A sender that wakes more than [`LATE`] after it (a process
+    /// Sleeps until a reserved slot. A sender that wakes more than 20 ms after it (a process
     /// starved of CPU) gives the slot up and takes a fresh one, since late senders leaving
-    /// together would be a burst; after [`MAX_FORFEITS`] it sends anyway, so it still makes
+    /// together would be a burst; after five in a row it sends anyway, so it still makes
     /// progress. Returns how long it waited, or `Err(after)` when a fresh slot was refused
     /// and the send should be requeued.
     pub async fn wait_for_slot(
@@ -359,10 +363,11 @@ impl RateLimiter {
         }
         let now = self.now();
         if let Ok(mut local) = self.local.lock() {
+            let quiet_until = local.quiet_until;
             let page = local
                 .pages
                 .entry(page_id)
-                .or_insert(LocalPage::at(now.max(0)));
+                .or_insert(LocalPage::at(quiet_until.max(now)));
             page.slow_until = Some(Instant::now() + Duration::from_secs(seconds));
         }
     }

@@ -508,7 +508,7 @@ async fn wait_keys(redis: &RedisServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarting_empty_mid_campaign_never_lets_the_page_burst() {
-    let h = Harness::new().await;
+    let h = Harness::alone().await;
     let mut redis = RedisServer::start().await;
     let (page, mut env) = limited_page(&h, "1211", 4_000).await;
     env.push(("REDIS_URL".into(), redis.url()));
@@ -544,7 +544,7 @@ async fn redis_restarting_empty_mid_campaign_never_lets_the_page_burst() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushing_redis_mid_campaign_never_lets_the_page_burst() {
-    let h = Harness::new().await;
+    let h = Harness::alone().await;
     let redis = RedisServer::start().await;
     let (page, mut env) = limited_page(&h, "1221", 4_000).await;
     env.push(("REDIS_URL".into(), redis.url()));
@@ -575,7 +575,7 @@ async fn flushing_redis_mid_campaign_never_lets_the_page_burst() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_losing_redis_while_two_keep_it_never_lets_the_page_burst() {
-    let h = Harness::new().await;
+    let h = Harness::alone().await;
     let redis = RedisServer::start().await;
     let proxy = RedisProxy::start(redis.port).await;
     let (page, env) = limited_page(&h, "1231", 4_000).await;
