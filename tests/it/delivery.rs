@@ -8,7 +8,7 @@ use moonengage_core::campaigns;
 use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, PsidFault, RandomFault};
 use nix::sys::signal::Signal;
 
-use crate::helpers::{Harness, Person, Process, busiest, wait_completed};
+use crate::helpers::{Harness, Person, Process, RedisProxy, RedisServer, busiest, wait_completed};
 
 const TEMPLATE: &str = "Hello {{first_name}}";
 
@@ -118,34 +118,17 @@ async fn three_workers_sharing_the_redis_limiter_stay_under_the_page_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_dying_mid_campaign_neither_stops_nor_unbounds_sending() {
     let h = Harness::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut redis = tokio::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server is installed");
+    let mut redis = RedisServer::start().await;
     let page = h.add_page("1201").await;
     h.seed(page, "1201", &people(2_000, "D")).await;
     let mut env = h.process_env();
-    env.push(("REDIS_URL".into(), format!("redis://127.0.0.1:{port}")));
+    env.push(("REDIS_URL".into(), redis.url()));
     env.push(("MOONENGAGE__SCHEDULER__PACE_FANOUT".into(), "false".into()));
     let mut workers: Vec<Process> = (0..2).map(|_| Process::start("worker", &env)).collect();
     let _scheduler = Process::start("scheduler", &env);
     let campaign = h.campaign(page, TEMPLATE).await;
     h.wait_received(400).await;
-    redis.kill().await.unwrap();
+    redis.stop().await;
     let done = wait_completed(h.pool(), campaign, Duration::from_secs(90)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (2_000, 0, 0));
     let stats = h.sandbox.stats();
@@ -437,5 +420,203 @@ async fn a_page_near_its_facebook_budget_slows_to_half_its_rate() {
     assert!(
         busiest <= 55,
         "{busiest} messages in a second after slowing to 47.5/s"
+    );
+}
+
+/// The Page rate of the limiter tests below, and the most the sandbox may count in any one
+/// second of a Page's traffic: the rate plus 10% for this shared machine's scheduling noise.
+/// Without a shared limit the workers add their shares (a burst is 1.3x to 1.8x the rate).
+const PAGE_RATE: i32 = 150;
+const MOST_IN_A_SECOND: usize = 165;
+
+/// Unix time in ms, the clock of the sandbox's `received_at_ms`.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A Page sending at [`PAGE_RATE`] to `n` people, and the environment of processes that send
+/// everything at once (fan-out unpaced: only the limiter stands between them and the sandbox).
+async fn limited_page(h: &Harness, fb_page_id: &str, n: usize) -> (i64, Vec<(String, String)>) {
+    let page = h.add_page(fb_page_id).await;
+    sqlx::query("UPDATE pages SET send_rate = $2 WHERE id = $1")
+        .bind(page)
+        .bind(PAGE_RATE)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    h.seed(page, fb_page_id, &people(n, "M")).await;
+    let mut env = h.process_env();
+    env.push(("MOONENGAGE__SCHEDULER__PACE_FANOUT".into(), "false".into()));
+    (page, env)
+}
+
+/// The busiest one-second window of each phase of a run (phases split at `marks`, unix ms), and
+/// of the whole run (windows across a mark included), as the sandbox received the messages.
+fn busiest_by_phase(times: &[u64], marks: &[u64]) -> (Vec<usize>, usize) {
+    let mut bounds = vec![0];
+    bounds.extend(marks.iter().map(|mark| times.partition_point(|t| t < mark)));
+    bounds.push(times.len());
+    let phases = bounds
+        .windows(2)
+        .map(|w| busiest(&times[w[0]..w[1]], 1_000))
+        .collect();
+    (phases, busiest(times, 1_000))
+}
+
+/// Where the busiest second of a run begins, in seconds from its first message, and its
+/// messages per 100 ms: for telling a burst of the limiter from a stall of this machine.
+fn busiest_second_shape(times: &[u64]) -> String {
+    let Some((start, _)) = times
+        .iter()
+        .enumerate()
+        .map(|(i, start)| (*start, times[i..].partition_point(|t| *t < start + 1_000)))
+        .max_by_key(|(_, n)| *n)
+    else {
+        return "no messages".into();
+    };
+    let tenths: Vec<usize> = (0..10)
+        .map(|k| {
+            let from = start + k * 100;
+            times.partition_point(|t| *t < from + 100) - times.partition_point(|t| *t < from)
+        })
+        .collect();
+    format!(
+        "at {:.1} s, per 100 ms {tenths:?}",
+        (start - times[0]) as f64 / 1_000.0
+    )
+}
+
+/// Waits until the limiter's keys are back in a Redis that lost them: the workers use it again.
+async fn wait_keys(redis: &RedisServer) {
+    let started = Instant::now();
+    loop {
+        if let Ok(redis::Value::Int(keys)) = redis.command(&["DBSIZE"]).await
+            && keys > 0
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the workers never went back to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarting_empty_mid_campaign_never_lets_the_page_burst() {
+    let h = Harness::alone().await;
+    let mut redis = RedisServer::start().await;
+    let (page, mut env) = limited_page(&h, "1211", 4_000).await;
+    env.push(("REDIS_URL".into(), redis.url()));
+    let _workers: Vec<Process> = (0..2).map(|_| Process::start("worker", &env)).collect();
+    let _scheduler = Process::start("scheduler", &env);
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.wait_received(1_300).await;
+    let killed = unix_ms();
+    redis.stop().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    redis.restart().await;
+    let restarted = unix_ms();
+    wait_keys(&redis).await;
+    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    assert_eq!((done.sent, done.failed, done.unknown), (4_000, 0, 0));
+    let stats = h.sandbox.stats();
+    assert_eq!((stats.received_total, stats.duplicates), (4_000, 0));
+    let times = h.received_times();
+    let (phases, overall) = busiest_by_phase(&times, &[killed, restarted]);
+    eprintln!(
+        "busiest second before/during/after the outage: {phases:?}, overall {overall} ({})",
+        busiest_second_shape(&times)
+    );
+    assert!(
+        times.len() - times.partition_point(|t| *t < restarted) > 500,
+        "the campaign went on after Redis came back"
+    );
+    assert!(
+        overall <= MOST_IN_A_SECOND,
+        "{overall} messages in a second at {PAGE_RATE}/s (before/during/after: {phases:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushing_redis_mid_campaign_never_lets_the_page_burst() {
+    let h = Harness::alone().await;
+    let redis = RedisServer::start().await;
+    let (page, mut env) = limited_page(&h, "1221", 4_000).await;
+    env.push(("REDIS_URL".into(), redis.url()));
+    let _workers: Vec<Process> = (0..2).map(|_| Process::start("worker", &env)).collect();
+    let _scheduler = Process::start("scheduler", &env);
+    let campaign = h.campaign(page, TEMPLATE).await;
+    let mut flushed = Vec::new();
+    for at in [1_300, 2_600] {
+        h.wait_received(at).await;
+        redis.command(&["FLUSHALL"]).await.unwrap();
+        flushed.push(unix_ms());
+    }
+    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    assert_eq!((done.sent, done.failed, done.unknown), (4_000, 0, 0));
+    let stats = h.sandbox.stats();
+    assert_eq!((stats.received_total, stats.duplicates), (4_000, 0));
+    let times = h.received_times();
+    let (phases, overall) = busiest_by_phase(&times, &flushed);
+    eprintln!(
+        "busiest second before/between/after the flushes: {phases:?}, overall {overall} ({})",
+        busiest_second_shape(&times)
+    );
+    assert!(
+        overall <= MOST_IN_A_SECOND,
+        "{overall} messages in a second at {PAGE_RATE}/s (before/between/after: {phases:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_losing_redis_while_two_keep_it_never_lets_the_page_burst() {
+    let h = Harness::alone().await;
+    let redis = RedisServer::start().await;
+    let proxy = RedisProxy::start(redis.port).await;
+    let (page, env) = limited_page(&h, "1231", 4_000).await;
+    let with_redis = |url: String| {
+        let mut env = env.clone();
+        env.push(("REDIS_URL".into(), url));
+        env
+    };
+    let _cut_off = Process::start("worker", &with_redis(proxy.url()));
+    let _others: Vec<Process> = (0..2)
+        .map(|_| Process::start("worker", &with_redis(redis.url())))
+        .collect();
+    let _scheduler = Process::start("scheduler", &with_redis(redis.url()));
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.wait_received(1_300).await;
+    let cut = unix_ms();
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let connections = proxy.connections();
+    proxy.mend();
+    let mended = unix_ms();
+    let started = Instant::now();
+    while proxy.connections() == connections {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the cut-off worker never went back to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    assert_eq!((done.sent, done.failed, done.unknown), (4_000, 0, 0));
+    let stats = h.sandbox.stats();
+    assert_eq!((stats.received_total, stats.duplicates), (4_000, 0));
+    let times = h.received_times();
+    let (phases, overall) = busiest_by_phase(&times, &[cut, mended]);
+    eprintln!(
+        "busiest second before/during/after the split: {phases:?}, overall {overall} ({})",
+        busiest_second_shape(&times)
+    );
+    assert!(
+        overall <= MOST_IN_A_SECOND,
+        "{overall} messages in a second at {PAGE_RATE}/s (before/during/after: {phases:?})"
     );
 }

@@ -164,11 +164,35 @@ pub struct Harness {
     pub sandbox_url: String,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// Held to the end of the test (and dropped after everything it started).
+    _machine: MachineShare,
+}
+
+/// The machine the tests of this binary share: most take a shared turn and run side by side;
+/// those that count a Page's busiest second to within 10% take it alone, since a CPU stall of
+/// a tenth of a second anywhere between the limiter and the sandbox's clock (other tests'
+/// processes on the same two cores) is counted as a burst.
+static MACHINE: std::sync::LazyLock<std::sync::Arc<tokio::sync::RwLock<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+enum MachineShare {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
 }
 
 impl Harness {
     /// A fresh database and a sandbox without rate limit or latency.
     pub async fn new() -> Harness {
+        Harness::build(MachineShare::Shared(MACHINE.clone().read_owned().await)).await
+    }
+
+    /// Like [`Harness::new`], but no other harness of this test binary runs meanwhile: for
+    /// tests that count a Page's busiest second (see `MACHINE`).
+    pub async fn alone() -> Harness {
+        Harness::build(MachineShare::Alone(MACHINE.clone().write_owned().await)).await
+    }
+
+    async fn build(machine: MachineShare) -> Harness {
         let db = TestDb::new().await;
         let sandbox = Sandbox::build(SandboxSettings {
             rate_limit_per_page: 0,
@@ -200,6 +224,7 @@ impl Harness {
             sandbox_url,
             stop,
             tasks: vec![sandbox_task],
+            _machine: machine,
         }
     }
 
@@ -430,5 +455,166 @@ impl Process {
             .await
             .expect("process did not exit in time")
             .expect("wait")
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A `redis-server` of the test's own on a free port, without persistence: started again after
+/// [`RedisServer::stop`], it is empty, as after a restart or a failover that lost its memory.
+pub struct RedisServer {
+    /// The port it listens on (the same after a restart).
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts it and waits until it answers.
+    pub async fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Its URL, for `REDIS_URL`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL: nothing is saved, no client is told).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+    }
+
+    /// Starts it (again, empty) on the same port and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let started = Instant::now();
+        while self.command(&["PING"]).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs one command (`FLUSHALL`, `DBSIZE`…) on a connection of its own.
+    pub async fn command(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query_async(&mut conn).await
+    }
+}
+
+/// A TCP proxy in front of a Redis, for one process: [`RedisProxy::cut`] drops its
+/// connections and refuses new ones (that process alone loses Redis, as in a network split),
+/// [`RedisProxy::mend`] lets it through again.
+pub struct RedisProxy {
+    /// The port the process connects to.
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl RedisProxy {
+    /// Forwards a free port to `127.0.0.1:target`.
+    pub async fn start(target: u16) -> RedisProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if *watch.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        RedisProxy {
+            port,
+            cut,
+            connections,
+            task,
+        }
+    }
+
+    /// Connections forwarded so far (a reconnection after [`RedisProxy::mend`] shows the process
+    /// came back to Redis).
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The URL the process is given as `REDIS_URL`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every connection through the proxy and refuses new ones until [`RedisProxy::mend`].
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Forwards connections again.
+    pub fn mend(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for RedisProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

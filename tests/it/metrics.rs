@@ -11,7 +11,7 @@ use moonengage_sandbox::{ErrorSpec, Faults, PsidFault, RandomFault};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Harness, Person, Process, repo_root, wait_completed};
+use crate::helpers::{Harness, Person, Process, free_port, repo_root, wait_completed};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 
@@ -133,14 +133,6 @@ fn promtool_accepts_the_alert_rules_and_the_prometheus_config() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-}
-
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// A real Prometheus on a free port with its storage in a temporary folder; killed and

@@ -1,7 +1,7 @@
 //! What the code calls where things happen: sends, rate limits, Page pauses and halts,
 //! webhooks, unsubscribes, data-subject requests. Each is one counter or histogram update.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::families;
 use crate::messenger::ErrorClass;
@@ -39,6 +39,12 @@ pub fn rate_limiter_wait(page_id: i64, waited: Duration) {
         .limiter_wait
         .with_label_values(&[page_id.to_string().as_str()])
         .observe(waited.as_secs_f64());
+}
+
+/// Counts one send of a Page leaving at `at` (the rate limiter calls it as it releases a
+/// sender), for the Page's busiest second.
+pub fn page_send(page_id: i64, at: Instant) {
+    families().busiest_second.record(page_id, at);
 }
 
 /// Counts a Page paused because Facebook rate-limited it.

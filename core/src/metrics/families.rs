@@ -3,6 +3,7 @@
 use prometheus::core::Collector;
 use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+use super::busiest::BusiestSecond;
 use super::{DSR_TYPES, QUEUES, UNSUBSCRIBE_CHANNELS, WEBHOOK_KINDS, WEBHOOK_RESULTS};
 
 /// Outcomes of one job execution as the queue sees it: `ok`, or `error` (the queue retries).
@@ -48,6 +49,7 @@ pub(super) struct Families {
     pub(super) sends: IntCounterVec,
     pub(super) send_errors: IntCounterVec,
     pub(super) limiter_wait: HistogramVec,
+    pub(super) busiest_second: BusiestSecond,
     pub(super) page_pauses: IntCounterVec,
     pub(super) page_halts: IntCounterVec,
     // Pages and campaigns as Postgres holds them (scheduler leader).
@@ -191,6 +193,18 @@ impl Families {
                 &["page"],
                 LIMITER_BUCKETS,
             ),
+            busiest_second: b.add(BusiestSecond::new(
+                GaugeVec::new(
+                    Opts::new(
+                        "moonengage_page_sends_busiest_second",
+                        "Most sends of a Page this worker released in any one second of the last \
+                         minute (to 10 ms). Summed over workers, at least the Page's busiest \
+                         second: above the Page's rate, it burst.",
+                    ),
+                    &["page"],
+                )
+                .expect("valid gauge"),
+            )),
             page_pauses: b.counter(
                 "moonengage_page_pauses_total",
                 "Times a Page was paused because Facebook rate-limited it.",

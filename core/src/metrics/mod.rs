@@ -6,6 +6,7 @@
 //! about a person. Label words a call site passes are `&'static str` or checked against a known
 //! set, so a runtime value can never become a label by accident.
 
+mod busiest;
 mod database;
 mod events;
 mod families;
@@ -18,8 +19,8 @@ use prometheus::{Encoder as _, TextEncoder};
 
 pub use database::DbCollector;
 pub use events::{
-    dsr_completed, page_halted, page_paused, rate_limiter_wait, send_error, send_outcome,
-    unsubscribed, webhook_received,
+    dsr_completed, page_halted, page_paused, page_send, rate_limiter_wait, send_error,
+    send_outcome, unsubscribed, webhook_received,
 };
 pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{handler, start};
