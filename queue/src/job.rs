@@ -6,9 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// A kind of job of the generic `jobs` table. The payload is the serialized struct and carries
-/// ids only: job rows are not encrypted and may outlive their work. How a kind *runs* is the
-/// worker's business (its `Handle` trait), so the web and the scheduler can queue jobs without
-/// linking what runs them.
+/// ids only: job rows are not encrypted and may outlive their work. How a kind *runs* is said
+/// by the process that runs it (`run::Run`), so the web and the scheduler can queue jobs
+/// without linking what runs them.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The stable name of the kind, stored in every row: never the Rust type name, so a
     /// refactor cannot orphan queued rows.

@@ -19,6 +19,7 @@ pub mod backend;
 pub mod flush;
 pub mod job;
 pub mod jobs;
+pub mod run;
 pub mod sends;
 pub mod stats;
 pub mod wake;

@@ -7,6 +7,7 @@ mod metrics;
 mod notifications;
 mod privacy;
 mod privacy_keys;
+mod queue;
 mod spine;
 mod web;
 mod webhook_client;

@@ -14,9 +14,9 @@ use moonengage_core::metrics;
 use moonengage_core::privacy::requests::{self, Claimed};
 use moonengage_core::privacy::subject::SealedSubject;
 use moonengage_queue::JobError;
+use moonengage_queue::run::Run;
 
 use crate::env::Env;
-use crate::handle::Handle;
 
 /// Outcome of a request about someone we hold nothing about.
 const NOTHING_HELD: &str = "nothing held";
@@ -25,7 +25,7 @@ const NOTHING_HELD: &str = "nothing held";
 const UNMAPPED: &str = "nothing held: no data is linked to a Facebook app-scoped id; people who \
                         messaged a Page ask in that conversation";
 
-impl Handle for DsrJob {
+impl Run<Env> for DsrJob {
     /// One request at a time per process: each is a few statements, rare, and an erasure
     /// should not race another about the same person.
     const CONCURRENCY: Option<usize> = Some(1);

@@ -12,12 +12,12 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use moonengage_core::notify::AdminEvent;
 use moonengage_queue::JobError;
+use moonengage_queue::run::Run;
 use sqlx::PgPool;
 
 use crate::env::Env;
-use crate::handle::Handle;
 
-impl Handle for AdminEvent {
+impl Run<Env> for AdminEvent {
     /// Admin e-mails are rare; a few at once is plenty and spares the SMTP server a burst.
     const CONCURRENCY: Option<usize> = Some(4);
 

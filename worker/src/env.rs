@@ -13,6 +13,8 @@ use moonengage_core::template::Template;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
 use sqlx::PgPool;
 
+use crate::pacer::Pacer;
+
 /// The worker's shared environment.
 pub struct Env {
     /// The database and its queue.
@@ -25,6 +27,8 @@ pub struct Env {
     pub(crate) signer: UnsubscribeSigner,
     /// Each Page's send rate, shared with every worker.
     pub(crate) limiter: Arc<RateLimiter>,
+    /// Campaign sends of a Page waiting together share one reservation.
+    pub(crate) pacer: Pacer,
     /// Admin e-mail; `None` when it is off.
     pub(crate) mailer: Option<Mailer>,
     /// Where links to this deployment point.
@@ -53,6 +57,7 @@ impl Env {
             keyring,
             client,
             signer,
+            pacer: Pacer::new(limiter.clone()),
             limiter,
             mailer,
             settings,

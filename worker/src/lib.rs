@@ -7,6 +7,7 @@ mod email;
 mod env;
 mod handle;
 mod notify;
+mod pacer;
 mod policy;
 mod rotate;
 mod send;

@@ -7,9 +7,9 @@ use moonengage_core::jobs::{NotifyJob, NotifyKind};
 use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
 use moonengage_core::pages;
 use moonengage_queue::JobError;
+use moonengage_queue::run::Run;
 
 use crate::env::Env;
-use crate::handle::Handle;
 
 /// The text of each kind of service message.
 fn text(kind: NotifyKind, page_name: &str) -> String {
@@ -20,7 +20,7 @@ fn text(kind: NotifyKind, page_name: &str) -> String {
     }
 }
 
-impl Handle for NotifyJob {
+impl Run<Env> for NotifyJob {
     async fn run(self, env: &Env) -> Result<(), JobError> {
         notify(env, self).await
     }

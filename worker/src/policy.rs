@@ -10,9 +10,9 @@ use moonengage_core::policy::{self, PolicyNoticeJob};
 use moonengage_core::rate_limit::Permit;
 use moonengage_core::{pages, subscribers};
 use moonengage_queue::JobError;
+use moonengage_queue::run::Run;
 
 use crate::env::Env;
-use crate::handle::Handle;
 
 /// The person and the Page a notice goes from.
 #[derive(sqlx::FromRow)]
@@ -25,7 +25,7 @@ struct Recipient {
     psid: Vec<u8>,
 }
 
-impl Handle for PolicyNoticeJob {
+impl Run<Env> for PolicyNoticeJob {
     async fn run(self, env: &Env) -> Result<(), JobError> {
         notice(env, self).await
     }

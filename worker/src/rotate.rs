@@ -10,14 +10,14 @@ use anyhow::Context as _;
 use moonengage_core::jobs::RotateJob;
 use moonengage_core::key_rotation::{self, SEALED_COLUMNS};
 use moonengage_queue::JobError;
+use moonengage_queue::run::Run;
 
 use crate::env::Env;
-use crate::handle::Handle;
 
 /// Batches of `key_rotation::BATCH_ROWS` per step: about 20,000 rows, a few seconds of work.
 const BATCHES_PER_STEP: usize = 20;
 
-impl Handle for RotateJob {
+impl Run<Env> for RotateJob {
     /// Steps follow one another; one at a time per process.
     const CONCURRENCY: Option<usize> = Some(1);
 

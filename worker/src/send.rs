@@ -155,7 +155,7 @@ async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
     };
 
     let send_rate = u32::try_from(send.send_rate).unwrap_or(1);
-    match env.limiter.wait_turn(send.page_id, send_rate).await {
+    match env.pacer.wait_turn(send.page_id, send_rate).await {
         Ok(waited) => metrics::rate_limiter_wait(send.page_id, waited),
         Err(after) => {
             return Ok(Outcome::Retry {

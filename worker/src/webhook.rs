@@ -13,13 +13,13 @@ use moonengage_core::metrics;
 use moonengage_core::policy;
 use moonengage_core::subscribers;
 use moonengage_core::webhook::{self, EventRow, Intent};
+use moonengage_queue::run::Run;
 use moonengage_queue::{JobError, jobs};
 use sqlx::PgConnection;
 
 use crate::env::Env;
-use crate::handle::Handle;
 
-impl Handle for WebhookJob {
+impl Run<Env> for WebhookJob {
     async fn run(self, env: &Env) -> Result<(), JobError> {
         Ok(process(env, self.event_id).await?)
     }
