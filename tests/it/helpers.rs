@@ -51,13 +51,19 @@ pub struct TestDb {
     /// Its URL, for processes.
     pub url: String,
     name: String,
+    server: String,
 }
 
 impl TestDb {
-    /// Creates and migrates a fresh database.
+    /// Creates and migrates a fresh database on the shared server.
     pub async fn new() -> TestDb {
+        TestDb::on(SERVER_URL).await
+    }
+
+    /// Creates and migrates a fresh database on the server at `server` (no database name).
+    pub async fn on(server: &str) -> TestDb {
         let name = format!("it_{:016x}", rand::random::<u64>());
-        let url = db::recreate_database(&format!("{SERVER_URL}/postgres"), &name)
+        let url = db::recreate_database(&format!("{server}/postgres"), &name)
             .await
             .expect("create test database");
         let pool = sqlx::postgres::PgPoolOptions::new()
@@ -66,13 +72,19 @@ impl TestDb {
             .await
             .expect("connect test database");
         db::migrate(&pool).await.expect("migrate");
-        TestDb { pool, url, name }
+        TestDb {
+            pool,
+            url,
+            name,
+            server: server.to_owned(),
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let server = self.server.clone();
         // Best effort, off the test's runtime (which may be shutting down).
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -84,7 +96,7 @@ impl Drop for TestDb {
             runtime.block_on(async move {
                 use sqlx::Connection;
                 if let Ok(mut conn) =
-                    sqlx::PgConnection::connect(&format!("{SERVER_URL}/postgres")).await
+                    sqlx::PgConnection::connect(&format!("{server}/postgres")).await
                 {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
@@ -183,17 +195,33 @@ enum MachineShare {
 impl Harness {
     /// A fresh database and a sandbox without rate limit or latency.
     pub async fn new() -> Harness {
-        Harness::build(MachineShare::Shared(MACHINE.clone().read_owned().await)).await
+        Harness::build(
+            MachineShare::Shared(MACHINE.clone().read_owned().await),
+            TestDb::new().await,
+        )
+        .await
+    }
+
+    /// Like [`Harness::new`], on a Postgres server of the test's own (see [`OwnPostgres`]).
+    pub async fn on(server: &OwnPostgres) -> Harness {
+        Harness::build(
+            MachineShare::Shared(MACHINE.clone().read_owned().await),
+            TestDb::on(&server.url()).await,
+        )
+        .await
     }
 
     /// Like [`Harness::new`], but no other harness of this test binary runs meanwhile: for
     /// tests that count a Page's busiest second (see `MACHINE`).
     pub async fn alone() -> Harness {
-        Harness::build(MachineShare::Alone(MACHINE.clone().write_owned().await)).await
+        Harness::build(
+            MachineShare::Alone(MACHINE.clone().write_owned().await),
+            TestDb::new().await,
+        )
+        .await
     }
 
-    async fn build(machine: MachineShare) -> Harness {
-        let db = TestDb::new().await;
+    async fn build(machine: MachineShare, db: TestDb) -> Harness {
         let sandbox = Sandbox::build(SandboxSettings {
             rate_limit_per_page: 0,
             ..SandboxSettings::default()
@@ -616,5 +644,111 @@ impl RedisProxy {
 impl Drop for RedisProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A PostgreSQL server of the test's own (a fresh cluster in a temporary folder, on a free
+/// port), for tests that restart or crash the database under a running system without
+/// disturbing the tests that share the machine's server.
+pub struct OwnPostgres {
+    port: u16,
+    dir: PathBuf,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl OwnPostgres {
+    /// Creates the cluster (as the `postgres` user: Postgres refuses to run as root) and starts it.
+    pub async fn start() -> OwnPostgres {
+        let dir = std::env::temp_dir().join(format!("it-pg-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("cluster folder");
+        let server = OwnPostgres {
+            port: free_port(),
+            dir,
+        };
+        let chown = Command::new("chown")
+            .args(["postgres:postgres", &server.dir.display().to_string()])
+            .status()
+            .await
+            .expect("chown");
+        assert!(chown.success());
+        server
+            .as_postgres(&[
+                &format!("{PG_BIN}/initdb"),
+                "-D",
+                &server.dir.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ])
+            .await;
+        server.pg_ctl(&["start"]).await;
+        server
+    }
+
+    /// Its URL without a database name.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    /// Crashes it (immediate shutdown: no checkpoint, every connection cut) and starts it again.
+    pub async fn crash_and_restart(&self) {
+        self.pg_ctl(&["stop", "-m", "immediate"]).await;
+        self.pg_ctl(&["start"]).await;
+    }
+
+    async fn pg_ctl(&self, args: &[&str]) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let mut command = vec![
+            format!("{PG_BIN}/pg_ctl"),
+            "-D".into(),
+            self.dir.display().to_string(),
+            "-o".into(),
+            options,
+            "-l".into(),
+            self.dir.join("log").display().to_string(),
+            "-w".into(),
+        ];
+        command.extend(args.iter().map(|a| (*a).to_owned()));
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        self.as_postgres(&command).await;
+    }
+
+    async fn as_postgres(&self, command: &[&str]) {
+        let output = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .args(command)
+            .current_dir(&self.dir)
+            .output()
+            .await
+            .expect("runuser");
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl")])
+            .args([
+                "-D",
+                &self.dir.display().to_string(),
+                "stop",
+                "-m",
+                "immediate",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

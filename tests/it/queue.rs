@@ -15,7 +15,7 @@ use moonengage_scheduler::fanout;
 use nix::sys::signal::Signal;
 use sqlx::PgPool;
 
-use crate::helpers::{Harness, Person, Process, wait_completed};
+use crate::helpers::{Harness, OwnPostgres, Person, Process, wait_completed};
 
 const TEMPLATE: &str = "Hello {{first_name}}";
 const LEASE: Duration = Duration::from_secs(30);
@@ -371,4 +371,49 @@ async fn erasing_a_person_finds_their_queued_sends_by_index_not_by_scanning_the_
             .await
             .unwrap();
     assert_eq!((recipients, skipped), (20_000, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crashing_during_outcome_flushes_loses_no_outcome() {
+    let server = OwnPostgres::start().await;
+    let h = Harness::on(&server).await;
+    h.sandbox.set_latency(Duration::from_millis(5));
+    let page = h.add_page("9501").await;
+    h.seed(page, "9501", &people(3_000)).await;
+    let mut env = h.process_env();
+    env.push(("MOONENGAGE__SCHEDULER__PACE_FANOUT".into(), "false".into()));
+    let _workers: Vec<Process> = (0..2).map(|_| Process::start("worker", &env)).collect();
+    let _scheduler = Process::start("scheduler", &env);
+    let campaign = h.campaign(page, TEMPLATE).await;
+    h.wait_received(500).await;
+    server.crash_and_restart().await;
+    // Our own pool lost its connections too: read progress until it answers again.
+    let started = std::time::Instant::now();
+    let done = loop {
+        if let Ok(Some(progress)) = moonengage_core::campaigns::progress(h.pool(), campaign).await
+            && progress.state == "completed"
+        {
+            break progress;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the campaign did not complete after the crash"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let stats = h.sandbox.stats();
+    assert_eq!(stats.duplicates, 0, "nobody was sent twice");
+    assert_eq!(done.failed, 0);
+    assert_eq!(done.sent + done.unknown, 3_000, "every send has an outcome");
+    // Every recorded `sent` reached the sandbox; an `unknown` may or may not have.
+    assert!(stats.received_total as i64 >= done.sent);
+    assert!(stats.received_total as i64 <= done.sent + done.unknown);
+    let settled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND status IN ('sent', 'unknown')",
+    )
+    .bind(campaign)
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(settled, 3_000, "the counters match the rows");
 }
