@@ -25,6 +25,9 @@ DROP INDEX deliveries_campaign_status;
 
 -- Campaign counters are kept live by every statement that settles a delivery (fan-out skips,
 -- outcome flushes, cancel, the lease reaper, erasure), so progress and completion are O(1).
+-- Workers never lock a campaign row: each outcome flush appends its counts to
+-- `campaign_tallies` (inserts never wait or deadlock), and the scheduler leader folds them into
+-- the campaign every tick; `campaign_totals` reads both.
 UPDATE campaigns c SET
     sent = d.sent, skipped = d.skipped, failed = d.failed, unknown = d.unknown
 FROM (
@@ -37,7 +40,31 @@ FROM (
 ) d
 WHERE c.id = d.campaign_id AND c.completed_at IS NULL;
 
--- Every other kind of job. `key` is unique per kind (queuing the same work twice adds nothing);
+CREATE TABLE campaign_tallies (
+    campaign_id bigint NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    sent integer NOT NULL,
+    skipped integer NOT NULL,
+    failed integer NOT NULL,
+    unknown integer NOT NULL
+);
+
+CREATE INDEX campaign_tallies_campaign ON campaign_tallies (campaign_id);
+
+CREATE VIEW campaign_totals AS
+SELECT c.id, c.page_id, c.state, c.fanout_done, c.recipients, c.completed_at,
+       c.sent + coalesce(t.sent, 0) AS sent,
+       c.skipped + coalesce(t.skipped, 0) AS skipped,
+       c.failed + coalesce(t.failed, 0) AS failed,
+       c.unknown + coalesce(t.unknown, 0) AS unknown
+FROM campaigns c
+LEFT JOIN LATERAL (
+    SELECT sum(sent) AS sent, sum(skipped) AS skipped, sum(failed) AS failed,
+           sum(unknown) AS unknown
+    FROM campaign_tallies WHERE campaign_id = c.id
+) t ON true;
+
+-- Every other kind of job; a job that succeeds is deleted. `key` is unique per kind (queuing the
+-- same work twice while it waits adds nothing);
 -- the payload carries ids only; `subscriber_id` names the person a job is about, so erasing
 -- them removes their jobs through the foreign key, and look-ups never read payloads.
 CREATE TABLE jobs (
@@ -46,8 +73,7 @@ CREATE TABLE jobs (
     key text NOT NULL,
     payload jsonb NOT NULL,
     subscriber_id bigint REFERENCES subscribers (id) ON DELETE CASCADE,
-    status text NOT NULL DEFAULT 'queued'
-        CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    status text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'running', 'failed')),
     run_at timestamptz NOT NULL DEFAULT now(),
     attempts integer NOT NULL DEFAULT 0,
     max_attempts integer NOT NULL,
@@ -62,7 +88,7 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_due ON jobs (kind, run_at) WHERE status = 'queued';
 CREATE INDEX jobs_leased ON jobs (lease_until) WHERE status = 'running';
 CREATE INDEX jobs_subscriber ON jobs (subscriber_id) WHERE subscriber_id IS NOT NULL;
-CREATE INDEX jobs_finished ON jobs (finished_at) WHERE status IN ('done', 'failed');
+CREATE INDEX jobs_failed ON jobs (finished_at) WHERE status = 'failed';
 
 -- Live worker processes: the heartbeat that keeps their leases, and the count that shares a
 -- Page's rate while Redis is down.

@@ -96,13 +96,14 @@ impl Progress {
     }
 }
 
-/// Reads a campaign's progress: its counters, which every statement that settles a delivery
-/// moves, so reading them costs the same for ten recipients or a million.
+/// Reads a campaign's progress: its counters plus the counts workers appended since the
+/// scheduler last folded them (`campaign_totals`), so reading costs the same for ten
+/// recipients or a million.
 pub async fn progress(pool: &PgPool, id: i64) -> anyhow::Result<Option<Progress>> {
     sqlx::query_as(
         "SELECT id, state, fanout_done, recipients::bigint AS recipients, sent::bigint AS sent,
                 skipped::bigint AS skipped, failed::bigint AS failed, unknown::bigint AS unknown
-         FROM campaigns WHERE id = $1",
+         FROM campaign_totals WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)

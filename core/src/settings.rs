@@ -194,8 +194,8 @@ pub struct RetentionSettings {
     /// How often the leader applies retention. Each pass deletes in bounded batches and runs
     /// again at the next tick while a backlog remains; a minute keeps the cost negligible.
     pub interval_ms: u64,
-    /// Finished job rows (done or failed for good) are kept this long, for inspection. They
-    /// hold ids only.
+    /// Jobs failed for good are kept this long, for inspection (a job that succeeds is deleted
+    /// at once). They hold ids only.
     pub finished_jobs_secs: u64,
     /// A processed webhook event has had its sender erased by its job; what remains (a hash of
     /// the message id) is kept this long so a redelivery of the event is recognised, then

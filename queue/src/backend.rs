@@ -91,12 +91,15 @@ async fn claim_loop<S: Source>(
     poll: Duration,
     stop: CancellationToken,
 ) {
+    let half = (tx.max_capacity() / 2).max(1);
     let mut failures = 0u32;
     loop {
+        // Claim when half the buffer is free: fewer, larger claims (each costs a statement and
+        // a commit) while the other half keeps the worker busy.
         let room = tokio::select! {
-            permit = tx.reserve() => match permit {
-                Ok(permit) => {
-                    drop(permit);
+            permits = tx.reserve_many(half) => match permits {
+                Ok(permits) => {
+                    drop(permits);
                     tx.capacity().max(1)
                 }
                 Err(_) => return,

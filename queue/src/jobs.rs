@@ -1,7 +1,10 @@
 //! Every kind of job but sends, in one typed `jobs` table: kind, a unique key per kind, an
 //! ids-only JSON payload, the person it is about (a foreign key, so erasure removes it), run
-//! time, attempts and a lease. Success marks the row `done` (retention removes it a day later),
-//! so queuing the same key again in the meantime adds nothing.
+//! time, attempts and a lease. A job that succeeds is deleted (the cheapest acknowledgement:
+//! no new row version, no index entry); one that fails for good stays `failed`, with its last
+//! error, until retention removes it. The key is unique while the job is queued, running or
+//! failed, so queuing the same work twice meanwhile adds nothing; each caller's own state (an
+//! event processed, a request completed) keeps work from being done twice after that.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -31,25 +34,62 @@ pub async fn enqueue_after<'e, J: Job>(
     delay: Duration,
     max_attempts: i32,
 ) -> anyhow::Result<bool> {
-    let added = enqueue_many(executor, std::slice::from_ref(job), delay, max_attempts).await?;
+    let row = [NewRow::of(job)?];
+    let added = insert::<J>(executor, &row, delay, max_attempts).await?;
     Ok(added == 1)
 }
 
-/// Queues many jobs of one kind in one statement (and one wake-up); returns how many were new.
-pub async fn enqueue_many<'e, J: Job>(
-    executor: impl sqlx::PgExecutor<'e>,
+/// Queues many jobs of one kind, set-based (a statement per run of about 12 KiB of rows, see
+/// `STATEMENT_BYTES`); returns how many were new. Pass a transaction to queue all or none.
+pub async fn enqueue_many<J: Job>(
+    conn: &mut sqlx::PgConnection,
     jobs: &[J],
     delay: Duration,
     max_attempts: i32,
 ) -> anyhow::Result<u64> {
-    let mut keys = Vec::with_capacity(jobs.len());
-    let mut payloads = Vec::with_capacity(jobs.len());
-    let mut subscribers = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        keys.push(job.key());
-        payloads.push(serde_json::to_value(job).context("encoding a job payload")?);
-        subscribers.push(job.subscriber_id());
+    let rows = jobs.iter().map(NewRow::of).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut added = 0;
+    for run in crate::runs(&rows, NewRow::bytes) {
+        added += insert::<J>(&mut *conn, run, delay, max_attempts).await?;
     }
+    Ok(added)
+}
+
+/// A job encoded for insertion.
+struct NewRow {
+    key: String,
+    payload: serde_json::Value,
+    payload_bytes: usize,
+    subscriber_id: Option<i64>,
+}
+
+impl NewRow {
+    fn of<J: Job>(job: &J) -> anyhow::Result<NewRow> {
+        let payload = serde_json::to_value(job).context("encoding a job payload")?;
+        Ok(NewRow {
+            key: job.key(),
+            payload_bytes: payload.to_string().len(),
+            payload,
+            subscriber_id: job.subscriber_id(),
+        })
+    }
+
+    /// Parameter bytes of the row: lengths, key, payload (with jsonb's version byte), id.
+    fn bytes(&self) -> usize {
+        4 + self.key.len() + 5 + self.payload_bytes + 12
+    }
+}
+
+/// One statement: inserts `rows` of kind `J`, and wakes the kind's claimers.
+async fn insert<'e, J: Job>(
+    executor: impl sqlx::PgExecutor<'e>,
+    rows: &[NewRow],
+    delay: Duration,
+    max_attempts: i32,
+) -> anyhow::Result<u64> {
+    let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| &r.payload).collect();
+    let subscribers: Vec<Option<i64>> = rows.iter().map(|r| r.subscriber_id).collect();
     let added: i64 = sqlx::query_scalar(
         "WITH added AS (
              INSERT INTO jobs (kind, key, payload, subscriber_id, run_at, max_attempts)
@@ -57,8 +97,9 @@ pub async fn enqueue_many<'e, J: Job>(
              FROM unnest($2::text[], $3::jsonb[], $4::bigint[]) AS j(k, p, s)
              ON CONFLICT (kind, key) DO NOTHING
              RETURNING 1
-         )
-         SELECT count(*) FROM added, LATERAL (SELECT pg_notify($7, $1)) woken",
+         ),
+         woken AS (SELECT pg_notify($7, $1))
+         SELECT (SELECT count(*) FROM added) FROM woken",
     )
     .bind(J::KIND)
     .bind(&keys)
@@ -97,6 +138,11 @@ pub struct Settled {
 }
 
 impl Settled {
+    /// Parameter bytes of the outcome in a settle statement.
+    fn bytes(&self) -> usize {
+        60 + self.status.len() + self.error.as_ref().map_or(0, String::len)
+    }
+
     /// What `result` of attempt `attempt` (of `max_attempts`) does to the row of job `id`.
     pub fn of(
         id: i64,
@@ -170,22 +216,40 @@ impl<J: Job> Jobs<J> {
         }
     }
 
-    /// Writes the outcomes of rows this worker holds, in one statement.
+    /// Writes the outcomes of rows this worker holds: one statement per run of about 12 KiB
+    /// of outcomes (see `STATEMENT_BYTES`).
     pub async fn settle(&self, batch: &[Settled]) -> sqlx::Result<()> {
-        let ids: Vec<i64> = batch.iter().map(|s| s.id).collect();
-        let statuses: Vec<&str> = batch.iter().map(|s| s.status).collect();
-        let parked: Vec<bool> = batch
+        for run in crate::runs(batch, Settled::bytes) {
+            self.settle_run(run).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_run(&self, batch: &[Settled]) -> sqlx::Result<()> {
+        let (done, rest): (Vec<&Settled>, Vec<&Settled>) =
+            batch.iter().partition(|s| s.status == "done");
+        let done: Vec<i64> = done.iter().map(|s| s.id).collect();
+        let ids: Vec<i64> = rest.iter().map(|s| s.id).collect();
+        let statuses: Vec<&str> = rest.iter().map(|s| s.status).collect();
+        let parked: Vec<bool> = rest
             .iter()
             .map(|s| s.delay.is_some_and(f64::is_infinite))
             .collect();
-        let delays: Vec<Option<f64>> = batch
+        let delays: Vec<Option<f64>> = rest
             .iter()
             .map(|s| s.delay.filter(|d| d.is_finite()))
             .collect();
-        let refunds: Vec<bool> = batch.iter().map(|s| s.refund).collect();
-        let errors: Vec<Option<String>> = batch.iter().map(|s| s.error.clone()).collect();
+        let refunds: Vec<bool> = rest.iter().map(|s| s.refund).collect();
+        let errors: Vec<Option<String>> = rest.iter().map(|s| s.error.clone()).collect();
+        // Succeeded jobs are deleted by id (an index look-up each); the others are joined. A
+        // job is held exactly while it has a lease: testing the lease, not the status, keeps
+        // Postgres on the primary key rather than the lease index.
         sqlx::query(
-            "UPDATE jobs j SET
+            "WITH done AS (
+                 DELETE FROM jobs
+                 WHERE id = ANY($8::bigint[]) AND locked_by = $7 AND lease_until IS NOT NULL
+             )
+             UPDATE jobs j SET
                  status = o.status,
                  run_at = CASE WHEN o.parked THEN 'infinity'
                                WHEN o.delay IS NOT NULL THEN now() + make_interval(secs => o.delay)
@@ -193,10 +257,10 @@ impl<J: Job> Jobs<J> {
                  attempts = j.attempts - o.refund::int,
                  last_error = coalesce(o.error, j.last_error),
                  lease_until = NULL,
-                 finished_at = CASE WHEN o.status IN ('done', 'failed') THEN now() END
-             FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::float8[], $5::bool[], $6::text[])
-                 AS o(id, status, parked, delay, refund, error)
-             WHERE j.id = o.id AND j.status = 'running' AND j.locked_by = $7",
+                 finished_at = CASE WHEN o.status = 'failed' THEN now() END
+             FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::float8[], $5::bool[],
+                         $6::text[]) AS o(id, status, parked, delay, refund, error)
+             WHERE j.id = o.id AND j.locked_by = $7 AND j.lease_until IS NOT NULL",
         )
         .bind(&ids)
         .bind(&statuses)
@@ -205,6 +269,7 @@ impl<J: Job> Jobs<J> {
         .bind(&refunds)
         .bind(&errors)
         .bind(&self.worker)
+        .bind(&done)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -212,7 +277,7 @@ impl<J: Job> Jobs<J> {
 }
 
 #[derive(sqlx::FromRow)]
-struct Row {
+struct ClaimedRow {
     id: i64,
     payload: serde_json::Value,
     attempts: i32,
@@ -224,7 +289,7 @@ impl<J: Job> Source for Jobs<J> {
     type Item = Queued<J>;
 
     async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Claimed<Queued<J>>>> {
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<ClaimedRow> = sqlx::query_as(
             "WITH picked AS (
                  SELECT id FROM jobs
                  WHERE kind = $1 AND status = 'queued' AND run_at <= now()
@@ -308,22 +373,24 @@ impl<J: Job> Sink for Jobs<J> {
 /// counts, and a job out of attempts fails for good.
 pub async fn retry_expired(pool: &PgPool) -> sqlx::Result<u64> {
     let expired = sqlx::query(
-        "UPDATE jobs SET
-             status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-             finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+        "UPDATE jobs j SET
+             status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+             finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
              last_error = 'lease expired', lease_until = NULL, run_at = now()
-         WHERE status = 'running' AND lease_until < now()",
+         FROM (SELECT id FROM jobs WHERE status = 'running' AND lease_until < now()
+               FOR UPDATE SKIP LOCKED) expired
+         WHERE j.id = expired.id",
     )
     .execute(pool)
     .await?;
     Ok(expired.rows_affected())
 }
 
-/// Retention's statement for finished jobs: deletes at most `$2` jobs finished (done, or
-/// failed for good) more than `$1` seconds ago.
+/// Retention's statement for failed jobs: deletes at most `$2` jobs failed for good more than
+/// `$1` seconds ago.
 pub const PRUNE_FINISHED: &str = "DELETE FROM jobs WHERE id IN (
      SELECT id FROM jobs
-     WHERE status IN ('done', 'failed') AND finished_at < now() - make_interval(secs => $1)
+     WHERE status = 'failed' AND finished_at < now() - make_interval(secs => $1)
      LIMIT $2)";
 
 /// Whether a job of `kind` with `key` is still to run (queued or running): retention keeps a

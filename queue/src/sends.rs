@@ -95,7 +95,16 @@ pub struct Settled {
     pub outcome: Outcome,
 }
 
-/// The campaign statuses a row can settle in and whether each spends the attempt.
+impl Settled {
+    /// Parameter bytes of the outcome in a settle statement.
+    fn bytes(&self) -> usize {
+        let (status, reason, message_id, ..) = columns(&self.outcome);
+        60 + status.len() + reason.map_or(0, str::len) + message_id.map_or(0, str::len)
+    }
+}
+
+/// The columns an outcome writes: status, reason, message id, delay before the next run, and
+/// whether the attempt is given back.
 fn columns(outcome: &Outcome) -> (&'static str, Option<&str>, Option<&str>, f64, bool) {
     match outcome {
         Outcome::Sent { message_id } => ("sent", None, Some(message_id), 0.0, false),
@@ -135,9 +144,19 @@ impl Sends {
         }
     }
 
-    /// Writes outcomes of rows this worker holds, and moves their campaigns' counters, in one
-    /// statement.
+    /// Writes outcomes of rows this worker holds, and appends their campaigns' counts: one
+    /// statement per run of about 12 KiB of outcomes (see `STATEMENT_BYTES`).
     pub async fn settle(&self, batch: &[Settled]) -> sqlx::Result<()> {
+        for run in crate::runs(batch, Settled::bytes) {
+            self.settle_run(run).await?;
+        }
+        Ok(())
+    }
+
+    /// A row is held exactly while it is `sending`, and exactly then has a lease; the statement
+    /// tests the lease rather than the status so that Postgres finds each row by its primary key
+    /// instead of scanning every `sending` row through the lease index.
+    async fn settle_run(&self, batch: &[Settled]) -> sqlx::Result<()> {
         let mut campaigns = Vec::with_capacity(batch.len());
         let mut subscribers = Vec::with_capacity(batch.len());
         let mut statuses = Vec::with_capacity(batch.len());
@@ -170,19 +189,16 @@ impl Sends {
                      lease_until = NULL, updated_at = now()
                  FROM o
                  WHERE d.campaign_id = o.campaign_id AND d.subscriber_id = o.subscriber_id
-                   AND d.status = 'sending' AND d.locked_by = $8
+                   AND d.locked_by = $8 AND d.lease_until IS NOT NULL
                  RETURNING d.campaign_id, d.status
              )
-             UPDATE campaigns c SET
-                 sent = c.sent + n.sent, skipped = c.skipped + n.skipped,
-                 failed = c.failed + n.failed, unknown = c.unknown + n.unknown
-             FROM (SELECT campaign_id,
-                          count(*) FILTER (WHERE status = 'sent') AS sent,
-                          count(*) FILTER (WHERE status = 'skipped') AS skipped,
-                          count(*) FILTER (WHERE status = 'failed') AS failed,
-                          count(*) FILTER (WHERE status = 'unknown') AS unknown
-                   FROM settled WHERE status <> 'queued' GROUP BY campaign_id) n
-             WHERE c.id = n.campaign_id",
+             INSERT INTO campaign_tallies (campaign_id, sent, skipped, failed, unknown)
+             SELECT campaign_id,
+                    count(*) FILTER (WHERE status = 'sent'),
+                    count(*) FILTER (WHERE status = 'skipped'),
+                    count(*) FILTER (WHERE status = 'failed'),
+                    count(*) FILTER (WHERE status = 'unknown')
+             FROM settled WHERE status <> 'queued' GROUP BY campaign_id",
         )
         .bind(&campaigns)
         .bind(&subscribers)
@@ -288,15 +304,17 @@ impl Sink for Sends {
 pub async fn settle_expired(pool: &PgPool) -> sqlx::Result<u64> {
     let expired: i64 = sqlx::query_scalar(
         "WITH expired AS (
-             UPDATE deliveries SET status = 'unknown', reason = 'interrupted',
+             UPDATE deliveries d SET status = 'unknown', reason = 'interrupted',
                  lease_until = NULL, updated_at = now()
-             WHERE status = 'sending' AND lease_until < now()
-             RETURNING campaign_id
+             FROM (SELECT campaign_id, subscriber_id FROM deliveries
+                   WHERE status = 'sending' AND lease_until < now()
+                   FOR UPDATE SKIP LOCKED) x
+             WHERE d.campaign_id = x.campaign_id AND d.subscriber_id = x.subscriber_id
+             RETURNING d.campaign_id
          ),
          counted AS (
-             UPDATE campaigns c SET unknown = c.unknown + n.n
-             FROM (SELECT campaign_id, count(*) AS n FROM expired GROUP BY campaign_id) n
-             WHERE c.id = n.campaign_id
+             INSERT INTO campaign_tallies (campaign_id, sent, skipped, failed, unknown)
+             SELECT campaign_id, 0, 0, 0, count(*) FROM expired GROUP BY campaign_id
          )
          SELECT count(*) FROM expired",
     )
@@ -449,4 +467,25 @@ pub async fn erase(conn: &mut PgConnection, subscriber_id: i64) -> sqlx::Result<
         .execute(&mut *conn)
         .await?;
     Ok(erased.rows_affected())
+}
+
+/// Folds the counts workers appended (`campaign_tallies`) into their campaigns' counters.
+/// Run by the scheduler leader before it completes campaigns; deleting the tallies it adds
+/// keeps every count exactly once, whatever workers append meanwhile.
+pub async fn fold_tallies(conn: &mut PgConnection) -> sqlx::Result<u64> {
+    let folded = sqlx::query(
+        "WITH taken AS (DELETE FROM campaign_tallies RETURNING *),
+         sums AS (
+             SELECT campaign_id, sum(sent) AS sent, sum(skipped) AS skipped,
+                    sum(failed) AS failed, sum(unknown) AS unknown
+             FROM taken GROUP BY campaign_id
+         )
+         UPDATE campaigns c SET
+             sent = c.sent + sums.sent, skipped = c.skipped + sums.skipped,
+             failed = c.failed + sums.failed, unknown = c.unknown + sums.unknown
+         FROM sums WHERE c.id = sums.campaign_id",
+    )
+    .execute(conn)
+    .await?;
+    Ok(folded.rows_affected())
 }

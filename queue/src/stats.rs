@@ -7,12 +7,10 @@ use sqlx::PgPool;
 
 use crate::sends;
 
-/// The states a gauge reports for every kind, even at zero, so a panel always has its series.
-pub const STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
-
 /// Jobs by kind and state: `pending` (due), `scheduled` (due later, including parked),
-/// `running` (claimed), `done`, `dead` (failed for good). Sends report no `done` or `dead`:
-/// their outcomes are deliveries, counted per campaign.
+/// `running` (claimed), `dead` (failed for good). A job that succeeded is gone (its executions
+/// are counted by the workers); sends report no `dead`: their outcomes are deliveries,
+/// counted per campaign.
 pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
     sqlx::query_as(
         "SELECT $1::text, CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END, count(*)
@@ -22,7 +20,7 @@ pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
          UNION ALL
          SELECT kind, CASE status WHEN 'queued' THEN
                           CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END
-                      WHEN 'failed' THEN 'dead' ELSE status END,
+                      WHEN 'failed' THEN 'dead' ELSE 'running' END,
                 count(*)
          FROM jobs GROUP BY 1, 2",
     )

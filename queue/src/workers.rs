@@ -7,7 +7,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 /// Registers `name` as live for `kinds`, then heartbeats every `every` until the task is
-/// dropped, renewing the worker's leases by `lease` each time.
+/// dropped, renewing the worker's leases by `lease` each time. Rows locked right now are being
+/// settled and skipped, so a renewal never waits for (or deadlocks with) an outcome flush.
 pub async fn heartbeat(
     pool: PgPool,
     name: String,
@@ -31,11 +32,16 @@ async fn beat(pool: &PgPool, name: &str, kinds: &[String], lease: Duration) -> s
              ON CONFLICT (name) DO UPDATE SET last_seen = now(), kinds = EXCLUDED.kinds
          ),
          sends AS (
-             UPDATE deliveries SET lease_until = now() + make_interval(secs => $3)
-             WHERE status = 'sending' AND locked_by = $1
+             UPDATE deliveries d SET lease_until = now() + make_interval(secs => $3)
+             FROM (SELECT campaign_id, subscriber_id FROM deliveries
+                   WHERE status = 'sending' AND locked_by = $1
+                   FOR UPDATE SKIP LOCKED) mine
+             WHERE d.campaign_id = mine.campaign_id AND d.subscriber_id = mine.subscriber_id
          )
-         UPDATE jobs SET lease_until = now() + make_interval(secs => $3)
-         WHERE status = 'running' AND locked_by = $1",
+         UPDATE jobs j SET lease_until = now() + make_interval(secs => $3)
+         FROM (SELECT id FROM jobs WHERE status = 'running' AND locked_by = $1
+               FOR UPDATE SKIP LOCKED) mine
+         WHERE j.id = mine.id",
     )
     .bind(name)
     .bind(kinds)

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use sqlx::PgPool;
 
 use moonengage_core::notify::{self, AdminEvent};
+use moonengage_queue::sends;
 
 /// Starts every scheduled campaign whose time has come.
 pub async fn start_due(pool: &PgPool) -> anyhow::Result<u64> {
@@ -39,6 +40,9 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
         .begin()
         .await
         .context("starting to complete campaigns")?;
+    sends::fold_tallies(&mut tx)
+        .await
+        .context("folding outcome counts into campaigns")?;
     let completed = freeze(&mut tx, "running", "completed")
         .await
         .context("completing finished campaigns")?;
@@ -61,10 +65,14 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
 /// its totals live in the campaign row, like a completed campaign's, so retention may delete its
 /// delivery rows. The state stays `cancelled`.
 pub async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    let mut conn = pool.acquire().await?;
-    let frozen = freeze(&mut conn, "cancelled", "cancelled")
+    let mut tx = pool.begin().await?;
+    sends::fold_tallies(&mut tx)
+        .await
+        .context("folding outcome counts into campaigns")?;
+    let frozen = freeze(&mut tx, "cancelled", "cancelled")
         .await
         .context("freezing cancelled campaigns")?;
+    tx.commit().await.context("committing settled campaigns")?;
     Ok(frozen.into_iter().map(|(id, ..)| id).collect())
 }
 

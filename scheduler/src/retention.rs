@@ -1,4 +1,4 @@
-//! Retention (DESIGN: privacy by design), enforced by the leader: finished job rows, what is left
+//! Retention (DESIGN: privacy by design), enforced by the leader: jobs failed for good, what is left
 //! of processed webhook events, delivery rows of campaigns that ended long ago, expired exports
 //! and the subject of completed data-subject requests: nothing else deletes them once their
 //! purpose is served.
@@ -110,7 +110,7 @@ async fn apply(pool: &PgPool, settings: &RetentionSettings) -> anyhow::Result<Pr
 fn rules(settings: &RetentionSettings) -> Vec<Rule> {
     vec![
         Rule {
-            what: "finished jobs",
+            what: "failed jobs",
             sql: moonengage_queue::jobs::PRUNE_FINISHED.into(),
             age: Duration::from_secs(settings.finished_jobs_secs),
         },

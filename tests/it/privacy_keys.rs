@@ -401,9 +401,8 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
     // Running with a send still to come: its delivery rows are send-once claims.
     let running = campaign_with_deliveries(&pool, page, "running", None, 4, &three_sent).await;
 
-    job(&pool, "done-old", "done", "2 days").await;
-    job(&pool, "failed-for-good-old", "failed", "2 days").await;
-    job(&pool, "done-recent", "done", "1 hour").await;
+    job(&pool, "failed-old", "failed", "2 days").await;
+    job(&pool, "failed-recent", "failed", "1 hour").await;
     job(&pool, "pending", "queued", "0").await;
 
     let processed_old = event(&pool, &h.keyring, true, "2 days").await;
@@ -500,7 +499,7 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
         "a settled cancelled campaign's totals are frozen"
     );
 
-    // Jobs: finished ones older than a day went.
+    // Jobs: those failed for good more than a day ago went.
     let jobs: BTreeSet<String> =
         sqlx::query_scalar("SELECT key FROM jobs WHERE kind = 'retention-test'")
             .fetch_all(&pool)
@@ -510,7 +509,7 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
             .collect();
     assert_eq!(
         jobs,
-        BTreeSet::from(["done-recent".to_owned(), "pending".to_owned()])
+        BTreeSet::from(["failed-recent".to_owned(), "pending".to_owned()])
     );
 
     // Webhook events: old processed ones and old ones nobody will process went.

@@ -92,10 +92,11 @@ async fn main() -> anyhow::Result<()> {
     let queue = settings.queue.clone();
 
     prepare(&pool).await?;
-    let started = Instant::now();
     let all: Vec<Noop> = (0..n as u64).map(|n| Noop { n }).collect();
+    let mut conn = pool.acquire().await?;
+    let started = Instant::now();
     for chunk in all.chunks(batch.max(1)) {
-        jobs::enqueue_many(&pool, chunk, Duration::ZERO, 1).await?;
+        jobs::enqueue_many(&mut conn, chunk, Duration::ZERO, 1).await?;
     }
     report("enqueue", n, started.elapsed().as_secs_f64());
 
@@ -134,9 +135,10 @@ async fn main() -> anyhow::Result<()> {
         Ok(())
     }));
     tally.all_done.notified().await;
-    // The last handler counted itself before its outcome was written: wait for the rows.
+    // The last handler counted itself before its outcome was written: wait until every row
+    // is acknowledged (a job that succeeds is deleted).
     loop {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'done'")
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
             .fetch_one(&pool)
             .await?;
         if left == 0 {
@@ -147,12 +149,9 @@ async fn main() -> anyhow::Result<()> {
     report("drain", n, started.elapsed().as_secs_f64());
     stop.notify_one();
     running.await??;
-    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'done'")
-        .fetch_one(&pool)
-        .await?;
     anyhow::ensure!(
-        done as usize == n && tally.done.load(Ordering::Relaxed) == n,
-        "drained {} jobs, {done} rows done; expected {n} of each",
+        tally.done.load(Ordering::Relaxed) == n,
+        "ran {} jobs, expected {n}",
         tally.done.load(Ordering::Relaxed)
     );
     Ok(())

@@ -220,7 +220,7 @@ impl DbCollector {
         let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, page_id, recipients::bigint, sent::bigint,
                     (sent + skipped + failed + unknown)::bigint
-             FROM campaigns
+             FROM campaign_totals
              WHERE state IN ('running', 'paused')
                 OR completed_at > now() - interval '{FINISHED_CAMPAIGN_VISIBLE}'"
         )))
