@@ -22,6 +22,14 @@ CREATE INDEX deliveries_due ON deliveries (campaign_id, run_at) WHERE status = '
 CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE status = 'sending';
 -- Counting a campaign's outcomes walks the primary key; this index only slowed fan-out.
 DROP INDEX deliveries_campaign_status;
+-- The hottest table carries no foreign keys and no index by person: each key check cost every
+-- fan-out insert a look-up, and each index every claim and outcome another entry. A person's
+-- deliveries are found through their Page's campaigns and the primary key; only erasure
+-- deletes people, and it removes their deliveries first (`moonengage_queue::sends::erase`).
+ALTER TABLE deliveries
+    DROP CONSTRAINT deliveries_campaign_id_fkey,
+    DROP CONSTRAINT deliveries_subscriber_id_fkey;
+DROP INDEX deliveries_subscriber;
 
 -- Campaign counters are kept live by every statement that settles a delivery (fan-out skips,
 -- outcome flushes, cancel, the lease reaper, erasure), so progress and completion are O(1).

@@ -328,8 +328,11 @@ pub async fn settle_expired(pool: &PgPool) -> sqlx::Result<u64> {
 /// `unsubscribed`, `unreachable`); the cursor, the recipient count and the skip count move in
 /// the same statement. With `pace`, the n-th queued row of a campaign is due at
 /// `started_at + n / send_rate`. The campaign row is locked first and its cursor checked, so a
-/// batch that lost a race adds nothing, and the primary key keeps anyone from being queued
-/// twice. Returns whether the campaign is fully fanned out.
+/// batch that lost a race adds nothing; the cursor moves in the same statement, so a crash
+/// between batches resumes exactly after the last one. The primary key keeps anyone from being
+/// queued twice even if the cursor were moved back by hand (the batch then fails whole): no
+/// `ON CONFLICT`, whose speculative insertion cost 1M-row fan-outs two thirds of their speed.
+/// Returns whether the campaign is fully fanned out.
 pub async fn fan_out(
     pool: &PgPool,
     campaign_id: i64,
@@ -368,7 +371,6 @@ pub async fn fan_out(
                                   secs => (c.queued + b.n - 1)::float8 / c.send_rate))
                          ELSE now() END
              FROM numbered b, campaign c
-             ON CONFLICT DO NOTHING
              RETURNING status
          ),
          woken AS (SELECT pg_notify($5, $6))
@@ -450,23 +452,29 @@ pub async fn cancel(conn: &mut PgConnection, campaign_id: i64) -> sqlx::Result<(
 
 /// Erases a person's sends (queued and settled) after counting those not settled yet as
 /// skipped, so their campaigns still add up and complete. Returns the rows removed. Run in the
-/// erasure's transaction.
+/// erasure's transaction, before their subscriber row goes: their deliveries are found through
+/// their Page's campaigns and the primary key (the table has no index by person).
 pub async fn erase(conn: &mut PgConnection, subscriber_id: i64) -> sqlx::Result<u64> {
-    sqlx::query(
-        "UPDATE campaigns c SET skipped = c.skipped + n.n
-         FROM (SELECT campaign_id, count(*) AS n FROM deliveries
-               WHERE subscriber_id = $1 AND status IN ('queued', 'sending')
-               GROUP BY campaign_id) n
-         WHERE c.id = n.campaign_id AND c.completed_at IS NULL",
+    let erased: i64 = sqlx::query_scalar(
+        "WITH theirs AS (
+             DELETE FROM deliveries d
+             USING campaigns c, subscribers s
+             WHERE s.id = $1 AND c.page_id = s.page_id
+               AND d.campaign_id = c.id AND d.subscriber_id = $1
+             RETURNING d.campaign_id, d.status
+         ),
+         unsettled AS (
+             UPDATE campaigns c SET skipped = c.skipped + n.n
+             FROM (SELECT campaign_id, count(*) AS n FROM theirs
+                   WHERE status IN ('queued', 'sending') GROUP BY campaign_id) n
+             WHERE c.id = n.campaign_id AND c.completed_at IS NULL
+         )
+         SELECT count(*) FROM theirs",
     )
     .bind(subscriber_id)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let erased = sqlx::query("DELETE FROM deliveries WHERE subscriber_id = $1")
-        .bind(subscriber_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(erased.rows_affected())
+    Ok(u64::try_from(erased).unwrap_or(0))
 }
 
 /// Folds the counts workers appended (`campaign_tallies`) into their campaigns' counters.

@@ -226,13 +226,12 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
     sends::fan_out(h.pool(), campaign, 0, 100, true)
         .await
         .unwrap();
-    // Even a cursor rewound by hand adds no job twice.
-    sqlx::query("UPDATE campaigns SET fanout_cursor = 0, recipients = 0, queued = 0 WHERE id = $1")
+    // Finish it, then rewind the cursor by hand: the batch fails whole and adds no one twice.
+    let mut cursor: i64 = sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
         .bind(campaign)
-        .execute(h.pool())
+        .fetch_one(h.pool())
         .await
         .unwrap();
-    let mut cursor = 0;
     while !sends::fan_out(h.pool(), campaign, cursor, 100, true)
         .await
         .unwrap()
@@ -243,6 +242,20 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
             .await
             .unwrap();
     }
+    sqlx::query(
+        "UPDATE campaigns SET fanout_cursor = 0, fanout_done = false, recipients = 0, queued = 0
+         WHERE id = $1",
+    )
+    .bind(campaign)
+    .execute(h.pool())
+    .await
+    .unwrap();
+    assert!(
+        sends::fan_out(h.pool(), campaign, 0, 100, true)
+            .await
+            .is_err(),
+        "a batch that would queue someone twice fails"
+    );
     let (jobs, distinct): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(DISTINCT subscriber_id) FROM deliveries WHERE campaign_id = $1",
     )
@@ -251,12 +264,12 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
     .await
     .unwrap();
     assert_eq!((jobs, distinct), (250, 250));
-    let recipients: i32 = sqlx::query_scalar("SELECT recipients FROM campaigns WHERE id = $1")
+    let cursor: i64 = sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
         .bind(campaign)
         .fetch_one(h.pool())
         .await
         .unwrap();
-    assert_eq!(recipients, 250);
+    assert_eq!(cursor, 0, "the failed batch moved nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

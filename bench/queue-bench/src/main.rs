@@ -4,6 +4,12 @@
 //! (`QB_WORKERS` registrations in one process, each with its own claimer), the clock stopping
 //! when the last outcome is durable. `ANALYZE` and `CHECKPOINT` run before each phase.
 //! Prints `peer=moonengage phase=enqueue|drain jobs=N seconds=S per_s=R`.
+//!
+//! `queue-bench fanout` measures the send queue instead: one Page with `N` eligible people
+//! (and 1% who are not), a campaign fanned out into queued deliveries by the scheduler's own
+//! statement in batches of `scheduler.fanout_batch`, then the erasure of one person while
+//! they all wait. Prints `phase=fanout recipients=N seconds=S per_s=R` and
+//! `phase=erase_one queued=N ms=M`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +21,7 @@ use moonengage_core::db;
 use moonengage_core::settings::Settings;
 use moonengage_queue::backend::QueueBackend;
 use moonengage_queue::jobs::{self, Jobs};
+use moonengage_queue::sends;
 use moonengage_queue::run::{self, Acks, Run};
 use moonengage_queue::wake::Wakers;
 use moonengage_queue::{Job, JobError};
@@ -67,6 +74,88 @@ async fn prepare(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh migrated database and the settings pointing at it.
+async fn fresh() -> anyhow::Result<(Settings, sqlx::PgPool)> {
+    let mut settings = Settings::load()?;
+    let url = db::recreate_database(
+        secrecy::ExposeSecret::expose_secret(&settings.database.url),
+        "bench_moonengage",
+    )
+    .await?;
+    settings.database.url = url.into();
+    settings.database.max_connections = 20;
+    let pool = db::connect(&settings.database)?;
+    db::migrate(&pool).await.context("migrating")?;
+    Ok((settings, pool))
+}
+
+/// The fan-out of a campaign to `N` people, and erasing one of them while all are queued.
+async fn fanout() -> anyhow::Result<()> {
+    let n = var("N", 1_000_000);
+    let (settings, pool) = fresh().await?;
+    // People are made in SQL: fan-out reads ids, status and window, never the sealed values.
+    sqlx::query(
+        "WITH page AS (
+             INSERT INTO pages (fb_page_id, name, access_token, send_rate)
+             VALUES ('bench', 'Bench', '\\x00', 250) RETURNING id
+         )
+         INSERT INTO subscribers (page_id, psid_index, psid, status, opted_in_at, consent_source,
+                                  last_interaction_at)
+         SELECT page.id, int8send(g), '\\x00', 'active', now(), 'bench',
+                now() - CASE WHEN g % 100 = 0 THEN interval '2 days' ELSE interval '1 hour' END
+         FROM page, generate_series(1, $1) g",
+    )
+    .bind(i64::try_from(n)?)
+    .execute(&pool)
+    .await
+    .context("seeding people")?;
+    let campaign: i64 = sqlx::query_scalar(
+        "INSERT INTO campaigns (page_id, name, template, state, started_at)
+         SELECT id, 'bench', 'Hi', 'running', now() FROM pages RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    prepare(&pool).await?;
+    let started = Instant::now();
+    let mut cursor = 0;
+    while !sends::fan_out(
+        &pool,
+        campaign,
+        cursor,
+        settings.scheduler.fanout_batch,
+        settings.scheduler.pace_fanout,
+    )
+    .await?
+    {
+        cursor = sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(&pool)
+            .await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (recipients, queued): (i32, i64) = sqlx::query_as(
+        "SELECT recipients, (SELECT count(*) FROM deliveries WHERE status = 'queued')
+         FROM campaigns WHERE id = $1",
+    )
+    .bind(campaign)
+    .fetch_one(&pool)
+    .await?;
+    anyhow::ensure!(recipients as usize == n, "fanned out {recipients} of {n}");
+    println!(
+        "peer=moonengage phase=fanout recipients={n} seconds={seconds:.3} per_s={:.0}",
+        n as f64 / seconds
+    );
+    prepare(&pool).await?;
+    let mut tx = pool.begin().await?;
+    let started = Instant::now();
+    let erased = sends::erase(&mut tx, i64::try_from(n / 2)?).await?;
+    let ms = started.elapsed().as_secs_f64() * 1_000.0;
+    tx.rollback().await?;
+    anyhow::ensure!(erased == 1, "erased {erased} deliveries");
+    println!("peer=moonengage phase=erase_one queued={queued} ms={ms:.1}");
+    Ok(())
+}
+
 fn report(phase: &str, jobs: usize, seconds: f64) {
     println!(
         "peer=moonengage phase={phase} jobs={jobs} seconds={seconds:.3} per_s={:.0}",
@@ -76,19 +165,13 @@ fn report(phase: &str, jobs: usize, seconds: f64) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("fanout") {
+        return fanout().await;
+    }
     let n = var("N", 100_000);
     let batch = var("ENQUEUE_BATCH", 1_000);
     let registrations = var("QB_WORKERS", 2);
-    let mut settings = Settings::load()?;
-    let url = db::recreate_database(
-        &secrecy::ExposeSecret::expose_secret(&settings.database.url).to_owned(),
-        "bench_moonengage",
-    )
-    .await?;
-    settings.database.url = url.into();
-    settings.database.max_connections = 20;
-    let pool = db::connect(&settings.database)?;
-    db::migrate(&pool).await.context("migrating")?;
+    let (settings, pool) = fresh().await?;
     let queue = settings.queue.clone();
 
     prepare(&pool).await?;

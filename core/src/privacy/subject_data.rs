@@ -120,21 +120,22 @@ pub async fn collect(
     let deliveries: Vec<Delivery> = sqlx::query_as(
         "SELECT d.campaign_id, c.name AS campaign, d.status, d.reason, d.attempts,
                 d.created_at AS first_attempt_at, d.updated_at AS last_update_at
-         FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
-         WHERE d.subscriber_id = $1 AND d.status <> 'queued' ORDER BY d.created_at, d.campaign_id",
+         FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id AND d.subscriber_id = $1
+         WHERE c.page_id = $2 AND d.status <> 'queued' ORDER BY d.created_at, d.campaign_id",
     )
     .bind(person.subscriber_id)
+    .bind(person.page_id)
     .fetch_all(&mut *conn)
     .await
     .context("reading the delivery history")?;
     let queued_messages: Vec<Queued> = sqlx::query_as(
         "SELECT c.id AS campaign_id, c.name AS campaign, j.run_at AS not_before
-         FROM deliveries j
-         JOIN campaigns c ON c.id = j.campaign_id
-         WHERE j.subscriber_id = $1 AND j.status = 'queued'
+         FROM campaigns c JOIN deliveries j ON j.campaign_id = c.id AND j.subscriber_id = $1
+         WHERE c.page_id = $2 AND j.status = 'queued'
          ORDER BY j.run_at",
     )
     .bind(person.subscriber_id)
+    .bind(person.page_id)
     .fetch_all(&mut *conn)
     .await
     .context("reading queued messages")?;
