@@ -172,7 +172,7 @@ pub async fn publish(
             reply_to: None,
         })
         .collect();
-    let queued = jobs::enqueue_many(&mut *tx, &notices, Duration::ZERO, max_attempts)
+    let queued = jobs::enqueue_many(&mut tx, &notices, Duration::ZERO, max_attempts)
         .await
         .context("queuing policy notices")?;
     tx.commit().await.context("committing a policy version")?;

@@ -47,7 +47,10 @@ pub async fn enqueue_many<J: Job>(
     delay: Duration,
     max_attempts: i32,
 ) -> anyhow::Result<u64> {
-    let rows = jobs.iter().map(NewRow::of).collect::<anyhow::Result<Vec<_>>>()?;
+    let rows = jobs
+        .iter()
+        .map(NewRow::of)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut added = 0;
     for run in crate::runs(&rows, NewRow::bytes) {
         added += insert::<J>(&mut *conn, run, delay, max_attempts).await?;

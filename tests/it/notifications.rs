@@ -392,7 +392,11 @@ async fn a_policy_update_reaches_people_in_their_window_at_once_and_the_others_w
         (json!(false), json!(0))
     );
     policy_queue_idle(&h).await;
-    assert_eq!(notices(&h, &inside.psid).len(), 1, "publishing again tells nobody again");
+    assert_eq!(
+        notices(&h, &inside.psid).len(),
+        1,
+        "publishing again tells nobody again"
+    );
     assert_eq!(notices(&h, &quitter.psid).len(), 1);
 
     // The person outside their window is told with the reply to their next message, once.

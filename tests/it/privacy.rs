@@ -372,13 +372,7 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     .unwrap();
     let (_, again) = completed(&h, "erasure", 2).await;
     assert_eq!(again, "nothing held");
-    wait_count(
-        &h,
-        "SELECT count(*) FROM jobs WHERE kind = 'dsr'",
-        0,
-        WAIT,
-    )
-    .await;
+    wait_count(&h, "SELECT count(*) FROM jobs WHERE kind = 'dsr'", 0, WAIT).await;
     let (first_outcome,): (String,) =
         sqlx::query_as("SELECT outcome FROM dsr_requests WHERE id = $1")
             .bind(request_id)
