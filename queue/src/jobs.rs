@@ -2,9 +2,13 @@
 //! ids-only JSON payload, the person it is about (a foreign key, so erasure removes it), run
 //! time, attempts and a lease. A job that succeeds is deleted (the cheapest acknowledgement:
 //! no new row version, no index entry); one that fails for good stays `failed`, with its last
-//! error, until retention removes it. The key is unique while the job is queued, running or
+//! error, until retention removes it. The key is unique while the job waits, runs or has
 //! failed, so queuing the same work twice meanwhile adds nothing; each caller's own state (an
 //! event processed, a request completed) keeps work from being done twice after that.
+//!
+//! A claimed job stays `queued` with a live lease ([`LEASE`]): the claim touches no indexed
+//! column, so Postgres updates it in place (HOT) without new index entries, and a claim simply
+//! passes over leased rows and takes back those whose lease expired (their worker died).
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -117,6 +121,11 @@ async fn insert<'e, J: Job>(
     Ok(u64::try_from(added).unwrap_or(0))
 }
 
+/// How long a claim holds a job. Jobs are short (a message, an e-mail, a batch of a key
+/// rotation) and every kind is idempotent, so a lease is not renewed: a job that outlives it
+/// may run again, and one whose worker died runs again after it.
+pub const LEASE: Duration = Duration::from_secs(300);
+
 /// One claimed job.
 #[derive(Debug, Clone)]
 pub struct Queued<J> {
@@ -209,12 +218,12 @@ impl<J> Clone for Jobs<J> {
 }
 
 impl<J: Job> Jobs<J> {
-    /// The jobs of kind `J` as worker `worker` holds them, leased for `lease`.
-    pub fn new(pool: PgPool, worker: impl Into<String>, lease: Duration) -> Jobs<J> {
+    /// The jobs of kind `J` as worker `worker` holds them, each leased for [`LEASE`].
+    pub fn new(pool: PgPool, worker: impl Into<String>) -> Jobs<J> {
         Jobs {
             pool,
             worker: worker.into(),
-            lease,
+            lease: LEASE,
             _kind: PhantomData,
         }
     }
@@ -296,11 +305,12 @@ impl<J: Job> Source for Jobs<J> {
             "WITH picked AS (
                  SELECT id FROM jobs
                  WHERE kind = $1 AND status = 'queued' AND run_at <= now()
+                   AND (lease_until IS NULL OR lease_until < now())
                  ORDER BY run_at
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED
              )
-             UPDATE jobs j SET status = 'running', attempts = j.attempts + 1,
+             UPDATE jobs j SET attempts = j.attempts + 1,
                  lease_until = now() + make_interval(secs => $3), locked_by = $4
              FROM picked WHERE j.id = picked.id
              RETURNING j.id, j.payload, j.attempts, j.max_attempts,
@@ -314,8 +324,19 @@ impl<J: Job> Source for Jobs<J> {
         .await
         .with_context(|| format!("claiming {} jobs", J::KIND))?;
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut unreadable = Vec::new();
+        let mut unreadable = Vec::new(); // and expired on their last attempt
         for row in rows {
+            if row.attempts > row.max_attempts {
+                // Its last attempt's worker died holding it.
+                unreadable.push(Settled {
+                    id: row.id,
+                    status: "failed",
+                    delay: None,
+                    refund: false,
+                    error: Some("lease expired on the last attempt".into()),
+                });
+                continue;
+            }
             match serde_json::from_value::<J>(row.payload) {
                 Ok(job) => claimed.push(Claimed {
                     previous_attempts: usize::try_from(row.attempts - 1).unwrap_or(0),
@@ -372,23 +393,6 @@ impl<J: Job> Sink for Jobs<J> {
     }
 }
 
-/// Retries every running job whose lease expired (its worker died): the attempt it spent
-/// counts, and a job out of attempts fails for good.
-pub async fn retry_expired(pool: &PgPool) -> sqlx::Result<u64> {
-    let expired = sqlx::query(
-        "UPDATE jobs j SET
-             status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
-             finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-             last_error = 'lease expired', lease_until = NULL, run_at = now()
-         FROM (SELECT id FROM jobs WHERE status = 'running' AND lease_until < now()
-               FOR UPDATE SKIP LOCKED) expired
-         WHERE j.id = expired.id",
-    )
-    .execute(pool)
-    .await?;
-    Ok(expired.rows_affected())
-}
-
 /// Retention's statement for failed jobs: deletes at most `$2` jobs failed for good more than
 /// `$1` seconds ago.
 pub const PRUNE_FINISHED: &str = "DELETE FROM jobs WHERE id IN (
@@ -396,12 +400,12 @@ pub const PRUNE_FINISHED: &str = "DELETE FROM jobs WHERE id IN (
      WHERE status = 'failed' AND finished_at < now() - make_interval(secs => $1)
      LIMIT $2)";
 
-/// Whether a job of `kind` with `key` is still to run (queued or running): retention keeps a
-/// webhook event while its job may still need it.
+/// Whether a job of `kind` with `key` is still to run (queued, perhaps claimed): retention
+/// keeps a webhook event while its job may still need it.
 pub fn pending_sql(kind_param: &str, key_expr: &str) -> String {
     format!(
         "EXISTS (SELECT 1 FROM jobs j WHERE j.kind = {kind_param} AND j.key = {key_expr}
-                 AND j.status IN ('queued', 'running'))"
+                 AND j.status = 'queued')"
     )
 }
 

@@ -18,9 +18,9 @@ pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
          UNION ALL
          SELECT $1::text, 'running', count(*) FROM deliveries WHERE status = 'sending'
          UNION ALL
-         SELECT kind, CASE status WHEN 'queued' THEN
-                          CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END
-                      WHEN 'failed' THEN 'dead' ELSE 'running' END,
+         SELECT kind, CASE WHEN status = 'failed' THEN 'dead'
+                           WHEN lease_until > now() THEN 'running'
+                           WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
                 count(*)
          FROM jobs GROUP BY 1, 2",
     )
@@ -46,7 +46,9 @@ pub async fn oldest_due(pool: &PgPool) -> sqlx::Result<Vec<(String, f64)>> {
          HAVING count(*) > 0
          UNION ALL
          SELECT kind, extract(epoch FROM now() - min(run_at))::float8
-         FROM jobs WHERE status = 'queued' AND run_at <= now() GROUP BY 1",
+         FROM jobs WHERE status = 'queued' AND run_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         GROUP BY 1",
     )
     .bind(sends::KIND)
     .fetch_all(pool)
@@ -71,7 +73,7 @@ pub async fn workers_busy(pool: &PgPool) -> sqlx::Result<Vec<(String, f64)>> {
          WHERE status = 'sending' HAVING count(*) > 0
          UNION ALL
          SELECT kind, count(DISTINCT locked_by)::float8 FROM jobs
-         WHERE status = 'running' GROUP BY 1",
+         WHERE status = 'queued' AND lease_until > now() GROUP BY 1",
     )
     .bind(sends::KIND)
     .fetch_all(pool)

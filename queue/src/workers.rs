@@ -7,7 +7,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 /// Registers `name` as live for `kinds`, then heartbeats every `every` until the task is
-/// dropped, renewing the worker's leases by `lease` each time. Rows locked right now are being
+/// dropped, renewing the leases of the sends it holds by `lease` each time (other jobs have a
+/// fixed lease, `jobs::LEASE`). Rows locked right now are being
 /// settled and skipped, so a renewal never waits for (or deadlocks with) an outcome flush.
 pub async fn heartbeat(
     pool: PgPool,
@@ -30,18 +31,12 @@ async fn beat(pool: &PgPool, name: &str, kinds: &[String], lease: Duration) -> s
         "WITH me AS (
              INSERT INTO queue_workers (name, kinds) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET last_seen = now(), kinds = EXCLUDED.kinds
-         ),
-         sends AS (
-             UPDATE deliveries d SET lease_until = now() + make_interval(secs => $3)
-             FROM (SELECT campaign_id, subscriber_id FROM deliveries
-                   WHERE status = 'sending' AND locked_by = $1
-                   FOR UPDATE SKIP LOCKED) mine
-             WHERE d.campaign_id = mine.campaign_id AND d.subscriber_id = mine.subscriber_id
          )
-         UPDATE jobs j SET lease_until = now() + make_interval(secs => $3)
-         FROM (SELECT id FROM jobs WHERE status = 'running' AND locked_by = $1
+         UPDATE deliveries d SET lease_until = now() + make_interval(secs => $3)
+         FROM (SELECT campaign_id, subscriber_id FROM deliveries
+               WHERE status = 'sending' AND locked_by = $1
                FOR UPDATE SKIP LOCKED) mine
-         WHERE j.id = mine.id",
+         WHERE d.campaign_id = mine.campaign_id AND d.subscriber_id = mine.subscriber_id",
     )
     .bind(name)
     .bind(kinds)

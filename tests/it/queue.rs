@@ -208,7 +208,7 @@ async fn a_retry_and_a_deferral_move_the_same_row_and_a_deferral_spends_no_attem
     jobs::enqueue(h.pool(), &DsrJob { request_id: 5 }, 3)
         .await
         .unwrap();
-    let dsr = Jobs::<DsrJob>::new(h.pool().clone(), "it-jobs", LEASE);
+    let dsr = Jobs::<DsrJob>::new(h.pool().clone(), "it-jobs");
     let settings = h.settings.queue.clone();
     let claimed = dsr.claim(10).await.unwrap().remove(0).item;
     dsr.settle(&[Settled::of(
@@ -268,7 +268,7 @@ async fn round_trip<J: Job + PartialEq + Debug + Clone>(pool: &PgPool, job: J) {
         "{}: the same key is queued once",
         J::KIND
     );
-    let claimed = Jobs::<J>::new(pool.clone(), "it-round-trip", LEASE)
+    let claimed = Jobs::<J>::new(pool.clone(), "it-round-trip")
         .claim(10)
         .await
         .unwrap();

@@ -30,7 +30,7 @@ use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
 use moonengage_core::{db, metrics, shutdown};
 use moonengage_queue::wake::Wakers;
-use moonengage_queue::{Job, jobs, sends, workers};
+use moonengage_queue::{Job, sends, workers};
 
 use crate::env::Env;
 use crate::handle::register;
@@ -164,8 +164,8 @@ impl Worker {
     }
 }
 
-/// Every heartbeat: settles the sends and retries the jobs whose worker died (their leases
-/// expired).
+/// Every heartbeat: settles the sends whose worker died (their leases expired). Other jobs
+/// need no sweep: a claim takes back a job whose lease expired.
 async fn settle_expired(env: Arc<Env>) {
     let queue = &env.settings.queue;
     let mut every = tokio::time::interval(Duration::from_secs(queue.heartbeat_secs.max(1)));
@@ -175,11 +175,6 @@ async fn settle_expired(env: Arc<Env>) {
             Ok(0) => {}
             Ok(n) => tracing::warn!(sends = n, "sends of a dead worker settled as unknown"),
             Err(error) => tracing::warn!(%error, "settling expired sends failed"),
-        }
-        match jobs::retry_expired(&env.pool).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(jobs = n, "jobs of a dead worker queued again"),
-            Err(error) => tracing::warn!(%error, "retrying expired jobs failed"),
         }
     }
 }
