@@ -443,6 +443,22 @@ pub async fn wait_completed(pool: &PgPool, campaign_id: i64, within: Duration) -
     }
 }
 
+/// Fans a running campaign out to the end from where its cursor stands, in batches of `batch`,
+/// as the scheduler leader does (without pacing when `pace` is false).
+pub async fn fan_out_all(pool: &PgPool, campaign_id: i64, batch: i64, pace: bool) {
+    let cursor = || async {
+        sqlx::query_scalar::<_, i64>("SELECT fanout_cursor FROM campaigns WHERE id = $1")
+            .bind(campaign_id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    while !moonengage_queue::sends::fan_out(pool, campaign_id, cursor().await, batch, pace)
+        .await
+        .unwrap()
+    {}
+}
+
 /// One of our binaries running as a real process; killed if the test drops it.
 pub struct Process {
     /// The child process.

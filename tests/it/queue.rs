@@ -15,7 +15,7 @@ use moonengage_scheduler::fanout;
 use nix::sys::signal::Signal;
 use sqlx::PgPool;
 
-use crate::helpers::{Harness, OwnPostgres, Person, Process, wait_completed};
+use crate::helpers::{Harness, OwnPostgres, Person, Process, fan_out_all, wait_completed};
 
 const TEMPLATE: &str = "Hello {{first_name}}";
 const LEASE: Duration = Duration::from_secs(30);
@@ -32,17 +32,7 @@ async fn fanned_out(h: &Harness, fb_page: &str, n: usize) -> i64 {
     h.seed(page, fb_page, &people(n)).await;
     let campaign = h.campaign(page, TEMPLATE).await;
     assert_eq!(fanout::start_due(h.pool()).await.unwrap(), 1);
-    let mut cursor = 0;
-    while !sends::fan_out(h.pool(), campaign, cursor, 10_000, false)
-        .await
-        .unwrap()
-    {
-        cursor = sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
-            .bind(campaign)
-            .fetch_one(h.pool())
-            .await
-            .unwrap();
-    }
+    fan_out_all(h.pool(), campaign, 10_000, false).await;
     campaign
 }
 

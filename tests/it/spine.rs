@@ -227,21 +227,7 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
         .await
         .unwrap();
     // Finish it, then rewind the cursor by hand: the batch fails whole and adds no one twice.
-    let mut cursor: i64 = sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
-        .bind(campaign)
-        .fetch_one(h.pool())
-        .await
-        .unwrap();
-    while !sends::fan_out(h.pool(), campaign, cursor, 100, true)
-        .await
-        .unwrap()
-    {
-        cursor = sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
-            .bind(campaign)
-            .fetch_one(h.pool())
-            .await
-            .unwrap();
-    }
+    crate::helpers::fan_out_all(h.pool(), campaign, 100, true).await;
     sqlx::query(
         "UPDATE campaigns SET fanout_cursor = 0, fanout_done = false, recipients = 0, queued = 0
          WHERE id = $1",
