@@ -194,7 +194,7 @@ impl Client {
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
             .timeout(settings.request_timeout())
             .https_only(https_only)
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(1024)
             .build()?;
         let base = settings.base_url.trim_end_matches('/');
         Ok(Client {
