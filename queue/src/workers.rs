@@ -68,13 +68,10 @@ pub async fn live(pool: &PgPool, kind: &str, within: Duration) -> sqlx::Result<i
     .await
 }
 
-/// Forgets workers silent for `after`; their leases have expired long before.
-pub async fn forget_dead(pool: &PgPool, after: Duration) -> sqlx::Result<u64> {
-    let gone = sqlx::query(
-        "DELETE FROM queue_workers WHERE last_seen < now() - make_interval(secs => $1)",
-    )
-    .bind(after.as_secs_f64())
-    .execute(pool)
-    .await?;
-    Ok(gone.rows_affected())
-}
+/// Retention's statement for the registry: deletes at most `$2` workers silent for more than
+/// `$1` seconds (stopped without deregistering: killed, or their machine gone). Their leases
+/// expired long before.
+pub const PRUNE_DEAD: &str = "DELETE FROM queue_workers WHERE name IN (
+     SELECT name FROM queue_workers
+     WHERE last_seen < now() - make_interval(secs => $1)
+     LIMIT $2)";

@@ -21,6 +21,9 @@ const BATCH: i64 = 10_000;
 /// Statements per rule per pass, so a pass never keeps the leader from fanning out for long.
 const BATCHES_PER_PASS: usize = 10;
 
+/// How long a worker that stopped heartbeating stays in the registry.
+const DEAD_WORKER: Duration = Duration::from_secs(3_600);
+
 /// Seconds in a day, for the settings counted in days.
 const DAY_SECS: u64 = 86_400;
 
@@ -113,6 +116,12 @@ fn rules(settings: &RetentionSettings) -> Vec<Rule> {
             what: "failed jobs",
             sql: moonengage_queue::jobs::PRUNE_FINISHED.into(),
             age: Duration::from_secs(settings.finished_jobs_secs),
+        },
+        // Workers that stopped without saying so: an hour of silence is far past their leases.
+        Rule {
+            what: "dead workers",
+            sql: moonengage_queue::workers::PRUNE_DEAD.into(),
+            age: DEAD_WORKER,
         },
         // Processed events hold no personal data (their job erased the sender) but are kept a
         // while to recognise redeliveries; an event whose job failed for good or vanished still
