@@ -324,11 +324,11 @@ impl<J: Job> Source for Jobs<J> {
         .await
         .with_context(|| format!("claiming {} jobs", J::KIND))?;
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut unreadable = Vec::new(); // and expired on their last attempt
+        let mut failed = Vec::new();
         for row in rows {
             if row.attempts > row.max_attempts {
                 // Its last attempt's worker died holding it.
-                unreadable.push(Settled {
+                failed.push(Settled {
                     id: row.id,
                     status: "failed",
                     delay: None,
@@ -350,7 +350,7 @@ impl<J: Job> Source for Jobs<J> {
                 }),
                 Err(error) => {
                     tracing::error!(kind = J::KIND, job_id = row.id, %error, "unreadable job payload; failed for good");
-                    unreadable.push(Settled {
+                    failed.push(Settled {
                         id: row.id,
                         status: "failed",
                         delay: None,
@@ -360,8 +360,8 @@ impl<J: Job> Source for Jobs<J> {
                 }
             }
         }
-        if !unreadable.is_empty() {
-            self.settle(&unreadable).await?;
+        if !failed.is_empty() {
+            self.settle(&failed).await?;
         }
         Ok(claimed)
     }

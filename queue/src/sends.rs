@@ -1,7 +1,7 @@
 //! Sends: a campaign's `deliveries` row is its send job. Fan-out inserts the rows (queued, or
 //! skipped with a reason) set-based; workers claim due rows in batches together with what a
-//! send needs, and settle them in batched flushes that also move the campaign's counters, so
-//! progress and completion never count rows.
+//! send needs, and settle them in batched flushes that also append their campaigns' counts
+//! (`campaign_tallies`, folded by the scheduler), so progress and completion never count rows.
 //!
 //! States: `queued → sending → sent | failed | unknown | skipped`. A retry or a deferral puts
 //! the same row back to `queued` with a later run time; a `sending` row whose lease expired
@@ -28,8 +28,6 @@ pub struct Send {
     pub subscriber_id: i64,
     /// This attempt, counting from 1.
     pub attempt: i32,
-    /// Previous outcome class when this is a retry (e.g. `transient`).
-    pub last_reason: Option<String>,
     /// The campaign's state now (`running`, `paused`, `cancelled`, …).
     pub campaign_state: String,
     /// The campaign's template source.
@@ -249,10 +247,10 @@ impl Source for Sends {
                      updated_at = now()
                  FROM picked
                  WHERE d.campaign_id = picked.campaign_id AND d.subscriber_id = picked.subscriber_id
-                 RETURNING d.campaign_id, d.subscriber_id, d.attempts, d.reason, d.run_at
+                 RETURNING d.campaign_id, d.subscriber_id, d.attempts, d.run_at
              )
              SELECT cl.campaign_id, cl.subscriber_id, cl.attempts AS attempt,
-                    cl.reason AS last_reason, extract(epoch FROM cl.run_at)::bigint AS run_at,
+                    extract(epoch FROM cl.run_at)::bigint AS run_at,
                     c.state AS campaign_state, c.template, c.page_id, p.name AS page_name,
                     p.status AS page_status, p.access_token, p.send_rate,
                     s.status AS subscriber_status, s.psid, s.first_name,
