@@ -73,6 +73,9 @@ impl Template {
             .render(NAME, vars)
             .map_err(|e| TemplateError::Render(render_reason(&e)))?;
         text.push_str(footer);
+        // handlebars renders into an 8 KiB buffer; a message is held for the whole send, so
+        // with a thousand in flight the slack alone would be 8 MiB.
+        text.shrink_to_fit();
         let chars = text.chars().count();
         if chars > MAX_TEXT_CHARS {
             return Err(TemplateError::TooLong(chars));

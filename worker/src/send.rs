@@ -63,7 +63,9 @@ async fn handle(
         send.page_id,
         send.attempt,
     );
-    let outcome = match run(&env, send).await {
+    // Boxed: the handler's own future then holds only a pointer across the outcome flush,
+    // and every in-flight send's task stays small (see `run`).
+    let outcome = match Box::pin(run(&env, send)).await {
         Ok(outcome) => outcome,
         Err(error) => {
             // Infrastructure (database, keys): nothing was sent, try again later.
@@ -155,7 +157,10 @@ async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
     };
 
     let send_rate = u32::try_from(send.send_rate).unwrap_or(1);
-    match env.pacer.wait_turn(send.page_id, send_rate).await {
+    // The rare or short-lived steps are boxed so this future's size is what a send holds
+    // while it waits for Facebook's answer, not the largest of every step (sqlx futures are
+    // kilobytes): a worker keeps a thousand of them in flight.
+    match Box::pin(env.pacer.wait_turn(send.page_id, send_rate)).await {
         Ok(waited) => metrics::rate_limiter_wait(send.page_id, waited),
         Err(after) => {
             return Ok(Outcome::Retry {
@@ -193,7 +198,7 @@ async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
                 message_id: sent.message_id,
             })
         }
-        Err(error) => failed(env, &send, &error).await,
+        Err(error) => Box::pin(failed(env, &send, &error)).await,
     }
 }
 
