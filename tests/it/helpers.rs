@@ -1,7 +1,7 @@
 //! Test harness: a fresh database per test, the sandbox in-process, the scheduler and workers
 //! in-process or as real processes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -468,19 +468,36 @@ pub struct Process {
 impl Process {
     /// Starts `target/<profile>/<binary>` with the given environment.
     pub fn start(binary: &str, env: &[(String, String)]) -> Process {
+        Process::spawn(binary, env, None)
+    }
+
+    /// [`Process::start`] with its stdout and stderr written to `log`, for tests that read
+    /// what the process said.
+    pub fn start_logging(binary: &str, env: &[(String, String)], log: &Path) -> Process {
+        Process::spawn(binary, env, Some(log))
+    }
+
+    fn spawn(binary: &str, env: &[(String, String)], log: Option<&Path>) -> Process {
         let path = bin_dir().join(binary);
         assert!(
             path.exists(),
             "{} is missing: run `cargo build --workspace --bins` first",
             path.display()
         );
-        let child = Command::new(path)
+        let mut command = Command::new(path);
+        command
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn");
-        Process { child }
+            .kill_on_drop(true);
+        if let Some(log) = log {
+            let file = std::fs::File::create(log).expect("log file");
+            command
+                .stdout(file.try_clone().expect("log file"))
+                .stderr(file);
+        }
+        Process {
+            child: command.spawn().expect("spawn"),
+        }
     }
 
     /// The process id.

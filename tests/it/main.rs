@@ -3,6 +3,7 @@
 
 mod delivery;
 mod helpers;
+mod ingest;
 mod metrics;
 mod notifications;
 mod privacy;

@@ -50,6 +50,7 @@ pub fn assert_no_cookie(response: &reqwest::Response) {
 }
 
 /// The web process of a harness and a client that never keeps cookies.
+#[derive(Clone)]
 pub struct WebClient {
     /// Base URL of the web process.
     pub url: String,

@@ -98,3 +98,16 @@ pub(crate) async fn timed_out(error: BoxError) -> Response {
         ApiError::Internal(anyhow::anyhow!("middleware failed: {error}")).into_response()
     }
 }
+
+/// Runs the rest of the request in its own task and waits for it. A client that hangs up (or
+/// the time limit) then drops only this wait, never a handler half-way through its database
+/// work: what a request started is stored whole or not at all, and no connection goes back to
+/// the pool inside an open transaction, where the next request's writes would run.
+pub(crate) async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(error) => {
+            ApiError::Internal(anyhow::anyhow!("request task failed: {error}")).into_response()
+        }
+    }
+}

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum_server::tls_rustls::RustlsConfig;
 use moonengage_core::crypto::Keyring;
@@ -134,6 +134,7 @@ fn routes(state: AppState, tls: bool) -> Router {
         .merge(api::router(&state))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(from_fn(hardening::run_to_completion))
         .layer(timeout)
         .layer(from_fn_with_state(policy, hardening::secure))
         .with_state(state)
