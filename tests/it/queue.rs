@@ -17,7 +17,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{Harness, OwnPostgres, Person, Process, fan_out_all, wait_completed};
 
-const TEMPLATE: &str = "Hello {{first_name}}";
+const TEMPLATE: &str = "Hello {{first_name default=\"there\"}}";
 const LEASE: Duration = Duration::from_secs(30);
 
 fn people(n: usize) -> Vec<Person> {
