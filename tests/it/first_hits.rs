@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{Harness, Person, random_psid};
-use crate::webhook_client::{WebClient, count, message, wait_count};
+use crate::webhook_client::{WebClient, count, wait_count};
 
 const GREETING: &str = "Hi {{first_name default=\"there\"}}!";
 
@@ -252,7 +252,7 @@ async fn erasing_one_of_300_queued_recipients_lets_the_campaign_complete_with_co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_malformed_event_next_to_a_good_one_costs_nothing_and_a_resend_stores_nothing_twice() {
     let mut h = Harness::new().await;
-    let page = h.add_page("10005").await;
+    h.add_page("10005").await;
     let web = WebClient::start(&mut h).await;
     h.start_worker("it-names-worker").await;
     let psid = random_psid();
@@ -300,7 +300,6 @@ async fn one_malformed_event_next_to_a_good_one_costs_nothing_and_a_resend_store
     web.send_text("10005", &psid, "m_good_2", "hello").await;
     wait_processed(&h, 2).await;
     assert!(subscriber(&h, "10005", &psid).await.is_some());
-    let _ = page;
 
     // Counted, by problem, in a metric.
     let metrics = reqwest::get(format!("{}/metrics", web.url))
