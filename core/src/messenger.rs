@@ -126,6 +126,17 @@ impl ErrorClass {
 }
 
 impl SendError {
+    /// How long a rate-limited Page must pause: Facebook's estimate, else `default`.
+    pub fn pause(&self, default: Duration) -> Duration {
+        match self {
+            SendError::Api {
+                regain_access_minutes: Some(minutes),
+                ..
+            } if *minutes > 0 => Duration::from_secs(minutes * 60),
+            _ => default,
+        }
+    }
+
     /// Classifies by code and subcode as ../shared/reference/messenger-platform.md lists them.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -246,18 +257,10 @@ impl Client {
             .send()
             .await
             .map_err(transport_error)?;
-        let status = response.status();
-        let usage = business_usage(response.headers());
-        let regain_access_minutes = usage_field_max(&usage, &["estimated_time_to_regain_access"]);
-        let bytes = response.bytes().await.map_err(|_| SendError::Ambiguous)?;
-        if status.is_success() {
-            let mut sent =
-                serde_json::from_slice::<Sent>(&bytes).map_err(|_| SendError::Ambiguous)?;
-            sent.usage_percent =
-                usage_field_max(&usage, &["call_count", "total_cputime", "total_time"]);
-            return Ok(sent);
-        }
-        Err(api_error(status, &bytes, regain_access_minutes))
+        let (mut sent, usage) = read::<Sent>(response).await?;
+        sent.usage_percent =
+            usage_field_max(&usage, &["call_count", "total_cputime", "total_time"]);
+        Ok(sent)
     }
 
     /// Looks up a person's first name (User Profile API). A read: unlike a send, an answer
@@ -281,33 +284,33 @@ impl Client {
             .send()
             .await
             .map_err(transport_error)?;
-        let status = response.status();
-        let usage = business_usage(response.headers());
-        let regain_access_minutes = usage_field_max(&usage, &["estimated_time_to_regain_access"]);
-        let bytes = response.bytes().await.map_err(|_| SendError::Ambiguous)?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|_| SendError::Ambiguous);
-        }
-        Err(api_error(status, &bytes, regain_access_minutes))
+        Ok(read::<Profile>(response).await?.0)
     }
 }
 
-/// The error of a refused call: Facebook's error object when the body is one.
-fn api_error(
-    status: reqwest::StatusCode,
-    body: &[u8],
-    regain_access_minutes: Option<u64>,
-) -> SendError {
-    match serde_json::from_slice::<ErrorEnvelope>(body) {
+/// Reads a call's answer: the body of a success (an unreadable one leaves the outcome
+/// unknown) with the usage header, or the error of a refusal — Facebook's error object when
+/// the body is one.
+async fn read<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<(T, Option<serde_json::Value>), SendError> {
+    let status = response.status();
+    let usage = business_usage(response.headers());
+    let bytes = response.bytes().await.map_err(|_| SendError::Ambiguous)?;
+    if status.is_success() {
+        let answer = serde_json::from_slice(&bytes).map_err(|_| SendError::Ambiguous)?;
+        return Ok((answer, usage));
+    }
+    Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
         Ok(envelope) => SendError::Api {
             status: status.as_u16(),
             error: envelope.error,
-            regain_access_minutes,
+            regain_access_minutes: usage_field_max(&usage, &["estimated_time_to_regain_access"]),
         },
         Err(_) => SendError::Http {
             status: status.as_u16(),
         },
-    }
+    })
 }
 
 /// A connect error happened before anything was written; any other transport error (timeout,

@@ -100,13 +100,7 @@ async fn refused(ctx: &Env, page_id: i64, error: &SendError) -> Result<(), JobEr
             reason,
         }),
         ErrorClass::RateLimited => {
-            let pause = match error {
-                SendError::Api {
-                    regain_access_minutes: Some(minutes),
-                    ..
-                } if *minutes > 0 => Duration::from_secs(minutes * 60),
-                _ => Duration::from_secs(ctx.settings.rate_limit.pause_secs),
-            };
+            let pause = error.pause(Duration::from_secs(ctx.settings.rate_limit.pause_secs));
             pages::pause_for(&ctx.pool, page_id, pause.as_secs_f64()).await?;
             metrics::page_paused(page_id);
             Err(JobError::defer(pause, &reason))

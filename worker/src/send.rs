@@ -219,13 +219,7 @@ async fn failed(env: &Env, send: &Send, error: &SendError) -> anyhow::Result<Out
     let reason = class.as_str().to_owned();
     Ok(match class {
         ErrorClass::RateLimited => {
-            let pause = match error {
-                SendError::Api {
-                    regain_access_minutes: Some(minutes),
-                    ..
-                } if *minutes > 0 => Duration::from_secs(minutes * 60),
-                _ => Duration::from_secs(env.settings.rate_limit.pause_secs),
-            };
+            let pause = error.pause(Duration::from_secs(env.settings.rate_limit.pause_secs));
             pages::pause_for(&env.pool, send.page_id, pause.as_secs_f64()).await?;
             metrics::page_paused(send.page_id);
             Outcome::Retry {
