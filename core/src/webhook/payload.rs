@@ -262,3 +262,82 @@ fn classify_payload(
         None => keywords.classify(payload),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::unsubscribe::{UnsubscribeKey, UnsubscribeSettings};
+
+    fn fixtures() -> (KeywordSettings, UnsubscribeSigner) {
+        let keywords = KeywordSettings {
+            stop: vec!["stop".into()],
+            start: vec!["start".into()],
+            export: vec!["export my data".into()],
+            erase: vec!["delete my data".into()],
+        };
+        let signer = UnsubscribeSigner::new(&UnsubscribeSettings {
+            keys: vec![UnsubscribeKey {
+                id: 1,
+                secret: SecretString::from(
+                    base64::engine::general_purpose::STANDARD.encode([1u8; 32]),
+                ),
+            }],
+            current_key: 1,
+            base_url: None,
+        })
+        .unwrap();
+        (keywords, signer)
+    }
+
+    fn parse_json(body: &serde_json::Value) -> Parsed {
+        let (keywords, signer) = fixtures();
+        parse(&serde_json::to_vec(body).unwrap(), &keywords, &signer).unwrap()
+    }
+
+    #[test]
+    fn a_malformed_event_is_skipped_and_the_others_are_kept() {
+        let parsed = parse_json(&serde_json::json!({
+            "object": "page",
+            "entry": [
+                {"id": "1", "messaging": [
+                    {"timestamp": 1, "message": {"mid": "m1", "text": "no sender"}},
+                    {"sender": {"id": "42"}, "message": {"mid": "m2", "text": "no time"}},
+                    {"sender": {"id": "43"}, "timestamp": 1, "message": "not an object"},
+                    {"sender": {"id": "44"}, "timestamp": 1, "message": {"mid": "m4", "text": "Start"}}
+                ]},
+                {"messaging": []}
+            ]
+        }));
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.events[0].intent, Intent::Start);
+        let problems: Vec<(&str, Problem)> = parsed
+            .malformed
+            .iter()
+            .map(|m| (m.at.as_str(), m.problem))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                ("entry[0].messaging[0]", Problem::MissingSender),
+                ("entry[0].messaging[1]", Problem::MissingTimestamp),
+                ("entry[0].messaging[2]", Problem::BadEvent),
+                ("entry[1]", Problem::BadEntry),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_body_that_is_not_json_is_refused() {
+        let parsed = parse_json(&serde_json::json!({"object": "user", "entry": []}));
+        assert!(parsed.events.is_empty());
+        assert_eq!(parsed.malformed[0].problem, Problem::NotPage);
+        let (keywords, signer) = fixtures();
+        assert!(matches!(
+            parse(b"{\"object\":\"page\",", &keywords, &signer),
+            Err(PayloadError::Json(_))
+        ));
+    }
+}
