@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use moonengage_core::admin_tokens;
 use moonengage_core::subscribers;
-use moonengage_sandbox::{MessageFilter, ProfileRegistration};
+use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, ProfileRegistration};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -101,6 +101,74 @@ async fn a_person_who_opts_in_by_message_gets_their_real_name_in_a_campaign_with
     assert_eq!(
         count(&h, "SELECT count(*) FROM jobs WHERE kind = 'profile'").await,
         0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_name_look_up_is_retried_while_facebook_fails_and_ends_when_the_person_is_unreachable()
+{
+    let mut h = Harness::new().await;
+    h.add_page("10007").await;
+    let web = WebClient::start(&mut h).await;
+    h.start_worker("it-names-worker").await;
+    // Facebook fails every call of the Page for a while (code 2: a service error).
+    h.sandbox.set_faults(Faults {
+        by_page: [("10007".to_owned(), ErrorSpec::new(2))].into(),
+        ..Faults::default()
+    });
+    let psid = random_psid();
+    h.sandbox.register_profile(ProfileRegistration {
+        psid: psid.clone(),
+        first_name: "Rhea".into(),
+    });
+    web.send_text("10007", &psid, "m_retry_1", "hello").await;
+    wait_count(
+        &h,
+        "SELECT count(*) FROM jobs WHERE kind = 'profile' AND status = 'queued'
+           AND attempts >= 2 AND last_error = 'transient'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM subscribers WHERE first_name IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    h.sandbox.set_faults(Faults::default());
+    wait_count(
+        &h,
+        "SELECT count(*) FROM subscribers WHERE first_name IS NOT NULL",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Someone Facebook says cannot be reached: one attempt, no retry, no name.
+    h.sandbox.set_faults(Faults {
+        by_page: [("10007".to_owned(), ErrorSpec::new(551))].into(),
+        ..Faults::default()
+    });
+    let gone = random_psid();
+    web.send_text("10007", &gone, "m_retry_2", "hello").await;
+    wait_count(
+        &h,
+        "SELECT count(*) FROM jobs WHERE kind = 'profile' AND status = 'failed'
+           AND attempts = 1 AND last_error = 'recipient_unreachable'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM subscribers WHERE first_name IS NOT NULL"
+        )
+        .await,
+        1
     );
 }
 
