@@ -58,6 +58,35 @@ fn texts_to(h: &Harness, psid: &str) -> Vec<String> {
         .collect()
 }
 
+/// A new PSID whose first name the sandbox's User Profile API answers.
+fn named(h: &Harness, first_name: &str) -> String {
+    let psid = random_psid();
+    h.sandbox.register_profile(ProfileRegistration {
+        psid: psid.clone(),
+        first_name: first_name.into(),
+    });
+    psid
+}
+
+/// How many people have a (sealed) first name.
+const NAMED: &str = "SELECT count(*) FROM subscribers WHERE first_name IS NOT NULL";
+
+/// Waits until `n` people have a first name.
+async fn wait_named(h: &Harness, n: i64) {
+    wait_count(h, NAMED, n, Duration::from_secs(30)).await;
+}
+
+/// Waits until the profile look-up of one person stands as `sql_condition` says.
+async fn wait_look_up(h: &Harness, sql_condition: &str) {
+    wait_count(
+        h,
+        &format!("SELECT count(*) FROM jobs WHERE kind = 'profile' AND {sql_condition}"),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_who_opts_in_by_message_gets_their_real_name_in_a_campaign_with_a_fallback() {
     let mut h = Harness::new().await;
@@ -65,20 +94,10 @@ async fn a_person_who_opts_in_by_message_gets_their_real_name_in_a_campaign_with
     let web = WebClient::start(&mut h).await;
     h.start_worker("it-names-worker").await;
     h.start_scheduler().await;
-    let psid = random_psid();
-    h.sandbox.register_profile(ProfileRegistration {
-        psid: psid.clone(),
-        first_name: "Selene".into(),
-    });
+    let psid = named(&h, "Selene");
 
     web.send_text("10001", &psid, "m_names_1", "hello").await;
-    wait_count(
-        &h,
-        "SELECT count(*) FROM subscribers WHERE first_name IS NOT NULL",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_named(&h, 1).await;
     let id = subscriber(&h, "10001", &psid).await.expect("opted in");
     let campaign = h.campaign(page, GREETING).await;
     let done = h.wait_completed(campaign, Duration::from_secs(60)).await;
@@ -116,36 +135,16 @@ async fn the_name_look_up_is_retried_while_facebook_fails_and_ends_when_the_pers
         by_page: [("10007".to_owned(), ErrorSpec::new(2))].into(),
         ..Faults::default()
     });
-    let psid = random_psid();
-    h.sandbox.register_profile(ProfileRegistration {
-        psid: psid.clone(),
-        first_name: "Rhea".into(),
-    });
+    let psid = named(&h, "Rhea");
     web.send_text("10007", &psid, "m_retry_1", "hello").await;
-    wait_count(
+    wait_look_up(
         &h,
-        "SELECT count(*) FROM jobs WHERE kind = 'profile' AND status = 'queued'
-           AND attempts >= 2 AND last_error = 'transient'",
-        1,
-        Duration::from_secs(30),
+        "status = 'queued' AND attempts >= 2 AND last_error = 'transient'",
     )
     .await;
-    assert_eq!(
-        count(
-            &h,
-            "SELECT count(*) FROM subscribers WHERE first_name IS NOT NULL"
-        )
-        .await,
-        0
-    );
+    assert_eq!(count(&h, NAMED).await, 0);
     h.sandbox.set_faults(Faults::default());
-    wait_count(
-        &h,
-        "SELECT count(*) FROM subscribers WHERE first_name IS NOT NULL",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_named(&h, 1).await;
 
     // Someone Facebook says cannot be reached: one attempt, no retry, no name.
     h.sandbox.set_faults(Faults {
@@ -154,22 +153,12 @@ async fn the_name_look_up_is_retried_while_facebook_fails_and_ends_when_the_pers
     });
     let gone = random_psid();
     web.send_text("10007", &gone, "m_retry_2", "hello").await;
-    wait_count(
+    wait_look_up(
         &h,
-        "SELECT count(*) FROM jobs WHERE kind = 'profile' AND status = 'failed'
-           AND attempts = 1 AND last_error = 'recipient_unreachable'",
-        1,
-        Duration::from_secs(30),
+        "status = 'failed' AND attempts = 1 AND last_error = 'recipient_unreachable'",
     )
     .await;
-    assert_eq!(
-        count(
-            &h,
-            "SELECT count(*) FROM subscribers WHERE first_name IS NOT NULL"
-        )
-        .await,
-        1
-    );
+    assert_eq!(count(&h, NAMED).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
