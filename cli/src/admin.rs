@@ -42,7 +42,8 @@ pub enum CampaignCommand {
         /// Name shown to admins.
         #[arg(long)]
         name: String,
-        /// Handlebars template: `{{first_name}}` and `{{page_name}}` are available.
+        /// Handlebars template: `{{page_name}}`, and `{{first_name default="there"}}` (a name needs
+        /// a fallback for people whose name is not known).
         #[arg(long)]
         template: String,
     },

@@ -137,7 +137,7 @@ async fn demo(
             pool,
             page_id,
             "Demo: spring menu",
-            "Hi {{first_name}}! {{page_name}} has a new spring menu. Reply to this message to book a table.",
+            "Hi {{first_name default=\"there\"}}! {{page_name}} has a new spring menu. Reply to this message to book a table.",
         )
         .await?;
         campaign_ids.push(id);

@@ -25,14 +25,20 @@ pub enum CampaignError {
     Database(#[from] sqlx::Error),
 }
 
-/// Creates a draft campaign for a Page after checking its template renders.
+/// Creates a draft campaign for a Page after checking its template renders for anyone, with
+/// a name or without (see [`Template::validate`]).
 pub async fn create(
     pool: &PgPool,
     page_id: i64,
     name: &str,
     template: &str,
 ) -> Result<i64, CampaignError> {
-    Template::validate(template)?;
+    let page_name: String = sqlx::query_scalar("SELECT name FROM pages WHERE id = $1")
+        .bind(page_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(CampaignError::NotFound("page"))?;
+    Template::validate(template, &page_name)?;
     sqlx::query_scalar(
         "INSERT INTO campaigns (page_id, name, template)
          SELECT id, $2, $3 FROM pages WHERE id = $1 RETURNING id",
@@ -116,6 +122,18 @@ pub async fn progress(pool: &PgPool, id: i64) -> anyhow::Result<Option<Progress>
 pub async fn pause(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     let mut conn = pool.acquire().await?;
     transition(&mut conn, id, &["running", "scheduled"], "paused").await
+}
+
+/// Pauses a running campaign whose template does not render at send time (one created before
+/// templates were checked for people without a name), so no delivery is spent on it; an admin
+/// cancels it, or resumes it once that can work.
+pub async fn pause_unrenderable(pool: &PgPool, id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE campaigns SET state = 'paused' WHERE id = $1 AND state = 'running'")
+        .bind(id)
+        .execute(pool)
+        .await
+        .context("pausing a campaign whose template does not render")?;
+    Ok(())
 }
 
 /// Resumes a paused campaign: its queued sends become due again, paced at the Page's send rate

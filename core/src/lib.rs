@@ -15,6 +15,7 @@ pub mod notify;
 pub mod pages;
 pub mod policy;
 pub mod privacy;
+pub mod profile;
 pub mod rate_limit;
 pub mod settings;
 pub mod shutdown;

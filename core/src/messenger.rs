@@ -1,5 +1,5 @@
-//! The Graph API client: the Send API call and the classification of its answer. Classifying on
-//! code and subcode (not the HTTP status) is what lets a worker choose between retrying,
+//! The Graph API client: the Send API call, the User Profile API call, and the classification
+//! of their answers. Classifying on code and subcode (not the HTTP status) is what lets a worker choose between retrying,
 //! skipping, marking a person unreachable and halting a Page.
 
 use std::time::Duration;
@@ -39,6 +39,15 @@ pub struct Sent {
     pub usage_percent: Option<u64>,
 }
 
+/// A person's profile as the User Profile API answers `fields=first_name`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Profile {
+    /// Their first name; Facebook may leave it out (privacy settings), and then templates
+    /// use their fallback.
+    #[serde(default)]
+    pub first_name: Option<String>,
+}
+
 /// The error object of a Graph API answer.
 #[derive(Debug, Clone, Deserialize)]
 pub struct GraphError {
@@ -55,7 +64,7 @@ pub struct GraphError {
     pub is_transient: Option<bool>,
 }
 
-/// Why a send did not produce a message id.
+/// Why a Graph API call (a send, a profile look-up) did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// Facebook answered with an error object.
@@ -117,6 +126,17 @@ impl ErrorClass {
 }
 
 impl SendError {
+    /// How long a rate-limited Page must pause: Facebook's estimate, else `default`.
+    pub fn pause(&self, default: Duration) -> Duration {
+        match self {
+            SendError::Api {
+                regain_access_minutes: Some(minutes),
+                ..
+            } if *minutes > 0 => Duration::from_secs(minutes * 60),
+            _ => default,
+        }
+    }
+
     /// Classifies by code and subcode as ../shared/reference/messenger-platform.md lists them.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -153,6 +173,7 @@ fn classify(status: u16, error: &GraphError) -> ErrorClass {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
+    api_url: reqwest::Url,
     messages_url: String,
 }
 
@@ -197,9 +218,12 @@ impl Client {
             .pool_max_idle_per_host(1024)
             .build()?;
         let base = settings.base_url.trim_end_matches('/');
+        let api_url = format!("{base}/{}", settings.api_version);
         Ok(Client {
             http,
-            messages_url: format!("{base}/{}/me/messages", settings.api_version),
+            messages_url: format!("{api_url}/me/messages"),
+            api_url: reqwest::Url::parse(&api_url)
+                .map_err(|e| anyhow::anyhow!("messenger.base_url is not a URL: {e}"))?,
         })
     }
 
@@ -233,28 +257,60 @@ impl Client {
             .send()
             .await
             .map_err(transport_error)?;
-        let status = response.status();
-        let usage = business_usage(response.headers());
-        let regain_access_minutes = usage_field_max(&usage, &["estimated_time_to_regain_access"]);
-        let bytes = response.bytes().await.map_err(|_| SendError::Ambiguous)?;
-        if status.is_success() {
-            let mut sent =
-                serde_json::from_slice::<Sent>(&bytes).map_err(|_| SendError::Ambiguous)?;
-            sent.usage_percent =
-                usage_field_max(&usage, &["call_count", "total_cputime", "total_time"]);
-            return Ok(sent);
-        }
-        match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
-            Ok(envelope) => Err(SendError::Api {
-                status: status.as_u16(),
-                error: envelope.error,
-                regain_access_minutes,
-            }),
-            Err(_) => Err(SendError::Http {
-                status: status.as_u16(),
-            }),
-        }
+        let (mut sent, usage) = read::<Sent>(response).await?;
+        sent.usage_percent =
+            usage_field_max(&usage, &["call_count", "total_cputime", "total_time"]);
+        Ok(sent)
     }
+
+    /// Looks up a person's first name (User Profile API). A read: unlike a send, an answer
+    /// that never came ([`SendError::Ambiguous`]) is safe to ask again.
+    pub async fn profile(
+        &self,
+        page_token: &SecretString,
+        psid: &str,
+    ) -> Result<Profile, SendError> {
+        let mut url = self.api_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| SendError::Connect)?
+            .push(psid);
+        let response = self
+            .http
+            .get(url)
+            .query(&[
+                ("fields", "first_name"),
+                ("access_token", page_token.expose_secret()),
+            ])
+            .send()
+            .await
+            .map_err(transport_error)?;
+        Ok(read::<Profile>(response).await?.0)
+    }
+}
+
+/// Reads a call's answer: the body of a success (an unreadable one leaves the outcome
+/// unknown) with the usage header, or the error of a refusal — Facebook's error object when
+/// the body is one.
+async fn read<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<(T, Option<serde_json::Value>), SendError> {
+    let status = response.status();
+    let usage = business_usage(response.headers());
+    let bytes = response.bytes().await.map_err(|_| SendError::Ambiguous)?;
+    if status.is_success() {
+        let answer = serde_json::from_slice(&bytes).map_err(|_| SendError::Ambiguous)?;
+        return Ok((answer, usage));
+    }
+    Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+        Ok(envelope) => SendError::Api {
+            status: status.as_u16(),
+            error: envelope.error,
+            regain_access_minutes: usage_field_max(&usage, &["estimated_time_to_regain_access"]),
+        },
+        Err(_) => SendError::Http {
+            status: status.as_u16(),
+        },
+    })
 }
 
 /// A connect error happened before anything was written; any other transport error (timeout,

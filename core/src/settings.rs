@@ -252,6 +252,7 @@ impl Settings {
                     .with_list_parse_key("crypto.age_identities")
                     .with_list_parse_key("crypto.age_recipients")
                     .with_list_parse_key("keywords.stop")
+                    .with_list_parse_key("keywords.start")
                     .with_list_parse_key("keywords.export")
                     .with_list_parse_key("keywords.erase")
                     .with_list_parse_key("email.admins")

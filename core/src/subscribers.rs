@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::crypto::{Context, Keyring};
 
@@ -79,21 +79,45 @@ pub enum Unsubscribed {
     Gone,
 }
 
+/// Who took a person off a Page's campaigns, which decides what brings them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOut {
+    /// The person said stop (keyword, quick reply, link) or an admin did: only a start keyword
+    /// subscribes them again.
+    Stop,
+    /// An objection (GDPR Art. 21): their next message is a new opt-in.
+    Objection,
+}
+
+impl OptOut {
+    /// The stored name (`subscribers.unsubscribed_by`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptOut::Stop => "stop",
+            OptOut::Objection => "objection",
+        }
+    }
+}
+
 /// Unsubscribes a person at once; idempotent. The Page must match, so a token minted for one
 /// Page cannot act on another. Their queued sends are skipped by the send job, which reads the
-/// status before sending.
+/// status before sending. A stop outlasts a later objection: only a start keyword undoes it.
 pub async fn unsubscribe(
     executor: impl sqlx::PgExecutor<'_>,
     subscriber_id: i64,
     page_id: i64,
+    by: OptOut,
 ) -> anyhow::Result<Unsubscribed> {
     let found: Option<i64> = sqlx::query_scalar(
         "UPDATE subscribers
-         SET status = 'unsubscribed', unsubscribed_at = coalesce(unsubscribed_at, now())
+         SET status = 'unsubscribed', unsubscribed_at = coalesce(unsubscribed_at, now()),
+             unsubscribed_by = CASE WHEN status = 'unsubscribed' AND unsubscribed_by = 'stop'
+                                    THEN 'stop' ELSE $3 END
          WHERE id = $1 AND page_id = $2 RETURNING id",
     )
     .bind(subscriber_id)
     .bind(page_id)
+    .bind(by.as_str())
     .fetch_optional(executor)
     .await
     .context("unsubscribing")?;
@@ -101,6 +125,193 @@ pub async fn unsubscribe(
         Some(_) => Unsubscribed::Done,
         None => Unsubscribed::Gone,
     })
+}
+
+/// A message that opts its sender in, and the evidence it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Consent<'a> {
+    /// The Page, by internal id.
+    pub page_id: i64,
+    /// The Page's Facebook id (the blind index is keyed by it).
+    pub fb_page_id: &'a str,
+    /// The sender's page-scoped id.
+    pub psid: &'a str,
+    /// When they wrote: the opt-in time and the start of their 24-hour window.
+    pub at: DateTime<Utc>,
+    /// `messenger` or `messenger_postback`.
+    pub source: &'static str,
+    /// Hash of the message id: the consent evidence that keeps nothing of what they wrote.
+    pub mid_hash: &'a [u8],
+    /// Whether the message was a start keyword, which also undoes a stop.
+    pub start: bool,
+}
+
+/// What a message that opts in did to its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// A person new to the Page opted in.
+    New(i64),
+    /// Someone unreachable, who objected, or who stopped and wrote a start keyword is active
+    /// again, with this message as their new consent evidence.
+    Returned(i64),
+    /// Someone known whose standing does not change (active, or stopped and writing anything
+    /// but a start keyword); only their window opened.
+    Known(i64),
+}
+
+impl Joined {
+    /// The person, by internal id.
+    pub fn subscriber_id(self) -> i64 {
+        match self {
+            Joined::New(id) | Joined::Returned(id) | Joined::Known(id) => id,
+        }
+    }
+}
+
+/// Where a known person stands, as far as coming back is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Active,
+    Unsubscribed(OptOut),
+    Unreachable,
+}
+
+impl Standing {
+    fn of(status: &str, by: Option<&str>) -> Standing {
+        match (status, by) {
+            ("unreachable", _) => Standing::Unreachable,
+            ("unsubscribed", Some("objection")) => Standing::Unsubscribed(OptOut::Objection),
+            ("unsubscribed", _) => Standing::Unsubscribed(OptOut::Stop),
+            _ => Standing::Active,
+        }
+    }
+
+    /// Whether a message opting in (a start keyword when `start`) makes them active again.
+    fn comes_back(self, start: bool) -> bool {
+        match self {
+            Standing::Active => false,
+            Standing::Unreachable | Standing::Unsubscribed(OptOut::Objection) => true,
+            Standing::Unsubscribed(OptOut::Stop) => start,
+        }
+    }
+}
+
+/// Opts the sender of a message in: a new person is added, someone coming back is made active
+/// again with the message as new consent evidence, anyone else only has their window opened.
+/// Run in the transaction that processes the message (the person's row is locked).
+pub async fn opt_in(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    consent: &Consent<'_>,
+) -> anyhow::Result<Joined> {
+    let index = keyring.blind_index(consent.fb_page_id, consent.psid);
+    let known: Option<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, status, unsubscribed_by FROM subscribers
+         WHERE page_id = $1 AND psid_index = $2 FOR UPDATE",
+    )
+    .bind(consent.page_id)
+    .bind(&index)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("finding the sender")?;
+    let Some((id, status, by)) = known else {
+        let (id, inserted): (i64, bool) = sqlx::query_as(
+            "INSERT INTO subscribers
+               (page_id, psid_index, psid, opted_in_at, consent_source, consent_mid_hash,
+                last_interaction_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $4)
+             ON CONFLICT (page_id, psid_index) DO UPDATE
+               SET last_interaction_at =
+                   greatest(subscribers.last_interaction_at, EXCLUDED.last_interaction_at)
+             RETURNING id, xmax = 0",
+        )
+        .bind(consent.page_id)
+        .bind(&index)
+        .bind(keyring.seal_str(Context::SubscriberPsid, consent.psid))
+        .bind(consent.at)
+        .bind(consent.source)
+        .bind(consent.mid_hash)
+        .fetch_one(&mut *conn)
+        .await
+        .context("opting in a subscriber")?;
+        return Ok(if inserted {
+            Joined::New(id)
+        } else {
+            Joined::Known(id)
+        });
+    };
+    if !Standing::of(&status, by.as_deref()).comes_back(consent.start) {
+        touch(&mut *conn, id, consent.at).await?;
+        return Ok(Joined::Known(id));
+    }
+    sqlx::query(
+        "UPDATE subscribers
+         SET status = 'active', unsubscribed_at = NULL, unsubscribed_by = NULL,
+             opted_in_at = $2, consent_source = $3, consent_mid_hash = $4,
+             last_interaction_at = greatest(last_interaction_at, $2)
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(consent.at)
+    .bind(consent.source)
+    .bind(consent.mid_hash)
+    .execute(&mut *conn)
+    .await
+    .context("opting a person in again")?;
+    Ok(Joined::Returned(id))
+}
+
+/// Opens a known person's 24-hour window at `at` (never moving it back).
+async fn touch(conn: &mut PgConnection, id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE subscribers SET last_interaction_at = greatest(last_interaction_at, $2)
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(conn)
+    .await
+    .context("touching a subscriber")?;
+    Ok(())
+}
+
+/// Opens the 24-hour window of the sender of a message that asks for something else than an
+/// opt-in (stop, a data request), if the Page knows them; returns who they are.
+pub async fn touch_sender(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    page_id: i64,
+    fb_page_id: &str,
+    psid: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE subscribers SET last_interaction_at = greatest(last_interaction_at, $3)
+         WHERE page_id = $1 AND psid_index = $2 RETURNING id",
+    )
+    .bind(page_id)
+    .bind(keyring.blind_index(fb_page_id, psid))
+    .bind(at)
+    .fetch_optional(conn)
+    .await
+    .context("touching a subscriber")
+}
+
+/// Stores the first name Facebook's User Profile API gave for a person, sealed; a person
+/// erased meanwhile is simply not found.
+pub async fn set_first_name(
+    executor: impl sqlx::PgExecutor<'_>,
+    keyring: &Keyring,
+    subscriber_id: i64,
+    first_name: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE subscribers SET first_name = $2 WHERE id = $1")
+        .bind(subscriber_id)
+        .bind(keyring.seal_str(Context::SubscriberFirstName, first_name))
+        .execute(executor)
+        .await
+        .context("storing a first name")?;
+    Ok(())
 }
 
 /// Marks a person Facebook says can no longer be reached (blocked the Page, deleted their
@@ -159,4 +370,22 @@ pub async fn counts(pool: &PgPool, page_id: i64) -> anyhow::Result<Counts> {
     .fetch_one(pool)
     .await
     .context("counting subscribers")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_comes_back_and_how() {
+        let standing = |status, by| Standing::of(status, by);
+        for start in [false, true] {
+            assert!(!standing("active", None).comes_back(start));
+            assert!(standing("unreachable", None).comes_back(start));
+            assert!(standing("unsubscribed", Some("objection")).comes_back(start));
+        }
+        assert!(!standing("unsubscribed", Some("stop")).comes_back(false));
+        assert!(standing("unsubscribed", Some("stop")).comes_back(true));
+        assert!(!standing("unsubscribed", None).comes_back(false));
+    }
 }

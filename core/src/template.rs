@@ -1,11 +1,23 @@
 //! Campaign message templates: handlebars, plain text (no HTML escaping), strict about missing
 //! variables, and held to Messenger's 2,000-character limit once the unsubscribe line is added.
+//!
+//! A person's first name arrives after they opt in (the profile job) or never, so
+//! `{{first_name}}` takes a fallback, `{{first_name default="there"}}`, or goes in a block,
+//! `{{#if first_name}}Hi {{first_name}}{{else}}Hi{{/if}}`. A template is checked when its
+//! campaign is created for a person with a name and for one without, so rendering at send time
+//! cannot fail for anyone: a name too long for the limit falls back to the nameless text.
 
-use handlebars::Handlebars;
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+};
 use serde::Serialize;
 
 /// Messenger refuses a text longer than this many characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
+
+/// Characters kept free for the unsubscribe line when a template is checked (the line is
+/// about 130 with a long public URL), so its length is refused at creation, not at send time.
+pub const FOOTER_ALLOWANCE: usize = 200;
 
 /// Why a template cannot be used or a message cannot be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -16,16 +28,23 @@ pub enum TemplateError {
     /// A variable the template uses has no value for this recipient, or is unknown.
     #[error("template cannot be rendered: {0}")]
     Render(String),
+    /// The template cannot be rendered for a person whose name is not known (yet).
+    #[error(
+        "template cannot be rendered for a person without a first name: {0}; give it a \
+         fallback, e.g. {{{{first_name default=\"there\"}}}}, or use \
+         {{{{#if first_name}}}}…{{{{else}}}}…{{{{/if}}}}"
+    )]
+    NeedsFallback(String),
     /// The message would exceed Messenger's limit.
     #[error("message is {0} characters, more than Messenger's {MAX_TEXT_CHARS}")]
     TooLong(usize),
 }
 
 /// The variables a template may use; anything else is an error (strict mode).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Variables<'a> {
-    /// The recipient's first name, when the Page keeps it; absent (not null) otherwise, so strict
-    /// mode refuses a template that needs it.
+    /// The recipient's first name, once the profile job has fetched it; absent (not null)
+    /// otherwise, so `{{#if first_name}}` is false and `{{first_name}}` takes its fallback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_name: Option<&'a str>,
     /// The Page's name.
@@ -39,6 +58,39 @@ pub struct Template {
 }
 
 const NAME: &str = "message";
+const FIRST_NAME: &str = "first_name";
+
+/// `{{first_name}}` and `{{first_name default="…"}}`: the name, else the fallback, else an
+/// error naming the variable.
+fn first_name(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    ctx: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    if !h.params().is_empty() || h.hash().keys().any(|key| *key != "default") {
+        return Err(RenderErrorReason::Other(
+            "`first_name` takes only a fallback: {{first_name default=\"there\"}}".into(),
+        )
+        .into());
+    }
+    let fallback = match h.hash_get("default") {
+        Some(value) => Some(value.value().as_str().ok_or_else(|| {
+            RenderErrorReason::Other("the fallback of `first_name` must be a quoted text".into())
+        })?),
+        None => None,
+    };
+    let name = ctx
+        .data()
+        .get(FIRST_NAME)
+        .and_then(serde_json::Value::as_str)
+        .filter(|name| !name.trim().is_empty());
+    match name.or(fallback) {
+        Some(text) => Ok(out.write(text)?),
+        None => Err(RenderErrorReason::MissingVariable(Some(FIRST_NAME.into())).into()),
+    }
+}
 
 impl Template {
     /// Compiles a template; errors name the problem so an admin can fix it.
@@ -46,28 +98,57 @@ impl Template {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper(FIRST_NAME, Box::new(first_name));
         registry
             .register_template_string(NAME, source)
             .map_err(|e| TemplateError::Syntax(e.to_string()))?;
         Ok(Template { registry })
     }
 
-    /// Compiles and renders with sample values, so a broken template is refused when the
-    /// campaign is created rather than at send time.
-    pub fn validate(source: &str) -> Result<(), TemplateError> {
+    /// Compiles and renders for a person whose name is not known and for one whose name is,
+    /// from the campaign's Page, with room for the unsubscribe line: a template that could
+    /// fail at send time is refused when the campaign is created.
+    pub fn validate(source: &str, page_name: &str) -> Result<(), TemplateError> {
         let template = Template::compile(source)?;
-        template.render(
+        let footer = " ".repeat(FOOTER_ALLOWANCE);
+        let nameless = Variables {
+            first_name: None,
+            page_name,
+        };
+        template
+            .render_exactly(&nameless, &footer)
+            .map_err(|error| match error {
+                TemplateError::Render(reason) => TemplateError::NeedsFallback(reason),
+                other => other,
+            })?;
+        template.render_exactly(
             &Variables {
                 first_name: Some("Sample"),
-                page_name: "Sample Page",
+                ..nameless
             },
-            "",
+            &footer,
         )?;
         Ok(())
     }
 
-    /// Renders the text for one recipient and appends `footer` (the unsubscribe line).
+    /// Renders the text for one recipient and appends `footer` (the unsubscribe line). When
+    /// their name is what makes it fail (too long for the limit), the text is the one for a
+    /// person without a name, which [`Template::validate`] checked.
     pub fn render(&self, vars: &Variables<'_>, footer: &str) -> Result<String, TemplateError> {
+        self.render_exactly(vars, footer)
+            .or_else(|error| match vars.first_name {
+                Some(_) => self.render_exactly(
+                    &Variables {
+                        first_name: None,
+                        ..*vars
+                    },
+                    footer,
+                ),
+                None => Err(error),
+            })
+    }
+
+    fn render_exactly(&self, vars: &Variables<'_>, footer: &str) -> Result<String, TemplateError> {
         let mut text = self
             .registry
             .render(NAME, vars)
@@ -87,7 +168,7 @@ impl Template {
 /// The reason without the rendered data, so no personal value reaches an error message.
 fn render_reason(error: &handlebars::RenderError) -> String {
     match error.reason() {
-        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+        RenderErrorReason::MissingVariable(Some(path)) => {
             format!("variable `{path}` has no value")
         }
         other => other.to_string(),
@@ -119,16 +200,56 @@ mod tests {
         let t = Template::compile("Hi {{first_name}}").unwrap();
         let err = t.render(&vars(None), "").unwrap_err().to_string();
         assert!(err.contains("first_name"), "{err}");
-        let err = Template::validate("Hi {{nickname}}")
+        let err = Template::validate("Hi {{nickname}}", "Moon Cafe")
             .unwrap_err()
             .to_string();
         assert!(err.contains("nickname"), "{err}");
     }
 
     #[test]
+    fn a_first_name_falls_back_to_its_default_or_a_block() {
+        for source in [
+            "Hi {{first_name default=\"there\"}}!",
+            "Hi {{#if first_name}}{{first_name}}{{else}}there{{/if}}!",
+        ] {
+            let t = Template::compile(source).unwrap();
+            assert_eq!(t.render(&vars(Some("Zoë")), "").unwrap(), "Hi Zoë!");
+            assert_eq!(t.render(&vars(None), "").unwrap(), "Hi there!");
+            Template::validate(source, "Moon Cafe").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_template_that_fails_without_a_name_is_refused_naming_the_variable() {
+        let err = Template::validate("Hi {{first_name}}!", "Moon Cafe").unwrap_err();
+        assert!(matches!(err, TemplateError::NeedsFallback(_)), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("`first_name`"), "{message}");
+        assert!(message.contains("default=\"there\""), "{message}");
+        // Failing only with a name is refused too.
+        let err = Template::validate("{{#if first_name}}{{nickname}}{{/if}}", "Moon Cafe")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nickname"), "{err}");
+        let err = Template::validate("Hi {{first_name defualt=\"x\"}}", "Moon Cafe")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("takes only a fallback"), "{err}");
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_limit_gets_the_nameless_text() {
+        let source = format!("{}{{{{first_name default=\"there\"}}}}", "a".repeat(1990));
+        let t = Template::compile(&source).unwrap();
+        let long = "N".repeat(20);
+        let text = t.render(&vars(Some(&long)), "").unwrap();
+        assert!(text.ends_with("there"), "{text}");
+    }
+
+    #[test]
     fn refuses_a_syntax_error() {
         assert!(matches!(
-            Template::validate("Hi {{first_name"),
+            Template::validate("Hi {{first_name", "Moon Cafe"),
             Err(TemplateError::Syntax(_))
         ));
     }
@@ -140,6 +261,10 @@ mod tests {
         assert!(matches!(
             t.render(&vars(None), "0123456789X"),
             Err(TemplateError::TooLong(2001))
+        ));
+        assert!(matches!(
+            Template::validate(&"a".repeat(MAX_TEXT_CHARS - FOOTER_ALLOWANCE + 1), "P"),
+            Err(TemplateError::TooLong(_))
         ));
     }
 }

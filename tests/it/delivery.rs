@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 
 use crate::helpers::{Harness, Person, Process, RedisProxy, RedisServer, busiest, wait_completed};
 
-const TEMPLATE: &str = "Hello {{first_name}}";
+const TEMPLATE: &str = "Hello {{first_name default=\"there\"}}";
 
 fn people(n: usize, prefix: &str) -> Vec<Person> {
     (0..n)

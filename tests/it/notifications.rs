@@ -182,9 +182,15 @@ async fn admin_emails_arrive_with_their_subjects_and_wait_out_an_smtp_outage() {
         )]),
         ..Faults::default()
     });
-    let halted_campaign = h.campaign(halted, "Hi {{first_name}}").await;
-    let completed = h.campaign(fine, "Hi {{first_name}}").await;
-    let failed = h.campaign(failing, "Hi {{first_name}}").await;
+    let halted_campaign = h
+        .campaign(halted, "Hi {{first_name default=\"there\"}}")
+        .await;
+    let completed = h
+        .campaign(fine, "Hi {{first_name default=\"there\"}}")
+        .await;
+    let failed = h
+        .campaign(failing, "Hi {{first_name default=\"there\"}}")
+        .await;
     let received = file_request(&h, fine).await;
     let due_soon: i64 = sqlx::query_scalar(
         "INSERT INTO dsr_requests (type, channel, due_at, confirmation_code)

@@ -126,7 +126,9 @@ async fn key_rotation_during_a_running_campaign_sends_once_and_leaves_nothing_un
         .await
         .unwrap();
 
-    let campaign = h.campaign(page, "Hello {{first_name}}").await;
+    let campaign = h
+        .campaign(page, "Hello {{first_name default=\"there\"}}")
+        .await;
     h.start_scheduler().await;
     h.start_worker("it-rotate-worker").await;
     let started = Instant::now();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use moonengage_core::jobs::{Cause, DsrJob, NotifyJob, NotifyKind, RotateJob, WebhookJob};
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
+use moonengage_core::profile::ProfileJob;
 use moonengage_queue::backend::Source;
 use moonengage_queue::jobs::{self, Jobs, Settled};
 use moonengage_queue::sends::{self, Outcome, Sends};
@@ -17,7 +18,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{Harness, OwnPostgres, Person, Process, fan_out_all, wait_completed};
 
-const TEMPLATE: &str = "Hello {{first_name}}";
+const TEMPLATE: &str = "Hello {{first_name default=\"there\"}}";
 const LEASE: Duration = Duration::from_secs(30);
 
 fn people(n: usize) -> Vec<Person> {
@@ -302,6 +303,13 @@ async fn every_kind_round_trips_through_the_generic_table() {
             page_id: page,
             paused_campaigns: vec![1, 2],
             at_ms: 14,
+        },
+    )
+    .await;
+    round_trip(
+        pool,
+        ProfileJob {
+            subscriber_id: subscriber,
         },
     )
     .await;

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 
 use crate::helpers::{Harness, Person, Process, repo_root, wait_completed};
 
-const TEMPLATE: &str = "Hi {{first_name}}, {{page_name}} has news!";
+const TEMPLATE: &str = "Hi {{first_name default=\"there\"}}, {{page_name}} has news!";
 
 /// Every message the sandbox got, by PSID.
 fn received_by_psid(h: &Harness) -> HashMap<String, Vec<moonengage_sandbox::ReceivedMessage>> {

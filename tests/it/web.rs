@@ -260,7 +260,9 @@ async fn stop_in_the_middle_of_a_campaign_stops_it_for_that_person_and_confirms(
     let web = Web::start(&mut h).await;
     h.start_scheduler().await;
     h.start_worker("it-web-worker").await;
-    let campaign = h.campaign(page, "Hello {{first_name}}").await;
+    let campaign = h
+        .campaign(page, "Hello {{first_name default=\"there\"}}")
+        .await;
 
     h.wait_received(20).await;
     let response = web
@@ -634,7 +636,7 @@ async fn a_whole_campaign_through_the_admin_api_alone() {
     let campaign = http
         .post(api("/campaigns".into()))
         .bearer_auth(&token)
-        .json(&json!({"page_id": page, "name": "Spring", "template": "Hi {{first_name}}!"}))
+        .json(&json!({"page_id": page, "name": "Spring", "template": "Hi {{first_name default=\"there\"}}!"}))
         .send()
         .await
         .unwrap();

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use moonengage_core::metrics;
-use moonengage_core::subscribers::{self, Unsubscribed};
+use moonengage_core::subscribers::{self, OptOut, Unsubscribed};
 use moonengage_core::unsubscribe::UnsubscribeClaims;
 
 use crate::error::ApiError;
@@ -44,7 +44,14 @@ pub(crate) async fn confirm(
     let Some(claims) = verified(&state, &token) else {
         return Ok(invalid_link());
     };
-    match subscribers::unsubscribe(&state.pool, claims.subscriber_id, claims.page_id).await? {
+    match subscribers::unsubscribe(
+        &state.pool,
+        claims.subscriber_id,
+        claims.page_id,
+        OptOut::Stop,
+    )
+    .await?
+    {
         Unsubscribed::Done => {
             tracing::info!(subscriber_id = claims.subscriber_id, "unsubscribed by link");
             metrics::unsubscribed("link");

@@ -1,5 +1,5 @@
 //! `/webhooks/messenger`: Facebook's verification handshake, and event delivery. A delivery is
-//! checked (size, signature over the raw bytes, shape), its events are classified in memory and
+//! checked (size, signature over the raw bytes, JSON), its events are classified in memory and
 //! stored with their jobs in one transaction, and it is answered at once: the work is queued.
 
 use std::collections::HashMap;
@@ -45,15 +45,18 @@ pub(crate) async fn verify(
     }
 }
 
-/// How many events of a delivery were stored, and how many were known already.
+/// How many events of a delivery were stored, how many were known already, and how many were
+/// skipped as malformed.
 #[derive(Debug, Serialize)]
 pub(crate) struct Received {
     stored: usize,
     duplicates: usize,
+    malformed: usize,
 }
 
-/// Receives a delivery. Nothing is stored unless the size, the signature and the shape are all
-/// right.
+/// Receives a delivery. Nothing is stored unless the size and the signature are right and the
+/// body is JSON; then every well-formed event is stored (once) and the delivery accepted, even
+/// when some event in it is malformed (that one is skipped and counted).
 pub(crate) async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -82,12 +85,12 @@ pub(crate) async fn receive(
         tracing::info!(%error, "webhook refused");
         rejected(ApiError::BadSignature)
     })?;
-    let events = webhook::parse(&body, &state.settings.keywords, &state.signer)
+    let parsed = webhook::parse(&body, &state.settings.keywords, &state.signer)
         .map_err(|error| rejected(ApiError::BadRequest(error.to_string())))?;
     let outcome = webhook::store(
         &state.pool,
         &state.keyring,
-        &events,
+        &parsed.events,
         state.settings.queue.max_attempts,
     )
     .await?;
@@ -96,6 +99,7 @@ pub(crate) async fn receive(
         Json(Received {
             stored: outcome.stored,
             duplicates: outcome.duplicates,
+            malformed: parsed.malformed.len(),
         }),
     ))
 }

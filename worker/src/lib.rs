@@ -9,6 +9,7 @@ mod handle;
 mod notify;
 mod pacer;
 mod policy;
+mod profile;
 mod rotate;
 mod send;
 mod webhook;
@@ -25,6 +26,7 @@ use moonengage_core::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use moonengage_core::messenger;
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
+use moonengage_core::profile::ProfileJob;
 use moonengage_core::rate_limit::RateLimiter;
 use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
@@ -106,6 +108,7 @@ impl Worker {
             NotifyJob::KIND,
             AdminEvent::KIND,
             PolicyNoticeJob::KIND,
+            ProfileJob::KIND,
             DsrJob::KIND,
             RotateJob::KIND,
         ]
@@ -134,6 +137,7 @@ impl Worker {
         let monitor = register::<NotifyJob>(monitor, &registration);
         let monitor = register::<AdminEvent>(monitor, &registration);
         let monitor = register::<PolicyNoticeJob>(monitor, &registration);
+        let monitor = register::<ProfileJob>(monitor, &registration);
         let monitor = register::<DsrJob>(monitor, &registration);
         let monitor = register::<RotateJob>(monitor, &registration);
         let monitor = monitor

@@ -2,7 +2,9 @@
 //! `moonengage_queue::sends`). The claim already moved the delivery to `sending`, so nobody
 //! gets a campaign twice; this decides what to do with it — skip with a reason, put it back
 //! unsent, or render, attach the unsubscribe option, wait for the Page's rate, send and
-//! classify — and settles the row through the batched outcome writer.
+//! classify — and settles the row through the batched outcome writer. Everything that can fail
+//! without sending (keys, rendering) comes before the rate limiter and the call, and gives the
+//! row back unspent: a template never burns a delivery.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use moonengage_core::crypto::Context;
 use moonengage_core::messenger::{ErrorClass, OutgoingMessage, QuickReply, SendError};
 use moonengage_core::template::Variables;
 use moonengage_core::unsubscribe::{self, UnsubscribeClaims};
-use moonengage_core::{metrics, pages, subscribers};
+use moonengage_core::{campaigns, metrics, pages, subscribers};
 use moonengage_queue::backend::QueueBackend;
 use moonengage_queue::flush::Flusher;
 use moonengage_queue::sends::{self, Outcome, Send, Sends, Settled};
@@ -153,7 +155,13 @@ async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
         &footer,
     ) {
         Ok(text) => text,
-        Err(error) => return Ok(Outcome::Failed(format!("template: {error}"))),
+        Err(error) => {
+            // Only a campaign created before templates were checked for people without a
+            // name gets here: it is paused for an admin, and the send waits unspent.
+            tracing::warn!(campaign_id = send.campaign_id, %error, "template does not render; campaign paused");
+            campaigns::pause_unrenderable(&env.pool, send.campaign_id).await?;
+            return Ok(Outcome::Park);
+        }
     };
 
     let send_rate = u32::try_from(send.send_rate).unwrap_or(1);
@@ -216,13 +224,7 @@ async fn failed(env: &Env, send: &Send, error: &SendError) -> anyhow::Result<Out
     let reason = class.as_str().to_owned();
     Ok(match class {
         ErrorClass::RateLimited => {
-            let pause = match error {
-                SendError::Api {
-                    regain_access_minutes: Some(minutes),
-                    ..
-                } if *minutes > 0 => Duration::from_secs(minutes * 60),
-                _ => Duration::from_secs(env.settings.rate_limit.pause_secs),
-            };
+            let pause = error.pause(Duration::from_secs(env.settings.rate_limit.pause_secs));
             pages::pause_for(&env.pool, send.page_id, pause.as_secs_f64()).await?;
             metrics::page_paused(send.page_id);
             Outcome::Retry {

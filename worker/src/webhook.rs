@@ -1,7 +1,9 @@
 //! The webhook-event job: what a person's message or postback means for their subscription. A
-//! message from someone new opts them in (with the message id's hash as consent evidence); any
-//! event opens the 24-hour window; a stop keyword or the unsubscribe option unsubscribes at once
-//! and queues a confirmation; a data keyword files a data-subject request. The event row is
+//! message from someone new opts them in (with the message id's hash as consent evidence), and
+//! so does one from someone unreachable or who objected, coming back; a start keyword also
+//! subscribes again someone who stopped. Each opt-in queues the look-up of their first name.
+//! Any event opens the 24-hour window; a stop keyword or the unsubscribe option unsubscribes at
+//! once and queues a confirmation; a data keyword files a data-subject request. The event row is
 //! locked, acted on and marked processed in one transaction, so a redelivered job does nothing.
 
 use anyhow::Context as _;
@@ -11,7 +13,8 @@ use moonengage_core::dsr::{self, Channel, DsrType, Subject};
 use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind, WebhookJob};
 use moonengage_core::metrics;
 use moonengage_core::policy;
-use moonengage_core::subscribers;
+use moonengage_core::profile::ProfileJob;
+use moonengage_core::subscribers::{self, Consent, Joined, OptOut};
 use moonengage_core::webhook::{self, EventRow, Intent};
 use moonengage_queue::run::Run;
 use moonengage_queue::{JobError, jobs};
@@ -54,45 +57,51 @@ async fn act(
     let psid = ctx
         .keyring
         .open_string(Context::WebhookEventPsid, &event.psid)?;
-    let index = ctx.keyring.blind_index(&event.page_fb_id, &psid);
     // Facebook's clock may run ahead of ours; the window never opens in the future.
     let at = event.event_at.min(Utc::now());
     let intent = event.intent();
-    let subscriber: Option<i64> = if intent == Intent::None {
-        sqlx::query_scalar(
-            "INSERT INTO subscribers
-               (page_id, psid_index, psid, opted_in_at, consent_source, consent_mid_hash,
-                last_interaction_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $4)
-             ON CONFLICT (page_id, psid_index) DO UPDATE
-               SET last_interaction_at =
-                   greatest(subscribers.last_interaction_at, EXCLUDED.last_interaction_at)
-             RETURNING id",
-        )
-        .bind(page_id)
-        .bind(&index)
-        .bind(ctx.keyring.seal_str(Context::SubscriberPsid, &psid))
-        .bind(at)
-        .bind(if event.is_message() {
-            "messenger"
-        } else {
-            "messenger_postback"
-        })
-        .bind(&event.mid_hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("opting in or touching a subscriber")?
+    let subscriber: Option<i64> = if intent.opts_in() {
+        let consent = Consent {
+            page_id,
+            fb_page_id: &event.page_fb_id,
+            psid: &psid,
+            at,
+            source: if event.is_message() {
+                "messenger"
+            } else {
+                "messenger_postback"
+            },
+            mid_hash: &event.mid_hash,
+            start: intent == Intent::Start,
+        };
+        let joined = subscribers::opt_in(&mut *tx, &ctx.keyring, &consent).await?;
+        match joined {
+            Joined::New(subscriber_id) | Joined::Returned(subscriber_id) => {
+                jobs::enqueue(
+                    &mut *tx,
+                    &ProfileJob { subscriber_id },
+                    ctx.settings.queue.max_attempts,
+                )
+                .await?;
+                metrics::opted_in(if matches!(joined, Joined::New(_)) {
+                    "new"
+                } else {
+                    "returned"
+                });
+            }
+            Joined::Known(_) => {}
+        }
+        Some(joined.subscriber_id())
     } else {
-        sqlx::query_scalar(
-            "UPDATE subscribers SET last_interaction_at = greatest(last_interaction_at, $3)
-             WHERE page_id = $1 AND psid_index = $2 RETURNING id",
+        subscribers::touch_sender(
+            &mut *tx,
+            &ctx.keyring,
+            page_id,
+            &event.page_fb_id,
+            &psid,
+            at,
         )
-        .bind(page_id)
-        .bind(&index)
-        .bind(at)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("touching a subscriber")?
+        .await?
     };
     // Their message opened the window: tell them of a policy update they have not seen yet
     // (not when they ask to be erased — the erasure answers them).
@@ -108,12 +117,12 @@ async fn act(
         .await?;
     }
     match intent {
-        Intent::None => {}
+        Intent::None | Intent::Start => {}
         Intent::Stop | Intent::Unsubscribe => {
             let Some(subscriber_id) = subscriber else {
                 return Ok(());
             };
-            subscribers::unsubscribe(&mut *tx, subscriber_id, page_id).await?;
+            subscribers::unsubscribe(&mut *tx, subscriber_id, page_id, OptOut::Stop).await?;
             jobs::enqueue(
                 &mut *tx,
                 &NotifyJob {

@@ -69,6 +69,20 @@ pub fn webhook_received(kind: &'static str, result: &'static str) {
     families().webhooks.with_label_values(&[kind, result]).inc();
 }
 
+/// Counts one webhook event skipped as malformed, by problem (see
+/// [`super::WEBHOOK_PROBLEMS`]); its delivery is still accepted.
+pub fn webhook_malformed(problem: &'static str) {
+    families()
+        .webhook_malformed
+        .with_label_values(&[problem])
+        .inc();
+}
+
+/// Counts one person opted in by a message, `new` or `returned` (see [`super::OPT_INS`]).
+pub fn opted_in(how: &'static str) {
+    families().opt_ins.with_label_values(&[how]).inc();
+}
+
 /// Counts one person unsubscribed, by channel (see [`super::UNSUBSCRIBE_CHANNELS`]).
 pub fn unsubscribed(channel: &'static str) {
     families().unsubscribes.with_label_values(&[channel]).inc();

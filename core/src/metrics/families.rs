@@ -4,7 +4,10 @@ use prometheus::core::Collector;
 use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::busiest::BusiestSecond;
-use super::{DSR_TYPES, QUEUES, UNSUBSCRIBE_CHANNELS, WEBHOOK_KINDS, WEBHOOK_RESULTS};
+use super::{
+    DSR_TYPES, OPT_INS, QUEUES, UNSUBSCRIBE_CHANNELS, WEBHOOK_KINDS, WEBHOOK_PROBLEMS,
+    WEBHOOK_RESULTS,
+};
 
 /// Outcomes of one job execution as the queue sees it: `ok`, or `error` (the queue retries).
 pub(super) const JOB_OUTCOMES: &[&str] = &["ok", "error"];
@@ -61,6 +64,8 @@ pub(super) struct Families {
     pub(super) campaign_finished: GaugeVec,
     // Webhooks and privacy.
     pub(super) webhooks: IntCounterVec,
+    pub(super) webhook_malformed: IntCounterVec,
+    pub(super) opt_ins: IntCounterVec,
     pub(super) unsubscribes: IntCounterVec,
     pub(super) dsr_completed: IntCounterVec,
     pub(super) dsr_open: GaugeVec,
@@ -250,6 +255,18 @@ impl Families {
                 "Webhook events received by kind and result.",
                 &["kind", "result"],
             ),
+            webhook_malformed: b.counter(
+                "moonengage_webhook_events_malformed_total",
+                "Webhook events skipped because they lack what they need (the rest of their \
+                 delivery is stored), by problem.",
+                &["problem"],
+            ),
+            opt_ins: b.counter(
+                "moonengage_opt_ins_total",
+                "People opted in by a message: new to the Page, or returning (unreachable, \
+                 objected, or stopped and wrote a start keyword).",
+                &["how"],
+            ),
             unsubscribes: b.counter(
                 "moonengage_unsubscribes_total",
                 "People unsubscribed, by channel.",
@@ -291,6 +308,12 @@ impl Families {
             for result in WEBHOOK_RESULTS {
                 self.webhooks.with_label_values(&[kind, result]);
             }
+        }
+        for problem in WEBHOOK_PROBLEMS {
+            self.webhook_malformed.with_label_values(&[problem]);
+        }
+        for how in OPT_INS {
+            self.opt_ins.with_label_values(&[how]);
         }
         for channel in UNSUBSCRIBE_CHANNELS {
             self.unsubscribes.with_label_values(&[channel]);

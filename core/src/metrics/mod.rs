@@ -19,8 +19,8 @@ use prometheus::{Encoder as _, TextEncoder};
 
 pub use database::DbCollector;
 pub use events::{
-    dsr_completed, page_halted, page_paused, page_send, rate_limiter_wait, send_error,
-    send_outcome, unsubscribed, webhook_received,
+    dsr_completed, opted_in, page_halted, page_paused, page_send, rate_limiter_wait, send_error,
+    send_outcome, unsubscribed, webhook_malformed, webhook_received,
 };
 pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{handler, start};
@@ -28,6 +28,7 @@ pub use serve::{handler, start};
 use crate::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use crate::notify::AdminEvent;
 use crate::policy::PolicyNoticeJob;
+use crate::profile::ProfileJob;
 use families::Families;
 use moonengage_queue::{Job, sends};
 
@@ -39,6 +40,7 @@ pub const QUEUES: &[&str] = &[
     NotifyJob::KIND,
     AdminEvent::KIND,
     PolicyNoticeJob::KIND,
+    ProfileJob::KIND,
     RotateJob::KIND,
 ];
 
@@ -50,6 +52,20 @@ pub const WEBHOOK_KINDS: &[&str] = &["message", "postback", "data_deletion", "ot
 /// Results of receiving a webhook: stored for a worker, a duplicate delivery, or refused (bad
 /// signature or body).
 pub const WEBHOOK_RESULTS: &[&str] = &["accepted", "duplicate", "rejected"];
+
+/// Why a webhook event was skipped while the rest of its delivery was stored (see
+/// `webhook::Problem::as_str`).
+pub const WEBHOOK_PROBLEMS: &[&str] = &[
+    "not_page",
+    "bad_entry",
+    "bad_event",
+    "missing_sender",
+    "missing_timestamp",
+    "bad_timestamp",
+];
+
+/// How a message opted a person in: new to the Page, or returning.
+pub const OPT_INS: &[&str] = &["new", "returned"];
 
 /// How a person unsubscribed: the quick reply or postback with our token, a stop keyword, the
 /// `/u/TOKEN` link, the admin API.

@@ -66,6 +66,8 @@ pub struct Person {
     pub last_interaction_at: DateTime<Utc>,
     /// When they unsubscribed.
     pub unsubscribed_at: Option<DateTime<Utc>>,
+    /// `stop` or `objection`: what brings them back (see `subscribers::OptOut`).
+    pub unsubscribed_by: Option<String>,
     /// When the row was created.
     pub created_at: DateTime<Utc>,
     /// Whether their 24-hour window is open now.
@@ -96,7 +98,7 @@ pub async fn find_person(
     sqlx::query_as(
         "SELECT s.id AS subscriber_id, s.page_id, p.fb_page_id, p.name AS page_name, s.psid,
                 s.first_name, s.status, s.opted_in_at, s.consent_source, s.consent_mid_hash,
-                s.last_interaction_at, s.unsubscribed_at, s.created_at,
+                s.last_interaction_at, s.unsubscribed_at, s.unsubscribed_by, s.created_at,
                 s.last_interaction_at > now() - interval '24 hours' AS in_window
          FROM subscribers s JOIN pages p ON p.id = s.page_id
          WHERE s.page_id = $1

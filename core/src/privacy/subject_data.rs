@@ -61,6 +61,8 @@ struct Consent {
 struct Subscription {
     status: String,
     unsubscribed_at: Option<DateTime<Utc>>,
+    /// `stop` (only a start keyword subscribes again) or `objection` (any new message does).
+    unsubscribed_by: Option<String>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -173,6 +175,7 @@ pub async fn collect(
         subscription: Subscription {
             status: person.status.clone(),
             unsubscribed_at: person.unsubscribed_at,
+            unsubscribed_by: person.unsubscribed_by.clone(),
         },
         deliveries,
         queued_messages,

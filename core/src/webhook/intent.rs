@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub struct KeywordSettings {
     /// Unsubscribe at once, e.g. `stop`, `unsubscribe`.
     pub stop: Vec<String>,
+    /// Subscribe again after a stop keyword, e.g. `start`.
+    pub start: Vec<String>,
     /// Ask for a copy of one's data (GDPR Art. 15/20).
     pub export: Vec<String>,
     /// Ask for one's data to be erased (GDPR Art. 17).
@@ -19,6 +21,7 @@ impl KeywordSettings {
     pub fn first_empty_list(&self) -> Option<&'static str> {
         [
             ("keywords.stop", &self.stop),
+            ("keywords.start", &self.start),
             ("keywords.export", &self.export),
             ("keywords.erase", &self.erase),
         ]
@@ -36,6 +39,8 @@ impl KeywordSettings {
         let matches = |list: &[String]| list.iter().any(|word| normalize(word) == text);
         if matches(&self.stop) {
             Intent::Stop
+        } else if matches(&self.start) {
+            Intent::Start
         } else if matches(&self.erase) {
             Intent::Erase
         } else if matches(&self.export) {
@@ -64,6 +69,8 @@ pub enum Intent {
     None,
     /// A stop keyword.
     Stop,
+    /// A start keyword: an opt-in that also undoes an earlier stop.
+    Start,
     /// The unsubscribe quick reply or postback, with a token we signed.
     Unsubscribe,
     /// A request for a copy of one's data.
@@ -78,6 +85,7 @@ impl Intent {
         match self {
             Intent::None => "none",
             Intent::Stop => "stop",
+            Intent::Start => "start",
             Intent::Unsubscribe => "unsubscribe",
             Intent::Export => "export",
             Intent::Erase => "erase",
@@ -88,6 +96,7 @@ impl Intent {
     pub fn from_stored(name: &str) -> Intent {
         match name {
             "stop" => Intent::Stop,
+            "start" => Intent::Start,
             "unsubscribe" => Intent::Unsubscribe,
             "export" => Intent::Export,
             "erase" => Intent::Erase,
@@ -99,6 +108,12 @@ impl Intent {
     pub fn unsubscribes(self) -> bool {
         matches!(self, Intent::Stop | Intent::Unsubscribe)
     }
+
+    /// Whether the event opts its sender in (a new person, or one coming back): any message
+    /// that asks for nothing else, and a start keyword.
+    pub fn opts_in(self) -> bool {
+        matches!(self, Intent::None | Intent::Start)
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +123,7 @@ mod tests {
     fn keywords() -> KeywordSettings {
         KeywordSettings {
             stop: vec!["stop".into(), "Unsubscribe".into(), "opt out".into()],
+            start: vec!["start".into()],
             export: vec!["export my data".into()],
             erase: vec!["delete my data".into()],
         }
@@ -121,6 +137,7 @@ mod tests {
         }
         assert_eq!(k.classify("Export my data"), Intent::Export);
         assert_eq!(k.classify("DELETE MY DATA!"), Intent::Erase);
+        assert_eq!(k.classify(" Start!"), Intent::Start);
         for text in ["please stop it", "stopped", "", "   ", "hello"] {
             assert_eq!(k.classify(text), Intent::None, "{text}");
         }
@@ -131,6 +148,7 @@ mod tests {
         for intent in [
             Intent::None,
             Intent::Stop,
+            Intent::Start,
             Intent::Unsubscribe,
             Intent::Export,
             Intent::Erase,

@@ -11,5 +11,5 @@ mod signature;
 
 pub use events::{EventRow, StoreOutcome, finish, load, store};
 pub use intent::{Intent, KeywordSettings};
-pub use payload::{EventKind, InboundEvent, PayloadError, parse};
+pub use payload::{EventKind, InboundEvent, Malformed, Parsed, PayloadError, Problem, parse};
 pub use signature::{SignatureError, hmac_sha256, verify_hmac_sha256, verify_signature};

@@ -20,7 +20,8 @@ pub(crate) struct NewCampaign {
     page_id: i64,
     /// Name shown to admins.
     name: String,
-    /// Handlebars text; `{{first_name}}` and `{{page_name}}` are available.
+    /// Handlebars text; `{{page_name}}` and `{{first_name default="there"}}` (with a fallback
+    /// for people whose name is not known, or inside `{{#if first_name}}`) are available.
     template: String,
 }
 

@@ -1,11 +1,12 @@
 //! Objection (GDPR Art. 21): the person is unsubscribed from every campaign of the Page — the
-//! same effect as STOP: their queued sends are skipped — and told so inside their window.
+//! same effect as STOP: their queued sends are skipped — and told so inside their window. Unlike
+//! a STOP, their next message to the Page is a new opt-in.
 
 use anyhow::Context as _;
 use moonengage_core::dsr::Subject;
 use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
 use moonengage_core::privacy::{requests, subject};
-use moonengage_core::subscribers::{self, Unsubscribed};
+use moonengage_core::subscribers::{self, OptOut, Unsubscribed};
 use moonengage_queue::jobs;
 
 use super::NOTHING_HELD;
@@ -21,8 +22,13 @@ pub(super) async fn run(ctx: &Env, request_id: i64, subject: &Subject) -> anyhow
     let outcome = match person {
         None => NOTHING_HELD,
         Some(person) => {
-            let done =
-                subscribers::unsubscribe(&mut *tx, person.subscriber_id, person.page_id).await?;
+            let done = subscribers::unsubscribe(
+                &mut *tx,
+                person.subscriber_id,
+                person.page_id,
+                OptOut::Objection,
+            )
+            .await?;
             if done == Unsubscribed::Done && person.in_window {
                 jobs::enqueue(
                     &mut *tx,
