@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
 use serde::{Deserialize, Serialize};
 
 use crate::settings::MessengerSettings;
@@ -154,6 +157,33 @@ fn classify(status: u16, error: &GraphError) -> ErrorClass {
 pub struct Client {
     http: reqwest::Client,
     messages_url: String,
+    /// `{base}/{version}`, for calls other than Send.
+    graph_url: String,
+    /// The app access token (`{app-id}|{app-secret}`) and its `appsecret_proof`.
+    app_token: SecretString,
+    app_proof: String,
+}
+
+/// One of the Page-scoped ids the ID Matching API answers for an app-scoped user id.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PageScopedId {
+    /// The person's PSID on the Page.
+    #[serde(rename = "id")]
+    pub psid: String,
+    /// The Page.
+    pub page: PageRef,
+}
+
+/// A Page as the Graph API names it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PageRef {
+    /// Facebook's id of the Page.
+    pub id: String,
+}
+
+#[derive(Deserialize)]
+struct IdsForPages {
+    data: Vec<PageScopedId>,
 }
 
 #[derive(Serialize)]
@@ -197,10 +227,49 @@ impl Client {
             .pool_max_idle_per_host(1024)
             .build()?;
         let base = settings.base_url.trim_end_matches('/');
+        let app_token = format!(
+            "{}|{}",
+            settings.app_id,
+            settings.app_secret.expose_secret()
+        );
+        let mut proof = Hmac::<Sha256>::new_from_slice(settings.app_secret.expose_secret().as_bytes())
+            .context("keying the appsecret_proof")?;
+        proof.update(app_token.as_bytes());
         Ok(Client {
             http,
             messages_url: format!("{base}/{}/me/messages", settings.api_version),
+            graph_url: format!("{base}/{}", settings.api_version),
+            app_token: SecretString::from(app_token),
+            app_proof: hex::encode(proof.finalize().into_bytes()),
         })
+    }
+
+    /// The Page-scoped ids of the person Facebook's data-deletion callback names by an
+    /// app-scoped id (ID Matching API, with the app's token): empty when no Page of the
+    /// business knows them.
+    pub async fn ids_for_pages(&self, app_scoped_id: &str) -> anyhow::Result<Vec<PageScopedId>> {
+        if app_scoped_id.is_empty() || !app_scoped_id.bytes().all(|b| b.is_ascii_digit()) {
+            anyhow::bail!("an app-scoped id is digits only");
+        }
+        let response = self
+            .http
+            .get(format!("{}/{app_scoped_id}/ids_for_pages", self.graph_url))
+            .query(&[
+                ("access_token", self.app_token.expose_secret()),
+                ("appsecret_proof", self.app_proof.as_str()),
+            ])
+            .send()
+            .await
+            .context("calling the ID Matching API")?;
+        let status = response.status();
+        if !status.is_success() {
+            anyhow::bail!("the ID Matching API answered HTTP {status}");
+        }
+        let ids: IdsForPages = response
+            .json()
+            .await
+            .context("reading the ID Matching API's answer")?;
+        Ok(ids.data)
     }
 
     /// Sends a text with quick replies as a `RESPONSE` inside the person's 24-hour window.

@@ -55,55 +55,44 @@ pub fn open_token(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<SecretStri
 /// e-mailed (once per halt: only the call that halted an active Page reports it). Returns the
 /// campaigns it paused, or `None` when the Page was halted already.
 pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<Option<Vec<i64>>> {
+    let mut tx = pool.begin().await.context("halting a Page")?;
     let halted = sqlx::query(
         "UPDATE pages SET status = 'halted', halted_reason = $2 WHERE id = $1 AND status = 'active'",
     )
     .bind(page_id)
     .bind(reason)
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .context("halting a Page")?;
     if halted.rows_affected() == 0 {
         return Ok(None);
     }
-    let running: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM campaigns WHERE page_id = $1 AND state IN ('running', 'scheduled')",
-    )
-    .bind(page_id)
-    .fetch_all(pool)
-    .await?;
-    for campaign in &running {
-        crate::campaigns::pause(pool, *campaign).await?;
-    }
+    let paused = crate::campaigns::pause_for_halt(&mut tx, page_id).await?;
     crate::notify::admin(
-        pool,
+        &mut *tx,
         crate::notify::AdminEvent::PageHalted {
             page_id,
-            paused_campaigns: running.clone(),
+            paused_campaigns: paused.clone(),
             at_ms: chrono::Utc::now().timestamp_millis(),
         },
     )
     .await?;
-    Ok(Some(running))
+    tx.commit().await.context("committing a Page's halt")?;
+    Ok(Some(paused))
 }
 
 /// Resumes a halted Page (after an admin fixed its token or permissions) and the campaigns its
-/// halt paused.
-pub async fn resume(pool: &PgPool, page_id: i64) -> anyhow::Result<()> {
+/// halt paused; campaigns an admin paused stay paused. Returns the campaigns resumed.
+pub async fn resume(pool: &PgPool, page_id: i64) -> anyhow::Result<Vec<i64>> {
+    let mut tx = pool.begin().await.context("resuming a Page")?;
     sqlx::query("UPDATE pages SET status = 'active', halted_reason = NULL WHERE id = $1")
         .bind(page_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .context("resuming a Page")?;
-    let paused: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM campaigns WHERE page_id = $1 AND state = 'paused'")
-            .bind(page_id)
-            .fetch_all(pool)
-            .await?;
-    for campaign in paused {
-        crate::campaigns::resume(pool, campaign).await?;
-    }
-    Ok(())
+    let resumed = crate::campaigns::resume_after_halt(&mut tx, page_id).await?;
+    tx.commit().await.context("committing a Page's resumption")?;
+    Ok(resumed)
 }
 
 /// Makes every worker hold a rate-limited Page's sends until `seconds` from now.

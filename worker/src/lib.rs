@@ -11,6 +11,7 @@ mod pacer;
 mod policy;
 mod rotate;
 mod send;
+mod service;
 mod webhook;
 
 use std::future::Future;

@@ -27,8 +27,8 @@ impl Run<Env> for NotifyJob {
 }
 
 async fn notify(ctx: &Env, job: NotifyJob) -> Result<(), JobError> {
-    let row: Option<(Vec<u8>, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT s.psid, p.name, p.access_token
+    let row: Option<(Vec<u8>, i64, i32, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT s.psid, p.id, p.send_rate, p.name, p.access_token
          FROM subscribers s JOIN pages p ON p.id = s.page_id WHERE s.id = $1",
     )
     .bind(job.subscriber_id)
@@ -36,7 +36,7 @@ async fn notify(ctx: &Env, job: NotifyJob) -> Result<(), JobError> {
     .await
     .context("loading the recipient")?;
     // Erased since: there is nobody left to tell.
-    let Some((psid, page_name, token)) = row else {
+    let Some((psid, page_id, send_rate, page_name, token)) = row else {
         return Ok(());
     };
     let psid = ctx
@@ -50,6 +50,7 @@ async fn notify(ctx: &Env, job: NotifyJob) -> Result<(), JobError> {
         text: &text,
         quick_replies: &[],
     };
+    crate::service::job_slot(ctx, page_id, send_rate).await?;
     let Err(error) = ctx.client.send(&token, &message).await else {
         return Ok(());
     };

@@ -143,7 +143,7 @@ pub(crate) async fn set_send_rate(
     }
 }
 
-/// Resumes a halted Page and the campaigns its halt paused.
+/// Resumes a halted Page and the campaigns its halt paused (not those an admin paused).
 #[utoipa::path(post, path = "/api/v1/pages/{id}/resume", tag = "pages",
     params(("id" = i64, Path, description = "Page id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
@@ -154,7 +154,7 @@ pub(crate) async fn resume(
     if pages::fb_page_id(&state.pool, id).await?.is_none() {
         return Err(ApiError::NotFound("page"));
     }
-    pages::resume(&state.pool, id).await?;
-    tracing::info!(page_id = id, "page resumed");
+    let resumed = pages::resume(&state.pool, id).await?;
+    tracing::info!(page_id = id, campaigns = resumed.len(), "page resumed");
     Ok(StatusCode::NO_CONTENT)
 }
