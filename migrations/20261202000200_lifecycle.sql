@@ -41,3 +41,7 @@ END
 $$;
 CREATE TRIGGER subscribers_keep_suppressed BEFORE INSERT ON subscribers
     FOR EACH ROW EXECUTE FUNCTION subscribers_keep_suppressed();
+
+-- Facebook allows 300 messages per second per Page: no Page is set faster.
+UPDATE pages SET send_rate = 300 WHERE send_rate > 300;
+ALTER TABLE pages ADD CONSTRAINT pages_send_rate_max CHECK (send_rate <= 300);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::settings::MessengerSettings;
 
@@ -232,8 +232,9 @@ impl Client {
             settings.app_id,
             settings.app_secret.expose_secret()
         );
-        let mut proof = Hmac::<Sha256>::new_from_slice(settings.app_secret.expose_secret().as_bytes())
-            .context("keying the appsecret_proof")?;
+        let mut proof =
+            Hmac::<Sha256>::new_from_slice(settings.app_secret.expose_secret().as_bytes())
+                .context("keying the appsecret_proof")?;
         proof.update(app_token.as_bytes());
         Ok(Client {
             http,

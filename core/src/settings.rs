@@ -338,7 +338,10 @@ impl Settings {
             ));
         }
         if self.retention.inactive_subscriber_days == 0 {
-            return Err(invalid("retention.inactive_subscriber_days", "must be at least 1"));
+            return Err(invalid(
+                "retention.inactive_subscriber_days",
+                "must be at least 1",
+            ));
         }
         if self.retention.unsubscribed_days == 0 {
             return Err(invalid("retention.unsubscribed_days", "must be at least 1"));

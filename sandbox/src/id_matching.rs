@@ -38,8 +38,10 @@ pub(crate) async fn ids_for_pages(
         return GraphError::invalid_token().into_response();
     };
     if !proof_matches(&token, &proof) {
-        return GraphError::invalid_parameter("Invalid appsecret_proof provided in the API argument")
-            .into_response();
+        return GraphError::invalid_parameter(
+            "Invalid appsecret_proof provided in the API argument",
+        )
+        .into_response();
     }
     let data: Vec<serde_json::Value> = app
         .state

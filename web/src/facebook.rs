@@ -14,9 +14,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use moonengage_core::dsr::{self, Channel, DsrType, Status};
+use moonengage_core::privacy::requests;
 use moonengage_core::privacy::signed_request::{self, SignedRequestError};
 use moonengage_core::privacy::subject::SealedSubject;
-use moonengage_core::privacy::requests;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 

@@ -5,6 +5,7 @@
 mod dsr;
 mod email;
 mod env;
+mod export_link;
 mod handle;
 mod notify;
 mod pacer;
@@ -26,6 +27,7 @@ use moonengage_core::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use moonengage_core::messenger;
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
+use moonengage_core::privacy::export_link::ExportLinkJob;
 use moonengage_core::rate_limit::RateLimiter;
 use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
@@ -108,6 +110,7 @@ impl Worker {
             AdminEvent::KIND,
             PolicyNoticeJob::KIND,
             DsrJob::KIND,
+            ExportLinkJob::KIND,
             RotateJob::KIND,
         ]
         .map(str::to_owned)
@@ -136,6 +139,7 @@ impl Worker {
         let monitor = register::<AdminEvent>(monitor, &registration);
         let monitor = register::<PolicyNoticeJob>(monitor, &registration);
         let monitor = register::<DsrJob>(monitor, &registration);
+        let monitor = register::<ExportLinkJob>(monitor, &registration);
         let monitor = register::<RotateJob>(monitor, &registration);
         let monitor = monitor
             .should_restart(|ctx, error| {

@@ -28,6 +28,7 @@ pub use serve::{handler, start};
 use crate::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use crate::notify::AdminEvent;
 use crate::policy::PolicyNoticeJob;
+use crate::privacy::export_link::ExportLinkJob;
 use families::Families;
 use moonengage_queue::{Job, sends};
 
@@ -39,6 +40,7 @@ pub const QUEUES: &[&str] = &[
     NotifyJob::KIND,
     AdminEvent::KIND,
     PolicyNoticeJob::KIND,
+    ExportLinkJob::KIND,
     RotateJob::KIND,
 ];
 

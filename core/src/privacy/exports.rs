@@ -52,9 +52,7 @@ pub async fn store(
     json: &[u8],
     ttl_days: u32,
 ) -> anyhow::Result<Created> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    OsRng.fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let token = fresh_token();
     let expires_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO exports (dsr_request_id, subscriber_id, token_hash, payload, expires_at)
          VALUES ($1, $2, $3, $4, now() + make_interval(days => $5))
@@ -72,6 +70,33 @@ pub async fn store(
     .await
     .context("storing an export")?;
     Ok(Created { token, expires_at })
+}
+
+/// A new random link token.
+fn fresh_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Gives the export of a request a new link (the old one stops working) until the same expiry,
+/// for a link that waited for the person or that an admin re-issued. `None` when the export is
+/// no longer held (downloaded, expired or erased).
+pub async fn renew_link(
+    executor: impl PgExecutor<'_>,
+    request_id: i64,
+) -> anyhow::Result<Option<Created>> {
+    let token = fresh_token();
+    let expires_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE exports SET token_hash = $2
+         WHERE dsr_request_id = $1 AND expires_at > now() RETURNING expires_at",
+    )
+    .bind(request_id)
+    .bind(token_hash(&token))
+    .fetch_optional(executor)
+    .await
+    .context("renewing an export's link")?;
+    Ok(expires_at.map(|expires_at| Created { token, expires_at }))
 }
 
 /// Whether a download link still leads to an export, without using it up.

@@ -3,6 +3,7 @@
 //! them, and Facebook's signed data-deletion callback.
 
 pub mod erasure;
+pub mod export_link;
 pub mod exports;
 pub mod requests;
 pub mod signed_request;

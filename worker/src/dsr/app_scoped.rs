@@ -19,7 +19,11 @@ pub(super) async fn run(ctx: &Env, request_id: i64, app_scoped_id: &str) -> anyh
         .ids_for_pages(app_scoped_id)
         .await
         .context("mapping an app-scoped id to Page-scoped ids")?;
-    let mut tx = ctx.pool.begin().await.context("starting a mapped erasure")?;
+    let mut tx = ctx
+        .pool
+        .begin()
+        .await
+        .context("starting a mapped erasure")?;
     let mut filed = Vec::new();
     let mut elsewhere = 0;
     for id in &ids {
