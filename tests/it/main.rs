@@ -3,6 +3,7 @@
 
 mod delivery;
 mod helpers;
+mod lifecycle;
 mod metrics;
 mod notifications;
 mod privacy;
