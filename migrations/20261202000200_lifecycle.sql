@@ -1,16 +1,15 @@
 -- Lifecycle: who paused a campaign, what is kept of people retention deleted after they
 -- unsubscribed, and export links waiting for the person's next message.
 
--- Who paused a campaign: an admin, or its Page's halt. Resuming the Page resumes only the
--- campaigns its halt paused. Campaigns paused before this migration are attributed to the halt
--- when their Page is halted now, otherwise to an admin.
+-- Who paused a campaign last: an admin, or its Page's halt (read while the campaign is paused;
+-- resuming clears it). Resuming the Page resumes only the campaigns its halt paused. Campaigns
+-- paused before this migration are attributed to the halt when their Page is halted now,
+-- otherwise to an admin.
 ALTER TABLE campaigns ADD COLUMN paused_by text CHECK (paused_by IN ('admin', 'page_halt'));
 UPDATE campaigns c
 SET paused_by = CASE WHEN p.status = 'halted' THEN 'page_halt' ELSE 'admin' END
 FROM pages p
 WHERE p.id = c.page_id AND c.state = 'paused';
-ALTER TABLE campaigns
-    ADD CONSTRAINT campaigns_paused_by_state CHECK ((state = 'paused') = (paused_by IS NOT NULL));
 
 -- People retention deleted after they unsubscribed: only the blind index of their PSID on the
 -- Page is kept (no PSID, no name, no date of theirs beyond when the row was written), so a
