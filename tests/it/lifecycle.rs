@@ -2,7 +2,7 @@
 //! and resumes, Facebook's deletion callback mapped to Page-scoped ids, export links that wait
 //! for the person's next message, retention of people, and service messages at the Page's rate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use moonengage_core::admin_tokens;
@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::helpers::{
-    Harness, Person, Process, bin_dir, free_port, random_psid, repo_root, wait_completed,
+    Harness, Person, Process, bin_dir, eventually, free_port, moonengage, random_psid, repo_root,
+    wait_completed,
 };
-use crate::privacy::{completed, signed_request, token_in, wait_message};
+use crate::privacy::{completed, signed_request, subscriber, token_in, wait_message};
 use crate::webhook_client::{WebClient as Web, count, wait_count};
 
 const FB_PAGE: &str = "3001";
@@ -37,19 +38,6 @@ async fn admin_web(h: &mut Harness) -> (Web, String) {
     (web, token)
 }
 
-/// Polls until `done` holds, failing the test with `what` after [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < WAIT, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Texts the sandbox received for a person.
 fn texts(h: &Harness, psid: &str) -> Vec<String> {
     h.sandbox
@@ -62,13 +50,20 @@ fn texts(h: &Harness, psid: &str) -> Vec<String> {
         .collect()
 }
 
-async fn subscriber_id(h: &Harness, page: i64, psid: &str) -> Option<i64> {
-    sqlx::query_scalar("SELECT id FROM subscribers WHERE page_id = $1 AND psid_index = $2")
-        .bind(page)
-        .bind(h.keyring.blind_index(FB_PAGE, psid))
-        .fetch_optional(h.pool())
+/// Facebook's data-deletion callback about `user_id`, signed with our app secret; its answer.
+async fn deletion_callback(web: &Web, user_id: &str) -> Value {
+    let now = Utc::now().timestamp();
+    let payload = json!({"algorithm": "HMAC-SHA256", "expires": now + 300, "issued_at": now,
+                         "user_id": user_id});
+    let response = web
+        .http
+        .post(format!("{}/facebook/data-deletion", web.url))
+        .form(&[("signed_request", signed_request(&payload, &web.secret))])
+        .send()
         .await
-        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
 }
 
 /// The environment of a production web process, every secret set except the public URL.
@@ -158,7 +153,7 @@ async fn production_refuses_to_start_without_an_https_public_url() {
     ));
     let _web = Process::start("web", &env);
     let http = reqwest::Client::new();
-    eventually("production web answers /healthz", || {
+    eventually("production web answers /healthz", WAIT, || {
         let http = http.clone();
         async move {
             http.get(format!("http://127.0.0.1:{port}/healthz"))
@@ -180,7 +175,7 @@ async fn no_link_points_at_the_address_the_web_process_binds() {
     let page = h.add_page(FB_PAGE).await;
     let person = Person::in_window("Ann");
     h.seed(page, FB_PAGE, std::slice::from_ref(&person)).await;
-    let id = subscriber_id(&h, page, &person.psid).await;
+    let id = subscriber(&h, page, &person.psid).await;
     let mut conn = h.pool().acquire().await.unwrap();
     dsr::file(
         &mut conn,
@@ -199,24 +194,7 @@ async fn no_link_points_at_the_address_the_web_process_binds() {
     h.start_worker("it-lifecycle-links").await;
     let link = wait_message(&h, &person.psid, "/exports/").await;
 
-    let now = Utc::now().timestamp();
-    let answer: Value = web
-        .http
-        .post(format!("{}/facebook/data-deletion", web.url))
-        .form(&[(
-            "signed_request",
-            signed_request(
-                &json!({"algorithm": "HMAC-SHA256", "expires": now + 300, "issued_at": now,
-                        "user_id": "4001"}),
-                &web.secret,
-            ),
-        )])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = deletion_callback(&web, "4001").await;
     let status_url = answer["url"].as_str().unwrap().to_owned();
     for rendered in texts(&h, &person.psid).iter().chain([&status_url]) {
         assert!(!rendered.contains("0.0.0.0"), "{rendered}");
@@ -305,21 +283,7 @@ async fn the_deletion_callback_erases_the_people_facebook_maps_the_app_scoped_id
             },
         ],
     });
-    let callback = |user_id: &'static str| {
-        let now = Utc::now().timestamp();
-        web.http
-            .post(format!("{}/facebook/data-deletion", web.url))
-            .form(&[(
-                "signed_request",
-                signed_request(
-                    &json!({"algorithm": "HMAC-SHA256", "expires": now + 300,
-                            "issued_at": now, "user_id": user_id}),
-                    &web.secret,
-                ),
-            )])
-            .send()
-    };
-    let answer: Value = callback("7001").await.unwrap().json().await.unwrap();
+    let answer = deletion_callback(&web, "7001").await;
     let code = answer["confirmation_code"].as_str().unwrap().to_owned();
     assert!(
         answer["url"]
@@ -342,8 +306,8 @@ async fn the_deletion_callback_erases_the_people_facebook_maps_the_app_scoped_id
         outcome.starts_with("mapped to 2 Page-scoped ids; erasure requests filed: #"),
         "{outcome}"
     );
-    assert_eq!(subscriber_id(&h, page, &gone.psid).await, None);
-    assert!(subscriber_id(&h, page, &stays.psid).await.is_some());
+    assert_eq!(subscriber(&h, page, &gone.psid).await, None);
+    assert!(subscriber(&h, page, &stays.psid).await.is_some());
     let erased: String = sqlx::query_scalar(
         "SELECT outcome FROM dsr_requests WHERE confirmation_code <> $1 AND type = 'erasure'",
     )
@@ -354,7 +318,7 @@ async fn the_deletion_callback_erases_the_people_facebook_maps_the_app_scoped_id
     assert!(erased.starts_with("erased: 1 subscriber"), "{erased}");
 
     // Facebook maps an unknown id to nobody: nothing held.
-    callback("7002").await.unwrap();
+    deletion_callback(&web, "7002").await;
     let (_, outcome) = completed(&h, "erasure", 3).await;
     assert_eq!(outcome, "nothing held");
     assert_eq!(count(&h, "SELECT count(*) FROM subscribers").await, 1);
@@ -395,23 +359,12 @@ async fn an_export_link_waits_for_the_next_message_and_admins_can_reissue_it() {
             .send()
     };
     assert_eq!(reissue().await.unwrap().status(), StatusCode::ACCEPTED);
-    eventually("the re-issued link arrives", || async {
+    eventually("the re-issued link arrives", WAIT, || async {
         texts(&h, &away.psid).len() == 2
     })
     .await;
-    let output = Command::new(bin_dir().join("moonengage"))
-        .args(["dsr", "reissue-export-link", &request.to_string()])
-        .envs(h.process_env())
-        .current_dir(repo_root())
-        .output()
-        .await
-        .expect("moonengage is built (cargo build --workspace --bins)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eventually("the link re-issued from the CLI arrives", || async {
+    moonengage(&h, &["dsr", "reissue-export-link", &request.to_string()]).await;
+    eventually("the link re-issued from the CLI arrives", WAIT, || async {
         texts(&h, &away.psid).len() == 3
     })
     .await;
@@ -468,7 +421,7 @@ async fn retention_deletes_inactive_and_unsubscribed_people_keeping_only_a_blind
     )
     .await;
     for (person, at) in [(&quit_long_ago, days_ago(40)), (&quit_lately, days_ago(1))] {
-        let id = subscriber_id(&h, page, &person.psid).await.unwrap();
+        let id = subscriber(&h, page, &person.psid).await.unwrap();
         subscribers::unsubscribe(h.pool(), id, page).await.unwrap();
         sqlx::query("UPDATE subscribers SET unsubscribed_at = $2 WHERE id = $1")
             .bind(id)
@@ -479,8 +432,8 @@ async fn retention_deletes_inactive_and_unsubscribed_people_keeping_only_a_blind
     }
     h.start_scheduler().await;
     wait_count(&h, "SELECT count(*) FROM subscribers", 2, WAIT).await;
-    assert!(subscriber_id(&h, page, &active.psid).await.is_some());
-    assert!(subscriber_id(&h, page, &quit_lately.psid).await.is_some());
+    assert!(subscriber(&h, page, &active.psid).await.is_some());
+    assert!(subscriber(&h, page, &quit_lately.psid).await.is_some());
     let kept: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT page_id, psid_index FROM suppressions")
         .fetch_all(h.pool())
         .await

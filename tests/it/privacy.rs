@@ -59,7 +59,7 @@ pub(crate) fn token_in(text: &str) -> String {
         .collect()
 }
 
-async fn subscriber(h: &Harness, page: i64, psid: &str) -> Option<i64> {
+pub(crate) async fn subscriber(h: &Harness, page: i64, psid: &str) -> Option<i64> {
     sqlx::query_scalar("SELECT id FROM subscribers WHERE page_id = $1 AND psid_index = $2")
         .bind(page)
         .bind(h.keyring.blind_index(FB_PAGE, psid))
