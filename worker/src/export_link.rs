@@ -1,14 +1,13 @@
 //! The export-link job: sends the link of an export that waited for the person (or that an
 //! admin re-issued) as a `RESPONSE` inside their 24-hour window, at the Page's send rate. Each
-//! send gives the export a new link, so only the link last sent works; once it went, the
-//! export no longer waits.
+//! send claims the link and gives the export a new one, so only the link last sent works; a
+//! send that certainly failed makes it wait again.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use moonengage_core::crypto::Context;
 use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
 use moonengage_core::privacy::export_link::{self, ExportLinkJob};
-use moonengage_core::privacy::exports;
 use moonengage_core::{pages, subscribers};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
@@ -76,7 +75,7 @@ async fn deliver(env: &Env, request_id: i64) -> Result<(), JobError> {
         return Ok(());
     }
     crate::service::job_slot(env, waiting.page_id, waiting.send_rate).await?;
-    let Some(link) = exports::renew_link(&env.pool, request_id).await? else {
+    let Some(link) = export_link::claim(&env.pool, request_id).await? else {
         return Ok(());
     };
     let psid = env
@@ -96,33 +95,38 @@ async fn deliver(env: &Env, request_id: i64) -> Result<(), JobError> {
         text: &text,
         quick_replies: &[],
     };
-    let class = match env.client.send(&token, &message).await {
-        Ok(_) => None,
-        Err(error) => Some(error.class()),
+    let Err(error) = env.client.send(&token, &message).await else {
+        tracing::debug!(request_id, "export link sent");
+        return Ok(());
     };
+    let class = error.class();
     tracing::debug!(
         request_id,
-        class = class.map_or("sent", ErrorClass::as_str),
-        "export link"
+        class = class.as_str(),
+        "export link not accepted"
     );
+    if class == ErrorClass::Ambiguous {
+        // It may have reached them: a link is never sent twice.
+        return Ok(());
+    }
+    // It certainly did not reach them: it waits again.
+    export_link::wait(&env.pool, request_id).await?;
     match class {
-        // Sent, or maybe: a link is never sent twice.
-        None | Some(ErrorClass::Ambiguous) => export_link::sent(&env.pool, request_id).await?,
-        Some(class @ (ErrorClass::Transient | ErrorClass::RateLimited)) => {
+        ErrorClass::Transient | ErrorClass::RateLimited => {
             return Err(JobError::Retry {
                 after: None,
                 spend_attempt: true,
                 reason: class.as_str().to_owned(),
             });
         }
-        Some(class @ ErrorClass::PageFatal) => {
+        ErrorClass::PageFatal => {
             pages::halt(&env.pool, waiting.page_id, class.as_str()).await?;
         }
-        Some(ErrorClass::RecipientPermanent) => {
+        ErrorClass::RecipientPermanent => {
             subscribers::mark_unreachable(&env.pool, waiting.subscriber_id).await?;
         }
         // Window closed or another refusal: it waits for their next message.
-        Some(_) => {}
+        _ => {}
     }
     Ok(())
 }

@@ -4,9 +4,12 @@
 //! re-issue it, which gives the export a new link and sends it the same way.
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use moonengage_queue::{Job, jobs};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor, PgPool};
+
+use super::exports::{self, Created};
 
 /// Why a link is sent now: with the request, the job's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,14 +61,10 @@ pub enum ReissueError {
     Database(#[from] anyhow::Error),
 }
 
-/// Marks the export of a request as waiting for the person's next message.
+/// Marks the export of a request as waiting for the person's next message (or gives back a claim
+/// whose send certainly failed).
 pub async fn wait(executor: impl PgExecutor<'_>, request_id: i64) -> anyhow::Result<()> {
     set_waiting(executor, request_id, true).await
-}
-
-/// Records that the waiting link reached the person (or may have: a link is never sent twice).
-pub async fn sent(executor: impl PgExecutor<'_>, request_id: i64) -> anyhow::Result<()> {
-    set_waiting(executor, request_id, false).await
 }
 
 async fn set_waiting(
@@ -80,6 +79,28 @@ async fn set_waiting(
         .await
         .context("recording an export link's delivery")?;
     Ok(())
+}
+
+/// Claims a waiting link for sending: the export gets a new link (the old one stops working,
+/// the expiry stays) and no longer waits, atomically, so of the jobs racing for it one sends.
+/// `None` when nothing waits (sent, downloaded, expired or erased). Like a delivery claim, a
+/// claim whose send may have reached the person is kept; [`wait`] gives back one that certainly
+/// did not.
+pub async fn claim(
+    executor: impl PgExecutor<'_>,
+    request_id: i64,
+) -> anyhow::Result<Option<Created>> {
+    let token = exports::fresh_token();
+    let expires_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE exports SET token_hash = $2, link_waiting = false
+         WHERE dsr_request_id = $1 AND link_waiting AND expires_at > now() RETURNING expires_at",
+    )
+    .bind(request_id)
+    .bind(exports::token_hash(&token))
+    .fetch_optional(executor)
+    .await
+    .context("claiming an export's waiting link")?;
+    Ok(expires_at.map(|expires_at| Created { token, expires_at }))
 }
 
 /// Queues the waiting links of a person who just wrote to their Page (in the transaction that

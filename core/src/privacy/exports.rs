@@ -37,7 +37,8 @@ pub enum Taken {
     Gone,
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
+/// What is stored of a link token.
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -73,30 +74,10 @@ pub async fn store(
 }
 
 /// A new random link token.
-fn fresh_token() -> String {
+pub(crate) fn fresh_token() -> String {
     let mut bytes = [0u8; TOKEN_BYTES];
     OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Gives the export of a request a new link (the old one stops working) until the same expiry,
-/// for a link that waited for the person or that an admin re-issued. `None` when the export is
-/// no longer held (downloaded, expired or erased).
-pub async fn renew_link(
-    executor: impl PgExecutor<'_>,
-    request_id: i64,
-) -> anyhow::Result<Option<Created>> {
-    let token = fresh_token();
-    let expires_at: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "UPDATE exports SET token_hash = $2
-         WHERE dsr_request_id = $1 AND expires_at > now() RETURNING expires_at",
-    )
-    .bind(request_id)
-    .bind(token_hash(&token))
-    .fetch_optional(executor)
-    .await
-    .context("renewing an export's link")?;
-    Ok(expires_at.map(|expires_at| Created { token, expires_at }))
 }
 
 /// Whether a download link still leads to an export, without using it up.
