@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use moonengage_core::crypto::Context;
 use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
+use moonengage_core::pages;
 use moonengage_core::privacy::export_link::{self, ExportLinkJob};
-use moonengage_core::{pages, subscribers};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 
@@ -111,22 +111,5 @@ async fn deliver(env: &Env, request_id: i64) -> Result<(), JobError> {
     }
     // It certainly did not reach them: it waits again.
     export_link::wait(&env.pool, request_id).await?;
-    match class {
-        ErrorClass::Transient | ErrorClass::RateLimited => {
-            return Err(JobError::Retry {
-                after: None,
-                spend_attempt: true,
-                reason: class.as_str().to_owned(),
-            });
-        }
-        ErrorClass::PageFatal => {
-            pages::halt(&env.pool, waiting.page_id, class.as_str()).await?;
-        }
-        ErrorClass::RecipientPermanent => {
-            subscribers::mark_unreachable(&env.pool, waiting.subscriber_id).await?;
-        }
-        // Window closed or another refusal: it waits for their next message.
-        _ => {}
-    }
-    Ok(())
+    crate::service::refused(env, class, waiting.page_id, waiting.subscriber_id).await
 }

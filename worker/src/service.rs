@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use moonengage_core::metrics;
+use moonengage_core::messenger::ErrorClass;
 use moonengage_core::rate_limit::Permit;
+use moonengage_core::{metrics, pages, subscribers};
 use moonengage_queue::JobError;
 
 use crate::env::Env;
@@ -39,5 +40,33 @@ pub(crate) async fn job_slot(env: &Env, page_id: i64, send_rate: i32) -> Result<
 pub(crate) async fn wait_slot(env: &Env, page_id: i64, send_rate: i32) {
     while let Err(wait) = slot(env, page_id, send_rate).await {
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// What a service message that Facebook certainly refused means: a transient error or a rate
+/// limit is retried (past the last attempt the person is still told, with their next reply);
+/// a Page refused for good is halted; a person who cannot be reached is marked so. A closed
+/// window or any other refusal waits for the person's next message.
+pub(crate) async fn refused(
+    env: &Env,
+    class: ErrorClass,
+    page_id: i64,
+    subscriber_id: i64,
+) -> Result<(), JobError> {
+    match class {
+        ErrorClass::Transient | ErrorClass::RateLimited => Err(JobError::Retry {
+            after: None,
+            spend_attempt: true,
+            reason: class.as_str().to_owned(),
+        }),
+        ErrorClass::PageFatal => {
+            pages::halt(&env.pool, page_id, class.as_str()).await?;
+            Ok(())
+        }
+        ErrorClass::RecipientPermanent => {
+            subscribers::mark_unreachable(&env.pool, subscriber_id).await?;
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
