@@ -7,6 +7,7 @@ use std::time::Duration;
 use moonengage_core::jobs::{Cause, DsrJob, NotifyJob, NotifyKind, RotateJob, WebhookJob};
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
+use moonengage_core::privacy::export_link::{ExportLinkJob, LinkCause};
 use moonengage_queue::backend::Source;
 use moonengage_queue::jobs::{self, Jobs, Settled};
 use moonengage_queue::sends::{self, Outcome, Sends};
@@ -314,6 +315,17 @@ async fn every_kind_round_trips_through_the_generic_table() {
         },
     )
     .await;
+    for cause in [LinkCause::Reply(17), LinkCause::Reissue(18)] {
+        round_trip(
+            pool,
+            ExportLinkJob {
+                request_id: 19,
+                subscriber_id: subscriber,
+                cause,
+            },
+        )
+        .await;
+    }
 }
 
 /// Sequential scans of `deliveries` so far, as of this connection's last transaction.
