@@ -25,8 +25,8 @@ pub enum PageCommand {
         /// The Page access token (read from the environment to keep it out of shell history).
         #[arg(long, env = "PAGE_ACCESS_TOKEN", hide_env_values = true)]
         access_token: String,
-        /// Messages per second.
-        #[arg(long, default_value_t = 250)]
+        /// Messages per second (1-300).
+        #[arg(long, default_value_t = pages::DEFAULT_SEND_RATE)]
         send_rate: i32,
     },
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod demo;
+mod dsr;
 mod keys;
 mod policy;
 mod tokens;
@@ -45,6 +46,9 @@ enum Command {
     Subscribers(admin::SubscribersCommand),
     /// Run the whole system locally and send a demo campaign through the sandbox.
     Demo(demo::DemoArgs),
+    /// Act on data-subject requests.
+    #[command(subcommand)]
+    Dsr(dsr::DsrCommand),
     /// Publish privacy-policy versions.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                     admin::subscribers(&pool, &settings, command).await
                 }
                 Command::Policy(command) => policy::run(&pool, &settings, command).await,
+                Command::Dsr(command) => dsr::run(&pool, &settings, command).await,
                 Command::Keys {
                     command: Some(command),
                 } => keys::run(&pool, &settings, command).await,

@@ -20,6 +20,19 @@ pub enum CampaignError {
     /// The campaign is not in a state that allows this.
     #[error("campaign is {0}")]
     WrongState(String),
+    /// The campaign's Page is halted: nothing can be sent from it until the Page is resumed,
+    /// which resumes the campaigns its halt paused.
+    #[error(
+        "the campaign's Page #{page_id} is halted ({reason}): fix its token or permissions and \
+         resume the Page (POST /api/v1/pages/{page_id}/resume), which resumes the campaigns its \
+         halt paused"
+    )]
+    PageHalted {
+        /// The halted Page.
+        page_id: i64,
+        /// Why Facebook refused it.
+        reason: String,
+    },
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -117,33 +130,120 @@ pub async fn progress(pool: &PgPool, id: i64) -> anyhow::Result<Option<Progress>
     .context("reading campaign progress")
 }
 
-/// Pauses a running (or scheduled) campaign. No row moves: workers claim only from running
-/// campaigns, and a send already claimed sees the state and goes back to the queue unsent.
+/// Who paused a campaign (`campaigns.paused_by`): resuming a Page restarts only what its halt
+/// paused, never a campaign an admin paused on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PausedBy {
+    /// An admin, through the API or the CLI.
+    Admin,
+    /// The halt of its Page (Facebook refused the Page for good).
+    PageHalt,
+}
+
+impl PausedBy {
+    /// The value stored in `campaigns.paused_by`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PausedBy::Admin => "admin",
+            PausedBy::PageHalt => "page_halt",
+        }
+    }
+}
+
+/// Pauses a running (or scheduled) campaign at an admin's request. No row moves: workers claim
+/// only from running campaigns, and a send already claimed sees the state and goes back to the
+/// queue unsent.
 pub async fn pause(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     let mut conn = pool.acquire().await?;
-    transition(&mut conn, id, &["running", "scheduled"], "paused").await
+    transition(
+        &mut conn,
+        id,
+        &["running", "scheduled"],
+        "paused",
+        Some(PausedBy::Admin),
+    )
+    .await
+}
+
+/// Pauses every running or scheduled campaign of a Page that was just halted, recording the
+/// halt as the reason; returns their ids.
+pub async fn pause_for_halt(conn: &mut PgConnection, page_id: i64) -> anyhow::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "UPDATE campaigns SET state = 'paused', paused_by = $2
+         WHERE page_id = $1 AND state IN ('running', 'scheduled') RETURNING id",
+    )
+    .bind(page_id)
+    .bind(PausedBy::PageHalt.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .context("pausing the campaigns of a halted Page")
 }
 
 /// Pauses a running campaign whose template does not render at send time (one created before
 /// templates were checked for people without a name), so no delivery is spent on it; an admin
-/// cancels it, or resumes it once that can work.
+/// cancels it, or resumes it once that can work (so it counts as paused for an admin).
 pub async fn pause_unrenderable(pool: &PgPool, id: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE campaigns SET state = 'paused' WHERE id = $1 AND state = 'running'")
+    sqlx::query("UPDATE campaigns SET state = 'paused', paused_by = $2 WHERE id = $1 AND state = 'running'")
         .bind(id)
+        .bind(PausedBy::Admin.as_str())
         .execute(pool)
         .await
         .context("pausing a campaign whose template does not render")?;
     Ok(())
 }
 
-/// Resumes a paused campaign: its queued sends become due again, paced at the Page's send rate
-/// so the resumed campaign does not crowd out other Pages. Nobody is messaged twice: each
-/// delivery row is claimed once.
+/// Resumes a paused campaign at an admin's request: its queued sends become due again, paced at
+/// the Page's send rate so the resumed campaign does not crowd out other Pages. Nobody is
+/// messaged twice: each delivery row is claimed once. A campaign of a halted Page stays paused
+/// (nothing is touched): the Page must be resumed first.
 pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     let mut tx = pool.begin().await?;
-    transition(&mut tx, id, &["paused"], "running").await?;
-    sends::repace(&mut tx, id).await?;
+    let page: Option<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT p.id, p.status, p.halted_reason
+         FROM campaigns c JOIN pages p ON p.id = c.page_id WHERE c.id = $1 FOR SHARE OF p",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match page {
+        None => return Err(CampaignError::NotFound("campaign")),
+        Some((page_id, status, reason)) if status == "halted" => {
+            return Err(CampaignError::PageHalted {
+                page_id,
+                reason: reason.unwrap_or_else(|| "no reason recorded".into()),
+            });
+        }
+        Some(_) => {}
+    }
+    restart(&mut tx, id).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Resumes the campaigns of a Page that its halt paused (the Page was just resumed, in the same
+/// transaction); those an admin paused stay paused. Returns their ids.
+pub async fn resume_after_halt(conn: &mut PgConnection, page_id: i64) -> anyhow::Result<Vec<i64>> {
+    let paused: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM campaigns WHERE page_id = $1 AND state = 'paused' AND paused_by = $2
+         FOR UPDATE",
+    )
+    .bind(page_id)
+    .bind(PausedBy::PageHalt.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .context("finding the campaigns a halt paused")?;
+    for campaign in &paused {
+        restart(conn, *campaign)
+            .await
+            .context("resuming a campaign a halt paused")?;
+    }
+    Ok(paused)
+}
+
+/// Moves a paused campaign back to running and re-paces its queued sends.
+async fn restart(conn: &mut PgConnection, id: i64) -> Result<(), CampaignError> {
+    transition(conn, id, &["paused"], "running", None).await?;
+    sends::repace(conn, id).await?;
     Ok(())
 }
 
@@ -169,20 +269,25 @@ pub async fn cancel(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     Ok(())
 }
 
-/// Moves a campaign from one of `from` to `to`, or says why it cannot.
+/// Moves a campaign from one of `from` to `to` (recording who paused it, when it is paused),
+/// or says why it cannot.
 async fn transition(
     conn: &mut PgConnection,
     id: i64,
     from: &[&str],
     to: &str,
+    paused_by: Option<PausedBy>,
 ) -> Result<(), CampaignError> {
     let from: Vec<String> = from.iter().map(|s| (*s).to_owned()).collect();
-    let moved = sqlx::query("UPDATE campaigns SET state = $3 WHERE id = $1 AND state = ANY($2)")
-        .bind(id)
-        .bind(&from)
-        .bind(to)
-        .execute(&mut *conn)
-        .await?;
+    let moved = sqlx::query(
+        "UPDATE campaigns SET state = $3, paused_by = $4 WHERE id = $1 AND state = ANY($2)",
+    )
+    .bind(id)
+    .bind(&from)
+    .bind(to)
+    .bind(paused_by.map(PausedBy::as_str))
+    .execute(&mut *conn)
+    .await?;
     if moved.rows_affected() == 1 {
         return Ok(());
     }

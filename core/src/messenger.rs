@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::settings::MessengerSettings;
 
@@ -175,6 +178,31 @@ pub struct Client {
     http: reqwest::Client,
     api_url: reqwest::Url,
     messages_url: String,
+    /// The app access token (`{app-id}|{app-secret}`) and its `appsecret_proof`.
+    app_token: SecretString,
+    app_proof: String,
+}
+
+/// One of the Page-scoped ids the ID Matching API answers for an app-scoped user id.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PageScopedId {
+    /// The person's PSID on the Page.
+    #[serde(rename = "id")]
+    pub psid: String,
+    /// The Page.
+    pub page: PageRef,
+}
+
+/// A Page as the Graph API names it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PageRef {
+    /// Facebook's id of the Page.
+    pub id: String,
+}
+
+#[derive(Deserialize)]
+struct IdsForPages {
+    data: Vec<PageScopedId>,
 }
 
 #[derive(Serialize)]
@@ -219,12 +247,56 @@ impl Client {
             .build()?;
         let base = settings.base_url.trim_end_matches('/');
         let api_url = format!("{base}/{}", settings.api_version);
+        let app_token = format!(
+            "{}|{}",
+            settings.app_id,
+            settings.app_secret.expose_secret()
+        );
+        let mut proof =
+            Hmac::<Sha256>::new_from_slice(settings.app_secret.expose_secret().as_bytes())
+                .context("keying the appsecret_proof")?;
+        proof.update(app_token.as_bytes());
         Ok(Client {
             http,
             messages_url: format!("{api_url}/me/messages"),
             api_url: reqwest::Url::parse(&api_url)
                 .map_err(|e| anyhow::anyhow!("messenger.base_url is not a URL: {e}"))?,
+            app_token: SecretString::from(app_token),
+            app_proof: hex::encode(proof.finalize().into_bytes()),
         })
+    }
+
+    /// The Page-scoped ids of the person Facebook's data-deletion callback names by an
+    /// app-scoped id (ID Matching API, with the app's token): empty when no Page of the
+    /// business knows them.
+    pub async fn ids_for_pages(&self, app_scoped_id: &str) -> anyhow::Result<Vec<PageScopedId>> {
+        if app_scoped_id.is_empty() || !app_scoped_id.bytes().all(|b| b.is_ascii_digit()) {
+            anyhow::bail!("an app-scoped id is digits only");
+        }
+        let mut url = self.api_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("messenger.base_url cannot take a path"))?
+            .push(app_scoped_id)
+            .push("ids_for_pages");
+        let response = self
+            .http
+            .get(url)
+            .query(&[
+                ("access_token", self.app_token.expose_secret()),
+                ("appsecret_proof", self.app_proof.as_str()),
+            ])
+            .send()
+            .await
+            .context("calling the ID Matching API")?;
+        let status = response.status();
+        if !status.is_success() {
+            anyhow::bail!("the ID Matching API answered HTTP {status}");
+        }
+        let ids: IdsForPages = response
+            .json()
+            .await
+            .context("reading the ID Matching API's answer")?;
+        Ok(ids.data)
     }
 
     /// Sends a text with quick replies as a `RESPONSE` inside the person's 24-hour window.

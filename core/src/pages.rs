@@ -7,6 +7,30 @@ use sqlx::PgPool;
 
 use crate::crypto::{Context, Keyring};
 
+/// Facebook's limit of messages per second per Page: no Page is ever set faster.
+pub const MAX_SEND_RATE: i32 = 300;
+
+/// The rate of a Page registered without one: below Facebook's limit, leaving room for the
+/// Page's own replies.
+pub const DEFAULT_SEND_RATE: i32 = 250;
+
+/// A send rate outside 1 to [`MAX_SEND_RATE`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "send_rate must be between 1 and {MAX_SEND_RATE} messages per second (Facebook's limit per \
+     Page), not {0}"
+)]
+pub struct InvalidSendRate(pub i32);
+
+/// Checks a Page's send rate against Facebook's limit.
+pub fn check_send_rate(rate: i32) -> Result<i32, InvalidSendRate> {
+    if (1..=MAX_SEND_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(InvalidSendRate(rate))
+    }
+}
+
 /// A Page to register (or update, when its Facebook id is known already).
 #[derive(Debug)]
 pub struct NewPage<'a> {
@@ -16,12 +40,13 @@ pub struct NewPage<'a> {
     pub name: &'a str,
     /// The Page access token Facebook issued.
     pub access_token: &'a SecretString,
-    /// Messages per second this Page may send (below Facebook's 300/s).
+    /// Messages per second this Page may send (at most [`MAX_SEND_RATE`]).
     pub send_rate: i32,
 }
 
 /// Registers a Page or refreshes its name, token and rate; returns its internal id.
 pub async fn register(pool: &PgPool, keyring: &Keyring, page: &NewPage<'_>) -> anyhow::Result<i64> {
+    check_send_rate(page.send_rate)?;
     let sealed = keyring.seal(
         Context::PageAccessToken,
         page.access_token.expose_secret().as_bytes(),
@@ -55,55 +80,46 @@ pub fn open_token(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<SecretStri
 /// e-mailed (once per halt: only the call that halted an active Page reports it). Returns the
 /// campaigns it paused, or `None` when the Page was halted already.
 pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<Option<Vec<i64>>> {
+    let mut tx = pool.begin().await.context("halting a Page")?;
     let halted = sqlx::query(
         "UPDATE pages SET status = 'halted', halted_reason = $2 WHERE id = $1 AND status = 'active'",
     )
     .bind(page_id)
     .bind(reason)
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .context("halting a Page")?;
     if halted.rows_affected() == 0 {
         return Ok(None);
     }
-    let running: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM campaigns WHERE page_id = $1 AND state IN ('running', 'scheduled')",
-    )
-    .bind(page_id)
-    .fetch_all(pool)
-    .await?;
-    for campaign in &running {
-        crate::campaigns::pause(pool, *campaign).await?;
-    }
+    let paused = crate::campaigns::pause_for_halt(&mut tx, page_id).await?;
     crate::notify::admin(
-        pool,
+        &mut *tx,
         crate::notify::AdminEvent::PageHalted {
             page_id,
-            paused_campaigns: running.clone(),
+            paused_campaigns: paused.clone(),
             at_ms: chrono::Utc::now().timestamp_millis(),
         },
     )
     .await?;
-    Ok(Some(running))
+    tx.commit().await.context("committing a Page's halt")?;
+    Ok(Some(paused))
 }
 
 /// Resumes a halted Page (after an admin fixed its token or permissions) and the campaigns its
-/// halt paused.
-pub async fn resume(pool: &PgPool, page_id: i64) -> anyhow::Result<()> {
+/// halt paused; campaigns an admin paused stay paused. Returns the campaigns resumed.
+pub async fn resume(pool: &PgPool, page_id: i64) -> anyhow::Result<Vec<i64>> {
+    let mut tx = pool.begin().await.context("resuming a Page")?;
     sqlx::query("UPDATE pages SET status = 'active', halted_reason = NULL WHERE id = $1")
         .bind(page_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .context("resuming a Page")?;
-    let paused: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM campaigns WHERE page_id = $1 AND state = 'paused'")
-            .bind(page_id)
-            .fetch_all(pool)
-            .await?;
-    for campaign in paused {
-        crate::campaigns::resume(pool, campaign).await?;
-    }
-    Ok(())
+    let resumed = crate::campaigns::resume_after_halt(&mut tx, page_id).await?;
+    tx.commit()
+        .await
+        .context("committing a Page's resumption")?;
+    Ok(resumed)
 }
 
 /// Makes every worker hold a rate-limited Page's sends until `seconds` from now.
@@ -154,6 +170,7 @@ pub async fn list(pool: &PgPool) -> anyhow::Result<Vec<PageSummary>> {
 /// Sets a Page's send rate (messages per second, which the rate limiter reads); `false` when
 /// there is no such Page.
 pub async fn set_send_rate(pool: &PgPool, page_id: i64, send_rate: i32) -> anyhow::Result<bool> {
+    check_send_rate(send_rate)?;
     let updated = sqlx::query("UPDATE pages SET send_rate = $2 WHERE id = $1")
         .bind(page_id)
         .bind(send_rate)

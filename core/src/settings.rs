@@ -129,8 +129,9 @@ pub struct WebSettings {
     /// A request still unanswered after this long is answered with an error, so a slow client
     /// or a stuck query cannot hold a connection forever.
     pub request_timeout_secs: u64,
-    /// Public URL of this process (e.g. `https://engage.example.com`), where the HTTPS redirect
-    /// points; none means the request's own host.
+    /// Public URL of this process (e.g. `https://engage.example.com`): where every link we
+    /// send points and where the HTTPS redirect goes. Production refuses to start without an
+    /// `https://` one; elsewhere none means `http://localhost:{port}`.
     #[serde(default)]
     pub public_base_url: Option<String>,
 }
@@ -160,6 +161,9 @@ pub struct MessengerSettings {
     pub connect_timeout_ms: u64,
     /// Time allowed for a whole call; past it a send is ambiguous and never repeated.
     pub request_timeout_ms: u64,
+    /// The Facebook app's id: with the secret, the app access token of the ID Matching API
+    /// (the data-deletion callback names people by app-scoped ids).
+    pub app_id: String,
     /// Signs webhooks and the data-deletion callback.
     pub app_secret: SecretString,
     /// Answers Facebook's webhook verification handshake.
@@ -204,6 +208,13 @@ pub struct RetentionSettings {
     /// Delivery rows of a campaign that ended (completed or cancelled) are deleted this many
     /// days after it ended; the campaign keeps its totals.
     pub deliveries_days: u32,
+    /// A subscriber who has not written to the Page for this many days (so no campaign can
+    /// reach them) is deleted with everything about them.
+    pub inactive_subscriber_days: u32,
+    /// An unsubscribed person is deleted this many days after they unsubscribed (or last wrote,
+    /// if later); only the blind index of their PSID stays, so a re-import or a new opt-in of
+    /// theirs stays unsubscribed.
+    pub unsubscribed_days: u32,
 }
 
 impl RetentionSettings {
@@ -293,6 +304,9 @@ impl Settings {
                 "must be https:// in production",
             ));
         }
+        if self.messenger.app_id.trim().is_empty() {
+            return Err(invalid("messenger.app_id", "must be set"));
+        }
         if self.messenger.app_secret.expose_secret().is_empty() {
             return Err(invalid("messenger.app_secret", "must be set"));
         }
@@ -323,6 +337,15 @@ impl Settings {
                 "retention.deliveries_days",
                 "must be at least 1, so a campaign's outcomes can be looked at",
             ));
+        }
+        if self.retention.inactive_subscriber_days == 0 {
+            return Err(invalid(
+                "retention.inactive_subscriber_days",
+                "must be at least 1",
+            ));
+        }
+        if self.retention.unsubscribed_days == 0 {
+            return Err(invalid("retention.unsubscribed_days", "must be at least 1"));
         }
         self.crypto.validate().map_err(|e| SettingsError::Invalid {
             key: e.key(),
@@ -373,7 +396,41 @@ impl Settings {
         {
             return Err(invalid("web.public_base_url", "must start with https://"));
         }
+        if self.app.is_production() {
+            if !web
+                .public_base_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://"))
+            {
+                return Err(invalid(
+                    "web.public_base_url",
+                    "must be set to an https:// URL in production: every link sent to people \
+                     (unsubscribe, export, deletion status) points there",
+                ));
+            }
+            if let Some(url) = &self.unsubscribe.base_url
+                && !url.starts_with("https://")
+            {
+                return Err(invalid(
+                    "unsubscribe.base_url",
+                    "must be an https:// URL in production",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Where every link we send points (export downloads, the deletion status page, admin
+    /// e-mails), without a trailing slash: `web.public_base_url`, else `unsubscribe.base_url`.
+    /// Production cannot start without an https one; a local run without either links to its
+    /// own port on localhost, never to the interface it binds (`0.0.0.0` is no address).
+    pub fn public_base_url(&self) -> String {
+        self.web
+            .public_base_url
+            .as_deref()
+            .or(self.unsubscribe.base_url.as_deref())
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("http://localhost:{}", self.web.port))
     }
 }
 

@@ -12,13 +12,14 @@ use serde::Deserialize;
 use crate::App;
 use crate::faults::Faults;
 use crate::records::{MessageFilter, ReceivedMessage, Stats};
-use crate::state::{PageRegistration, ProfileRegistration, SandboxState};
+use crate::state::{IdMappingRegistration, PageRegistration, ProfileRegistration, SandboxState};
 
 /// The control routes.
 pub(crate) fn routes() -> Router<App> {
     Router::new()
         .route("/_sandbox/pages", post(register_page))
         .route("/_sandbox/profiles", post(register_profile))
+        .route("/_sandbox/ids-for-pages", post(register_ids_for_pages))
         .route("/_sandbox/closed-window", post(close_window))
         .route("/_sandbox/faults", post(set_faults))
         .route("/_sandbox/latency", post(set_latency))
@@ -41,6 +42,14 @@ async fn register_profile(
     Json(profile): Json<ProfileRegistration>,
 ) -> StatusCode {
     state.register_profile(profile);
+    StatusCode::NO_CONTENT
+}
+
+async fn register_ids_for_pages(
+    State(state): State<SandboxState>,
+    Json(mapping): Json<IdMappingRegistration>,
+) -> StatusCode {
+    state.register_ids_for_pages(mapping);
     StatusCode::NO_CONTENT
 }
 

@@ -1,4 +1,4 @@
-//! A real HTTP server that behaves like the Graph API Send and Profile endpoints, with an
+//! A real HTTP server that behaves like the Graph API Send, Profile and ID Matching endpoints, with an
 //! in-memory record of what it received and a control API for failure injection.
 //!
 //! It exists so the demo, the integration tests (in-process or as a separate process) and the
@@ -9,6 +9,7 @@ mod control;
 mod errors;
 mod faults;
 mod graph;
+mod id_matching;
 mod profile;
 mod rate_limit;
 mod records;
@@ -27,7 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use faults::{ErrorSpec, Faults, PsidFault, RandomFault};
 pub use records::{MessageFilter, PageStats, QuickReply, ReceivedMessage, Stats};
-pub use state::{PageRegistration, ProfileRegistration, SandboxState};
+pub use state::{
+    IdMappingRegistration, PageRegistration, PageScopedId, ProfileRegistration, SandboxState,
+};
 
 /// How to start a sandbox: where to listen and how the fake Graph API behaves at first.
 #[derive(Debug, Clone)]
@@ -148,6 +151,10 @@ fn router(app: App) -> Router {
     Router::new()
         .route("/{version}/{node}/messages", post(send::send_message))
         .route("/{version}/{node}", get(profile::lookup))
+        .route(
+            "/{version}/{node}/ids_for_pages",
+            get(id_matching::ids_for_pages),
+        )
         .merge(control::routes())
         .with_state(app)
 }

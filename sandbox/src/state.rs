@@ -39,6 +39,25 @@ pub struct ProfileRegistration {
     pub first_name: String,
 }
 
+/// The Page-scoped ids Facebook's ID Matching API answers for an app-scoped user id
+/// (`POST /_sandbox/ids-for-pages`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdMappingRegistration {
+    /// The app-scoped user id the data-deletion callback names.
+    pub app_scoped_id: String,
+    /// The person's ids on the Pages of the business.
+    pub pages: Vec<PageScopedId>,
+}
+
+/// One Page-scoped id of a person.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct PageScopedId {
+    /// The Page.
+    pub page_id: String,
+    /// The person's PSID on it.
+    pub psid: String,
+}
+
 /// A cheap, cloneable handle to one sandbox's state; every clone sees the same world.
 #[derive(Clone)]
 pub struct SandboxState {
@@ -64,6 +83,7 @@ struct Config {
     tokens: HashMap<String, Arc<str>>,
     page_names: HashMap<String, String>,
     profiles: HashMap<String, String>,
+    ids_for_pages: HashMap<String, Vec<PageScopedId>>,
     closed_windows: HashSet<String>,
     faults: Arc<Faults>,
 }
@@ -148,6 +168,13 @@ impl SandboxState {
         self.config_mut()
             .profiles
             .insert(profile.psid, profile.first_name);
+    }
+
+    /// Sets the Page-scoped ids the ID Matching API answers for an app-scoped id.
+    pub fn register_ids_for_pages(&self, mapping: IdMappingRegistration) {
+        self.config_mut()
+            .ids_for_pages
+            .insert(mapping.app_scoped_id, mapping.pages);
     }
 
     /// Marks PSIDs as outside their 24-hour window: Send calls to them get code 10 / 2018278.
@@ -260,6 +287,15 @@ impl SandboxState {
     /// The registered first name of a PSID.
     pub(crate) fn profile_name(&self, psid: &str) -> Option<String> {
         self.config().profiles.get(psid).cloned()
+    }
+
+    /// The registered Page-scoped ids of an app-scoped id (none when unknown).
+    pub(crate) fn ids_for_pages(&self, app_scoped_id: &str) -> Vec<PageScopedId> {
+        self.config()
+            .ids_for_pages
+            .get(app_scoped_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether the PSID was marked as outside its window.

@@ -1,7 +1,8 @@
 //! Retention (DESIGN: privacy by design), enforced by the leader: jobs failed for good, what is left
-//! of processed webhook events, delivery rows of campaigns that ended long ago, expired exports
-//! and the subject of completed data-subject requests: nothing else deletes them once their
-//! purpose is served.
+//! of processed webhook events, delivery rows of campaigns that ended long ago, subscribers
+//! inactive for long and unsubscribed people (keeping only a blind index of the latter), expired
+//! exports and the subject of completed data-subject requests: nothing else deletes them once
+//! their purpose is served.
 //!
 //! A pass runs every `retention.interval_ms`, not every tick. Every statement deletes at most
 //! [`BATCH`] rows (short locks, small transactions); a pass stops each rule after
@@ -26,6 +27,16 @@ const DEAD_WORKER: Duration = Duration::from_secs(3_600);
 
 /// Seconds in a day, for the settings counted in days.
 const DAY_SECS: u64 = 86_400;
+
+/// A person `s` has no send in a campaign that has not ended.
+const NOT_IN_A_RUNNING_CAMPAIGN: &str = "NOT EXISTS (
+    SELECT 1 FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
+    WHERE d.subscriber_id = s.id AND c.completed_at IS NULL)";
+
+/// A setting counted in days.
+fn days(days: u32) -> Duration {
+    Duration::from_secs(u64::from(days) * DAY_SECS)
+}
 
 /// One kind of data that expires: a statement that removes at most `$2` rows older than `$1`
 /// seconds.
@@ -153,7 +164,40 @@ fn rules(settings: &RetentionSettings) -> Vec<Rule> {
                       WHERE c.completed_at < now() - make_interval(secs => $1)
                       LIMIT $2)"
                 .into(),
-            age: Duration::from_secs(u64::from(settings.deliveries_days) * DAY_SECS),
+            age: days(settings.deliveries_days),
+        },
+        // People who stopped writing: no campaign can reach them any more. Someone with a send
+        // of an unfinished campaign waits for it (their delivery row is its send-once claim).
+        Rule {
+            what: "inactive subscribers",
+            sql: format!(
+                "DELETE FROM subscribers WHERE id IN (
+                     SELECT s.id FROM subscribers s
+                     WHERE s.status <> 'unsubscribed'
+                       AND s.last_interaction_at < now() - make_interval(secs => $1)
+                       AND {NOT_IN_A_RUNNING_CAMPAIGN}
+                     LIMIT $2)"
+            ),
+            age: days(settings.inactive_subscriber_days),
+        },
+        // Unsubscribed people: the blind index of their PSID is all that stays, so a re-import
+        // or opt-in keeps them unsubscribed (the `subscribers_keep_suppressed` trigger).
+        Rule {
+            what: "unsubscribed people",
+            sql: format!(
+                "WITH gone AS (
+                     DELETE FROM subscribers WHERE id IN (
+                         SELECT s.id FROM subscribers s
+                         WHERE s.status = 'unsubscribed'
+                           AND greatest(s.unsubscribed_at, s.last_interaction_at)
+                               < now() - make_interval(secs => $1)
+                           AND {NOT_IN_A_RUNNING_CAMPAIGN}
+                         LIMIT $2)
+                     RETURNING page_id, psid_index)
+                 INSERT INTO suppressions (page_id, psid_index)
+                 SELECT page_id, psid_index FROM gone ON CONFLICT DO NOTHING"
+            ),
+            age: days(settings.unsubscribed_days),
         },
         // An export's lifetime is `privacy.export_ttl_days`, written into `expires_at`.
         Rule {

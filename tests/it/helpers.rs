@@ -785,3 +785,34 @@ impl Drop for OwnPostgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Polls `check` until it holds, failing the test with `what` after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs the `moonengage` command line against the harness's database and expects success;
+/// returns what it printed.
+pub async fn moonengage(h: &Harness, args: &[&str]) -> String {
+    let output = Command::new(bin_dir().join("moonengage"))
+        .args(args)
+        .envs(h.process_env())
+        .current_dir(repo_root())
+        .output()
+        .await
+        .expect("moonengage is built (cargo build --workspace --bins)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}

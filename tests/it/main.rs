@@ -5,6 +5,7 @@ mod delivery;
 mod first_hits;
 mod helpers;
 mod ingest;
+mod lifecycle;
 mod metrics;
 mod notifications;
 mod privacy;

@@ -4,10 +4,9 @@
 //! message.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moonengage_core::admin_tokens;
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Harness, Person, bin_dir, random_psid, repo_root};
+use crate::helpers::{Harness, Person, eventually, moonengage, random_psid};
 use crate::webhook_client::{message, signature};
 
 /// An SMTP server that prints every message it accepts (aiosmtpd's debugging handler); the
@@ -101,19 +100,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
-}
-
-/// Polls `check` until it holds, failing the test after `within`.
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn scalar(h: &Harness, sql: &str) -> i64 {
@@ -420,21 +406,21 @@ async fn a_policy_update_reaches_people_in_their_window_at_once_and_the_others_w
     }
 
     // A later version, published with the CLI, reaches everyone now inside their window.
-    let output = Command::new(bin_dir().join("moonengage"))
-        .args(["policy", "publish", "--version", "2027-01"])
-        .args(["--summary", "Exports now expire after 7 days."])
-        .args(["--url", "https://example.com/privacy/2027-01"])
-        .envs(h.process_env())
-        .current_dir(repo_root())
-        .output()
-        .await
-        .expect("moonengage is built (cargo build --workspace --bins)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let published: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = moonengage(
+        &h,
+        &[
+            "policy",
+            "publish",
+            "--version",
+            "2027-01",
+            "--summary",
+            "Exports now expire after 7 days.",
+            "--url",
+            "https://example.com/privacy/2027-01",
+        ],
+    )
+    .await;
+    let published: Value = serde_json::from_str(&output).unwrap();
     assert_eq!(published["queued"], 3, "{published}");
     eventually("everyone hears of the new version", secs(20), || async {
         [&inside, &quitter, &away]

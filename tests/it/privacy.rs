@@ -31,7 +31,7 @@ async fn harness() -> Harness {
 }
 
 /// Waits for the sandbox to have received a message to `psid` containing `needle`.
-async fn wait_message(h: &Harness, psid: &str, needle: &str) -> String {
+pub(crate) async fn wait_message(h: &Harness, psid: &str, needle: &str) -> String {
     let started = Instant::now();
     loop {
         let found = h
@@ -51,7 +51,7 @@ async fn wait_message(h: &Harness, psid: &str, needle: &str) -> String {
 }
 
 /// The export token in a link message.
-fn token_in(text: &str) -> String {
+pub(crate) fn token_in(text: &str) -> String {
     let start = text.find("/exports/").expect("a link") + "/exports/".len();
     text[start..]
         .chars()
@@ -59,7 +59,7 @@ fn token_in(text: &str) -> String {
         .collect()
 }
 
-async fn subscriber(h: &Harness, page: i64, psid: &str) -> Option<i64> {
+pub(crate) async fn subscriber(h: &Harness, page: i64, psid: &str) -> Option<i64> {
     sqlx::query_scalar("SELECT id FROM subscribers WHERE page_id = $1 AND psid_index = $2")
         .bind(page)
         .bind(h.keyring.blind_index(FB_PAGE, psid))
@@ -70,7 +70,7 @@ async fn subscriber(h: &Harness, page: i64, psid: &str) -> Option<i64> {
 
 /// Waits until `nth` requests of `kind` are completed; returns the latest one's id and outcome.
 /// On time-out, the request jobs' states and last results say why.
-async fn completed(h: &Harness, kind: &str, nth: i64) -> (i64, String) {
+pub(crate) async fn completed(h: &Harness, kind: &str, nth: i64) -> (i64, String) {
     let started = Instant::now();
     loop {
         let done: i64 = sqlx::query_scalar(
@@ -512,7 +512,7 @@ async fn an_export_holds_every_category_is_sealed_and_its_link_works_once() {
 }
 
 /// A `signed_request` as Facebook builds it, with any payload and secret.
-fn signed_request(payload: &Value, secret: &str) -> String {
+pub(crate) fn signed_request(payload: &Value, secret: &str) -> String {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(payload).unwrap());

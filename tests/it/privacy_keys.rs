@@ -28,6 +28,7 @@ const NOT_SEALED: &[&str] = &[
     "exports.token_hash",
     "subscribers.consent_mid_hash",
     "subscribers.psid_index",
+    "suppressions.psid_index",
     "webhook_events.mid_hash",
 ];
 

@@ -8,6 +8,7 @@ use moonengage_core::jobs::{Cause, DsrJob, NotifyJob, NotifyKind, RotateJob, Web
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
 use moonengage_core::profile::ProfileJob;
+use moonengage_core::privacy::export_link::{ExportLinkJob, LinkCause};
 use moonengage_queue::backend::Source;
 use moonengage_queue::jobs::{self, Jobs, Settled};
 use moonengage_queue::sends::{self, Outcome, Sends};
@@ -322,6 +323,17 @@ async fn every_kind_round_trips_through_the_generic_table() {
         },
     )
     .await;
+    for cause in [LinkCause::Reply(17), LinkCause::Reissue(18)] {
+        round_trip(
+            pool,
+            ExportLinkJob {
+                request_id: 19,
+                subscriber_id: subscriber,
+                cause,
+            },
+        )
+        .await;
+    }
 }
 
 /// Sequential scans of `deliveries` so far, as of this connection's last transaction.

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Harness, Person, bin_dir, random_psid, repo_root};
+use crate::helpers::{Harness, Person, moonengage, random_psid};
 use crate::webhook_client::{
     WEBHOOK, WebClient as Web, assert_no_cookie, count, message, signature, wait_count,
 };
@@ -445,19 +445,10 @@ fn foreign_keys() -> Vec<moonengage_core::unsubscribe::UnsubscribeKey> {
 
 /// Creates an admin token with the real CLI, as an operator bootstraps the API.
 async fn cli_token(h: &Harness) -> String {
-    let output = tokio::process::Command::new(bin_dir().join("moonengage"))
-        .args(["admin-token", "create", "--name", "it"])
-        .envs(h.process_env())
-        .current_dir(repo_root())
-        .output()
+    moonengage(h, &["admin-token", "create", "--name", "it"])
         .await
-        .expect("moonengage is built (cargo build --workspace --bins)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        .trim()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

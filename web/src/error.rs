@@ -126,7 +126,9 @@ impl From<CampaignError> for ApiError {
                 message: error.to_string(),
             },
             CampaignError::NotFound(what) => ApiError::NotFound(what),
-            CampaignError::WrongState(_) => ApiError::Conflict(error.to_string()),
+            CampaignError::WrongState(_) | CampaignError::PageHalted { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
             CampaignError::Database(error) => {
                 ApiError::Internal(anyhow::Error::new(error).context("campaign query"))
             }

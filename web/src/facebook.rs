@@ -3,19 +3,20 @@
 //! page, `GET /deletion-status?code=…`, for people (plain HTML, no cookies).
 //!
 //! Facebook names the person by an app-scoped id, while everything we hold is keyed by
-//! Page-scoped ids: the request is recorded (the id sealed until it completes) and the status
-//! page says what that means and how to ask from the conversation instead.
+//! Page-scoped ids: the request is recorded (the id sealed until it completes) and answered at
+//! once; its job maps the id through the ID Matching API and files an erasure for each Page of
+//! ours the person talks to.
 
 use axum::Json;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use moonengage_core::dsr::{self, Channel, DsrType, Status};
+use moonengage_core::privacy::requests;
 use moonengage_core::privacy::signed_request::{self, SignedRequestError};
 use moonengage_core::privacy::subject::SealedSubject;
-use moonengage_core::privacy::{self, requests};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +44,6 @@ pub(crate) struct DeletionAnswer {
 /// Anything not signed by our app, not HMAC-SHA256 or expired is refused with nothing stored.
 pub(crate) async fn data_deletion(
     State(state): State<AppState>,
-    headers: HeaderMap,
     form: Result<Form<DeletionForm>, FormRejection>,
 ) -> Result<Json<DeletionAnswer>, ApiError> {
     let Ok(Form(form)) = form else {
@@ -81,7 +81,7 @@ pub(crate) async fn data_deletion(
     Ok(Json(DeletionAnswer {
         url: format!(
             "{}/deletion-status?code={}",
-            base_url(&state, &headers),
+            state.settings.public_base_url(),
             filed.confirmation_code
         ),
         confirmation_code: filed.confirmation_code,
@@ -100,30 +100,6 @@ fn refusal(error: SignedRequestError) -> ApiError {
             code: "expired",
             message: error.to_string(),
         },
-    }
-}
-
-/// The public URL of this process: configured, else the `Host` the request came to.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    let settings = &state.settings;
-    if settings.web.public_base_url.is_some() || settings.unsubscribe.base_url.is_some() {
-        return privacy::public_base_url(settings);
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .filter(|host| {
-            !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        });
-    match host {
-        Some(host) => {
-            let https = settings.web.require_https || settings.web.tls().is_some();
-            format!("{}://{host}", if https { "https" } else { "http" })
-        }
-        None => privacy::public_base_url(settings),
     }
 }
 
@@ -193,8 +169,8 @@ fn describe(request: &Status) -> String {
     });
     if request.channel == Channel::FacebookCallback.as_str() {
         html.push_str(
-            "<p>We hold no data linked to your Facebook app-scoped id; if you messaged a Page, \
-             send DELETE MY DATA in that conversation.</p>",
+            "<p>Facebook tells us which conversations with our Pages your app-scoped id belongs \
+             to; everything we hold about you in each of them is erased.</p>",
         );
     }
     html

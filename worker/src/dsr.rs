@@ -2,6 +2,7 @@
 //! erasure, objection) and completes it, dropping the sealed subject. A request completed
 //! already is left alone, so a job that runs again does nothing.
 
+mod app_scoped;
 mod erasure;
 mod export;
 mod notice;
@@ -20,10 +21,6 @@ use crate::env::Env;
 
 /// Outcome of a request about someone we hold nothing about.
 const NOTHING_HELD: &str = "nothing held";
-/// Outcome of a Facebook data-deletion callback: it names an app-scoped id, and every row of
-/// ours is keyed by Page-scoped ids, which Facebook does not map for us.
-const UNMAPPED: &str = "nothing held: no data is linked to a Facebook app-scoped id; people who \
-                        messaged a Page ask in that conversation";
 
 impl Run<Env> for DsrJob {
     /// One request at a time per process: each is a few statements, rare, and an erasure
@@ -56,7 +53,9 @@ async fn carry_out(ctx: &Env, request_id: i64) -> anyhow::Result<()> {
             DsrType::Erasure => erasure::run(ctx, request_id, &request, &subject).await?,
             DsrType::Objection => objection::run(ctx, request_id, &subject).await?,
         },
-        Some(SealedSubject::AppScoped { .. }) => complete(ctx, request_id, UNMAPPED).await?,
+        Some(SealedSubject::AppScoped { app_scoped_id }) => {
+            app_scoped::run(ctx, request_id, &app_scoped_id).await?;
+        }
         None => complete(ctx, request_id, NOTHING_HELD).await?,
     }
     metrics::dsr_completed(kind.as_str());

@@ -26,12 +26,7 @@ impl Run<Env> for AdminEvent {
             tracing::debug!(event = self.name(), "admin e-mail is off; not sent");
             return Ok(());
         };
-        let (subject, body) = render(
-            &env.pool,
-            &self,
-            env.settings.web.public_base_url.as_deref(),
-        )
-        .await?;
+        let (subject, body) = render(&env.pool, &self, &env.public_base_url).await?;
         match mailer.send(&subject, body).await {
             Ok(()) => {
                 tracing::info!(event = self.name(), "admin e-mail sent");
@@ -46,19 +41,16 @@ impl Run<Env> for AdminEvent {
     }
 }
 
-/// A link to an admin API resource, when the public URL is known.
-fn link(base_url: Option<&str>, path: &str) -> String {
-    match base_url {
-        Some(base) => format!("\n{}{path}\n", base.trim_end_matches('/')),
-        None => format!("\nAdmin API: {path}\n"),
-    }
+/// A link to an admin API resource at the deployment's public URL.
+fn link(base_url: &str, path: &str) -> String {
+    format!("\n{base_url}{path}\n")
 }
 
 /// Subject and body of an event, with the counts read now.
 async fn render(
     pool: &PgPool,
     event: &AdminEvent,
-    base_url: Option<&str>,
+    base_url: &str,
 ) -> anyhow::Result<(String, String)> {
     const TAG: &str = "[MoonEngage]";
     Ok(match event {

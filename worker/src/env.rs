@@ -52,7 +52,7 @@ impl Env {
         settings: Settings,
     ) -> Env {
         Env {
-            public_base_url: moonengage_core::privacy::public_base_url(&settings),
+            public_base_url: settings.public_base_url(),
             pool,
             keyring,
             client,

@@ -5,6 +5,7 @@
 mod dsr;
 mod email;
 mod env;
+mod export_link;
 mod handle;
 mod notify;
 mod pacer;
@@ -12,6 +13,7 @@ mod policy;
 mod profile;
 mod rotate;
 mod send;
+mod service;
 mod webhook;
 
 use std::future::Future;
@@ -27,6 +29,7 @@ use moonengage_core::messenger;
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
 use moonengage_core::profile::ProfileJob;
+use moonengage_core::privacy::export_link::ExportLinkJob;
 use moonengage_core::rate_limit::RateLimiter;
 use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
@@ -110,6 +113,7 @@ impl Worker {
             PolicyNoticeJob::KIND,
             ProfileJob::KIND,
             DsrJob::KIND,
+            ExportLinkJob::KIND,
             RotateJob::KIND,
         ]
         .map(str::to_owned)
@@ -139,6 +143,7 @@ impl Worker {
         let monitor = register::<PolicyNoticeJob>(monitor, &registration);
         let monitor = register::<ProfileJob>(monitor, &registration);
         let monitor = register::<DsrJob>(monitor, &registration);
+        let monitor = register::<ExportLinkJob>(monitor, &registration);
         let monitor = register::<RotateJob>(monitor, &registration);
         let monitor = monitor
             .should_restart(|ctx, error| {

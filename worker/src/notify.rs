@@ -20,6 +20,16 @@ fn text(kind: NotifyKind, page_name: &str) -> String {
     }
 }
 
+/// The person and the Page the message goes from.
+#[derive(sqlx::FromRow)]
+struct Recipient {
+    psid: Vec<u8>,
+    page_id: i64,
+    send_rate: i32,
+    page_name: String,
+    access_token: Vec<u8>,
+}
+
 impl Run<Env> for NotifyJob {
     async fn run(self, env: &Env) -> Result<(), JobError> {
         notify(env, self).await
@@ -27,8 +37,8 @@ impl Run<Env> for NotifyJob {
 }
 
 async fn notify(ctx: &Env, job: NotifyJob) -> Result<(), JobError> {
-    let row: Option<(Vec<u8>, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT s.psid, p.name, p.access_token
+    let row: Option<Recipient> = sqlx::query_as(
+        "SELECT s.psid, p.id AS page_id, p.send_rate, p.name AS page_name, p.access_token
          FROM subscribers s JOIN pages p ON p.id = s.page_id WHERE s.id = $1",
     )
     .bind(job.subscriber_id)
@@ -36,7 +46,14 @@ async fn notify(ctx: &Env, job: NotifyJob) -> Result<(), JobError> {
     .await
     .context("loading the recipient")?;
     // Erased since: there is nobody left to tell.
-    let Some((psid, page_name, token)) = row else {
+    let Some(Recipient {
+        psid,
+        page_id,
+        send_rate,
+        page_name,
+        access_token: token,
+    }) = row
+    else {
         return Ok(());
     };
     let psid = ctx
@@ -50,6 +67,7 @@ async fn notify(ctx: &Env, job: NotifyJob) -> Result<(), JobError> {
         text: &text,
         quick_replies: &[],
     };
+    crate::service::job_slot(ctx, page_id, send_rate).await?;
     let Err(error) = ctx.client.send(&token, &message).await else {
         return Ok(());
     };

@@ -6,9 +6,8 @@
 use anyhow::Context as _;
 use moonengage_core::crypto::Context;
 use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
+use moonengage_core::pages;
 use moonengage_core::policy::{self, PolicyNoticeJob};
-use moonengage_core::rate_limit::Permit;
-use moonengage_core::{pages, subscribers};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 
@@ -57,14 +56,7 @@ async fn notice(ctx: &Env, job: PolicyNoticeJob) -> Result<(), JobError> {
         // A halted Page sends nothing; the person is told with their next reply after it resumes.
         return Ok(());
     }
-    match ctx
-        .limiter
-        .acquire(page_id, u32::try_from(send_rate).unwrap_or(1))
-        .await
-    {
-        Permit::After(wait) => tokio::time::sleep(wait).await,
-        Permit::Requeue(wait) => return Err(JobError::defer(wait, "rate_limiter")),
-    }
+    crate::service::job_slot(ctx, page_id, send_rate).await?;
     let Some(claimed) = policy::claim(&ctx.pool, job.subscriber_id, job.policy_version_id).await?
     else {
         return Ok(());
@@ -113,23 +105,5 @@ async fn notice(ctx: &Env, job: PolicyNoticeJob) -> Result<(), JobError> {
         claimed.previous,
     )
     .await?;
-    match class {
-        // Past the last attempt the person is still told, with their next reply.
-        ErrorClass::Transient | ErrorClass::RateLimited => {
-            return Err(JobError::Retry {
-                after: None,
-                spend_attempt: true,
-                reason: class.as_str().to_owned(),
-            });
-        }
-        ErrorClass::PageFatal => {
-            pages::halt(&ctx.pool, page_id, class.as_str()).await?;
-        }
-        ErrorClass::RecipientPermanent => {
-            subscribers::mark_unreachable(&ctx.pool, job.subscriber_id).await?;
-        }
-        // Window closed or another refusal: told with their next reply.
-        _ => {}
-    }
-    Ok(())
+    crate::service::refused(ctx, class, page_id, job.subscriber_id).await
 }

@@ -13,6 +13,7 @@ use moonengage_core::dsr::{self, Channel, DsrType, Subject};
 use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind, WebhookJob};
 use moonengage_core::metrics;
 use moonengage_core::policy;
+use moonengage_core::privacy::export_link;
 use moonengage_core::profile::ProfileJob;
 use moonengage_core::subscribers::{self, Consent, Joined, OptOut};
 use moonengage_core::webhook::{self, EventRow, Intent};
@@ -103,18 +104,15 @@ async fn act(
         )
         .await?
     };
-    // Their message opened the window: tell them of a policy update they have not seen yet
-    // (not when they ask to be erased — the erasure answers them).
+    // Their message opened the window: tell them of a policy update they have not seen yet and
+    // send the export links that waited for them (not when they ask to be erased — the erasure
+    // answers them).
     if let Some(subscriber_id) = subscriber
         && intent != Intent::Erase
     {
-        policy::queue_for_reply(
-            &mut *tx,
-            subscriber_id,
-            event_id,
-            ctx.settings.queue.max_attempts,
-        )
-        .await?;
+        let max_attempts = ctx.settings.queue.max_attempts;
+        policy::queue_for_reply(&mut *tx, subscriber_id, event_id, max_attempts).await?;
+        export_link::queue_for_reply(&mut *tx, subscriber_id, event_id, max_attempts).await?;
     }
     match intent {
         Intent::None | Intent::Start => {}

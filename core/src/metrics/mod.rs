@@ -29,6 +29,7 @@ use crate::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use crate::notify::AdminEvent;
 use crate::policy::PolicyNoticeJob;
 use crate::profile::ProfileJob;
+use crate::privacy::export_link::ExportLinkJob;
 use families::Families;
 use moonengage_queue::{Job, sends};
 
@@ -41,6 +42,7 @@ pub const QUEUES: &[&str] = &[
     AdminEvent::KIND,
     PolicyNoticeJob::KIND,
     ProfileJob::KIND,
+    ExportLinkJob::KIND,
     RotateJob::KIND,
 ];
 

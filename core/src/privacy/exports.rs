@@ -37,7 +37,8 @@ pub enum Taken {
     Gone,
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
+/// What is stored of a link token.
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -52,9 +53,7 @@ pub async fn store(
     json: &[u8],
     ttl_days: u32,
 ) -> anyhow::Result<Created> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    OsRng.fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let token = fresh_token();
     let expires_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO exports (dsr_request_id, subscriber_id, token_hash, payload, expires_at)
          VALUES ($1, $2, $3, $4, now() + make_interval(days => $5))
@@ -72,6 +71,13 @@ pub async fn store(
     .await
     .context("storing an export")?;
     Ok(Created { token, expires_at })
+}
+
+/// A new random link token.
+pub(crate) fn fresh_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Whether a download link still leads to an export, without using it up.

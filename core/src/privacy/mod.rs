@@ -3,6 +3,7 @@
 //! them, and Facebook's signed data-deletion callback.
 
 pub mod erasure;
+pub mod export_link;
 pub mod exports;
 pub mod requests;
 pub mod signed_request;
@@ -11,25 +12,10 @@ pub mod subject_data;
 
 use serde::Deserialize;
 
-use crate::settings::Settings;
-
 /// The `privacy` section of the settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PrivacySettings {
     /// How long an export's download link works; the export is deleted when it is downloaded or
     /// when this runs out, so a forgotten link does not keep a copy of someone's data around.
     pub export_ttl_days: u32,
-}
-
-/// Where links meant for people (export downloads, the deletion status page) point: the public
-/// URL of the web process (`web.public_base_url`, else `unsubscribe.base_url`), falling back to
-/// its listener for local runs. Without a trailing slash.
-pub fn public_base_url(settings: &Settings) -> String {
-    settings
-        .web
-        .public_base_url
-        .as_deref()
-        .or(settings.unsubscribe.base_url.as_deref())
-        .map(|url| url.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("http://{}:{}", settings.web.host, settings.web.port))
 }

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
 use moonengage_core::pages;
+use moonengage_core::privacy::export_link::{self, ReissueError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -131,4 +132,27 @@ pub(crate) async fn show(
         outcome: s.outcome,
         confirmation_code: s.confirmation_code,
     }))
+}
+
+/// Re-issues the download link of an export that is still held: the export gets a new link
+/// (the old one stops working), sent at once inside the person's 24-hour window, else with the
+/// reply to their next message.
+#[utoipa::path(post, path = "/api/v1/dsr/{id}/export-link", tag = "data-subject requests",
+    params(("id" = i64, Path, description = "Request id of the export")),
+    responses((status = 202), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn reissue_export_link(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    if dsr::status(&state.pool, id).await?.is_none() {
+        return Err(ApiError::NotFound("request"));
+    }
+    export_link::reissue(&state.pool, id, state.settings.queue.max_attempts)
+        .await
+        .map_err(|error| match error {
+            ReissueError::NotHeld(_) => ApiError::Conflict(error.to_string()),
+            ReissueError::Database(error) => ApiError::Internal(error),
+        })?;
+    tracing::info!(request_id = id, "export link re-issued");
+    Ok(StatusCode::ACCEPTED)
 }

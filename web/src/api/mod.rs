@@ -67,6 +67,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(subscribers::counts))
         .routes(routes!(dsr::file))
         .routes(routes!(dsr::show))
+        .routes(routes!(dsr::reissue_export_link))
         .routes(routes!(policy::publish, policy::list))
         .routes(routes!(auth::create_token))
         .routes(routes!(auth::revoke_token))

@@ -12,11 +12,6 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
-/// Facebook allows 300 messages per second per Page.
-const MAX_SEND_RATE: i32 = 300;
-/// Below Facebook's limit, leaving room for the Page's own replies.
-const DEFAULT_SEND_RATE: i32 = 250;
-
 /// A Page to register, or re-register with a new token.
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct RegisterPage {
@@ -72,14 +67,10 @@ pub(crate) struct SendRate {
 }
 
 fn check_rate(rate: i32) -> Result<i32, ApiError> {
-    if (1..=MAX_SEND_RATE).contains(&rate) {
-        Ok(rate)
-    } else {
-        Err(ApiError::Unprocessable {
-            code: "invalid_send_rate",
-            message: format!("send_rate must be between 1 and {MAX_SEND_RATE}"),
-        })
-    }
+    pages::check_send_rate(rate).map_err(|error| ApiError::Unprocessable {
+        code: "invalid_send_rate",
+        message: error.to_string(),
+    })
 }
 
 /// Registers a Page (or updates the one with this Facebook id).
@@ -102,7 +93,7 @@ pub(crate) async fn register(
     if body.access_token.is_empty() {
         return Err(invalid("access_token"));
     }
-    let send_rate = check_rate(body.send_rate.unwrap_or(DEFAULT_SEND_RATE))?;
+    let send_rate = check_rate(body.send_rate.unwrap_or(pages::DEFAULT_SEND_RATE))?;
     let id = pages::register(
         &state.pool,
         &state.keyring,
@@ -143,7 +134,7 @@ pub(crate) async fn set_send_rate(
     }
 }
 
-/// Resumes a halted Page and the campaigns its halt paused.
+/// Resumes a halted Page and the campaigns its halt paused (not those an admin paused).
 #[utoipa::path(post, path = "/api/v1/pages/{id}/resume", tag = "pages",
     params(("id" = i64, Path, description = "Page id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
@@ -154,7 +145,7 @@ pub(crate) async fn resume(
     if pages::fb_page_id(&state.pool, id).await?.is_none() {
         return Err(ApiError::NotFound("page"));
     }
-    pages::resume(&state.pool, id).await?;
-    tracing::info!(page_id = id, "page resumed");
+    let resumed = pages::resume(&state.pool, id).await?;
+    tracing::info!(page_id = id, campaigns = resumed.len(), "page resumed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,14 +1,17 @@
 //! Export (GDPR Art. 15/20): everything held about the person as JSON, sealed, behind a link
-//! that works once and expires; the person gets the link in Messenger when their window is open.
+//! that works once and expires; the person gets the link in Messenger when their window is open,
+//! else with the reply to their next message.
 
 use anyhow::Context as _;
 use moonengage_core::crypto::Context;
 use moonengage_core::dsr::Subject;
+use moonengage_core::privacy::export_link as link;
 use moonengage_core::privacy::requests::{self, Claimed};
 use moonengage_core::privacy::{exports, subject, subject_data};
 
 use super::{NOTHING_HELD, notice, reachable};
 use crate::env::Env;
+use crate::export_link;
 
 /// Builds and stores the export, commits it (so the link works when it arrives), tells the
 /// person, then completes the request. Run again, it replaces the export with a fresh link.
@@ -55,27 +58,32 @@ pub(super) async fn run(
         let psid = ctx
             .keyring
             .open_string(Context::SubscriberPsid, &person.psid)?;
-        let link = format!("{}/exports/{}", ctx.public_base_url, created.token);
         notice::tell(ctx, request_id, sender, &psid, |page| {
-            format!(
-                "Your copy of the data {page} holds about you is ready: {link}\n\
-                 The link works once, until {expires}. Reference: {}.",
-                request.confirmation_code
+            export_link::text(
+                ctx,
+                page,
+                &created.token,
+                created.expires_at,
+                &request.confirmation_code,
             )
         })
         .await
     } else {
         false
     };
+    let mut tx = ctx.pool.begin().await.context("completing an export")?;
     let outcome = if told {
         format!("export ready until {expires}; link sent in Messenger")
     } else {
+        link::wait(&mut *tx, request_id).await?;
         format!(
-            "export ready until {expires}; link not sent: the person is outside the 24-hour \
-             Messenger window"
+            "export ready until {expires}; link waiting for the person's next message (outside \
+             the 24-hour Messenger window)"
         )
     };
-    let mut conn = ctx.pool.acquire().await.context("completing an export")?;
-    requests::complete(&mut conn, request_id, &outcome).await?;
+    requests::complete(&mut tx, request_id, &outcome).await?;
+    tx.commit()
+        .await
+        .context("committing an export's completion")?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::env::Env;
 /// The Page a notice is sent as.
 pub(super) struct Sender {
     page_id: i64,
+    send_rate: i32,
     name: String,
     token: SecretString,
 }
@@ -23,15 +24,16 @@ pub(super) async fn sender(
     ctx: &Env,
     page_id: i64,
 ) -> anyhow::Result<Option<Sender>> {
-    let page: Option<(String, Vec<u8>)> =
-        sqlx::query_as("SELECT name, access_token FROM pages WHERE id = $1")
+    let page: Option<(i32, String, Vec<u8>)> =
+        sqlx::query_as("SELECT send_rate, name, access_token FROM pages WHERE id = $1")
             .bind(page_id)
             .fetch_optional(executor)
             .await
             .context("loading the request's Page")?;
-    page.map(|(name, token)| {
+    page.map(|(send_rate, name, token)| {
         Ok(Sender {
             page_id,
+            send_rate,
             name,
             token: pages::open_token(&ctx.keyring, &token)?,
         })
@@ -39,7 +41,7 @@ pub(super) async fn sender(
     .transpose()
 }
 
-/// Sends `text(page_name)` to `psid`; true when Facebook accepted it. A refusal (window
+/// Sends `text(page_name)` to `psid` at the Page's rate; true when Facebook accepted it. A refusal (window
 /// closed, person unreachable) is logged by class and answered false, since the request is
 /// carried out either way.
 pub(super) async fn tell(
@@ -55,6 +57,7 @@ pub(super) async fn tell(
         text: &text,
         quick_replies: &[],
     };
+    crate::service::wait_slot(ctx, sender.page_id, sender.send_rate).await;
     match ctx.client.send(&sender.token, &message).await {
         Ok(_) => true,
         Err(error) => {

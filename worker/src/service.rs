@@ -1,0 +1,72 @@
+//! Service messages (unsubscribe confirmations, request notices, export links, policy notices)
+//! share their Page's send rate with its campaigns: each takes a slot of the per-Page limiter
+//! before it goes, so a wave of STOPs or requests cannot push a Page past Facebook's limit.
+
+use std::time::Duration;
+
+use moonengage_core::messenger::ErrorClass;
+use moonengage_core::rate_limit::Permit;
+use moonengage_core::{metrics, pages, subscribers};
+use moonengage_queue::JobError;
+
+use crate::env::Env;
+
+/// Waits for the Page's next send slot; `Err(wait)` when the Page is booked for longer than
+/// `rate_limit.max_wait_ms`, and the message should go after `wait`.
+pub(crate) async fn slot(env: &Env, page_id: i64, send_rate: i32) -> Result<(), Duration> {
+    match env
+        .limiter
+        .acquire(page_id, u32::try_from(send_rate).unwrap_or(1))
+        .await
+    {
+        Permit::After(wait) => {
+            tokio::time::sleep(wait).await;
+            metrics::rate_limiter_wait(page_id, wait);
+            Ok(())
+        }
+        Permit::Requeue(wait) => Err(wait),
+    }
+}
+
+/// [`slot`] for a job: a saturated Page puts the job back for later, spending no attempt.
+pub(crate) async fn job_slot(env: &Env, page_id: i64, send_rate: i32) -> Result<(), JobError> {
+    slot(env, page_id, send_rate)
+        .await
+        .map_err(|wait| JobError::defer(wait, "rate_limiter"))
+}
+
+/// [`slot`] for a caller that cannot put its work back (a request carried out in one
+/// transaction): it waits as long as the Page is booked.
+pub(crate) async fn wait_slot(env: &Env, page_id: i64, send_rate: i32) {
+    while let Err(wait) = slot(env, page_id, send_rate).await {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// What a service message that Facebook certainly refused means: a transient error or a rate
+/// limit is retried (past the last attempt the person is still told, with their next reply);
+/// a Page refused for good is halted; a person who cannot be reached is marked so. A closed
+/// window or any other refusal waits for the person's next message.
+pub(crate) async fn refused(
+    env: &Env,
+    class: ErrorClass,
+    page_id: i64,
+    subscriber_id: i64,
+) -> Result<(), JobError> {
+    match class {
+        ErrorClass::Transient | ErrorClass::RateLimited => Err(JobError::Retry {
+            after: None,
+            spend_attempt: true,
+            reason: class.as_str().to_owned(),
+        }),
+        ErrorClass::PageFatal => {
+            pages::halt(&env.pool, page_id, class.as_str()).await?;
+            Ok(())
+        }
+        ErrorClass::RecipientPermanent => {
+            subscribers::mark_unreachable(&env.pool, subscriber_id).await?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
