@@ -46,7 +46,6 @@ pub(crate) async fn confirm(
     };
     match subscribers::unsubscribe(&state.pool, claims.subscriber_id, claims.page_id).await? {
         Unsubscribed::Done => {
-            tracing::info!(subscriber_id = claims.subscriber_id, "unsubscribed by link");
             metrics::unsubscribed("link");
             Ok(done())
         }

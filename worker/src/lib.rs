@@ -6,6 +6,8 @@ mod dsr;
 mod email;
 mod env;
 mod handle;
+mod incident;
+mod notice;
 mod notify;
 mod pacer;
 mod policy;
@@ -21,6 +23,7 @@ use anyhow::Context as _;
 use apalis::prelude::*;
 use moonengage_core::crypto::Keyring;
 use moonengage_core::email::Mailer;
+use moonengage_core::incidents::IncidentNoticeJob;
 use moonengage_core::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use moonengage_core::messenger;
 use moonengage_core::notify::AdminEvent;
@@ -106,6 +109,7 @@ impl Worker {
             NotifyJob::KIND,
             AdminEvent::KIND,
             PolicyNoticeJob::KIND,
+            IncidentNoticeJob::KIND,
             DsrJob::KIND,
             RotateJob::KIND,
         ]
@@ -134,6 +138,7 @@ impl Worker {
         let monitor = register::<NotifyJob>(monitor, &registration);
         let monitor = register::<AdminEvent>(monitor, &registration);
         let monitor = register::<PolicyNoticeJob>(monitor, &registration);
+        let monitor = register::<IncidentNoticeJob>(monitor, &registration);
         let monitor = register::<DsrJob>(monitor, &registration);
         let monitor = register::<RotateJob>(monitor, &registration);
         let monitor = monitor

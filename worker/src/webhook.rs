@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use moonengage_core::crypto::Context;
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
+use moonengage_core::incidents;
 use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind, WebhookJob};
 use moonengage_core::metrics;
 use moonengage_core::policy;
@@ -37,7 +38,7 @@ async fn process(ctx: &Env, event_id: i64) -> anyhow::Result<()> {
         .context("finding the event's Page")?;
     match page_id {
         Some(page_id) => act(ctx, &mut tx, event_id, page_id, &event).await?,
-        None => tracing::info!(event_id, "event for an unregistered Page dropped"),
+        None => tracing::debug!(event_id, "event for an unregistered Page dropped"),
     }
     webhook::finish(&mut tx, event_id).await?;
     tx.commit().await.context("committing a webhook event")?;
@@ -94,18 +95,14 @@ async fn act(
         .await
         .context("touching a subscriber")?
     };
-    // Their message opened the window: tell them of a policy update they have not seen yet
-    // (not when they ask to be erased — the erasure answers them).
+    // Their message opened the window: tell them of a policy update or an incident they have
+    // not been told of yet (not when they ask to be erased — the erasure answers them).
     if let Some(subscriber_id) = subscriber
         && intent != Intent::Erase
     {
-        policy::queue_for_reply(
-            &mut *tx,
-            subscriber_id,
-            event_id,
-            ctx.settings.queue.max_attempts,
-        )
-        .await?;
+        let max_attempts = ctx.settings.queue.max_attempts;
+        policy::queue_for_reply(&mut *tx, subscriber_id, event_id, max_attempts).await?;
+        incidents::queue_for_reply(&mut *tx, subscriber_id, event_id, max_attempts).await?;
     }
     match intent {
         Intent::None => {}
@@ -151,7 +148,7 @@ async fn act(
                 ctx.settings.queue.max_attempts,
             )
             .await?;
-            tracing::info!(
+            tracing::debug!(
                 event_id,
                 request_id = filed.id,
                 kind = kind.as_str(),

@@ -19,12 +19,13 @@ use prometheus::{Encoder as _, TextEncoder};
 
 pub use database::DbCollector;
 pub use events::{
-    dsr_completed, page_halted, page_paused, page_send, rate_limiter_wait, send_error,
-    send_outcome, unsubscribed, webhook_received,
+    dsr_completed, dsr_received, export_downloaded, page_halted, page_paused, page_send,
+    rate_limiter_wait, send_error, send_outcome, unsubscribed, webhook_received,
 };
 pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{handler, start};
 
+use crate::incidents::IncidentNoticeJob;
 use crate::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use crate::notify::AdminEvent;
 use crate::policy::PolicyNoticeJob;
@@ -39,6 +40,7 @@ pub const QUEUES: &[&str] = &[
     NotifyJob::KIND,
     AdminEvent::KIND,
     PolicyNoticeJob::KIND,
+    IncidentNoticeJob::KIND,
     RotateJob::KIND,
 ];
 
