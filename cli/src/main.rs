@@ -3,6 +3,7 @@
 
 mod admin;
 mod demo;
+mod incident;
 mod keys;
 mod policy;
 mod tokens;
@@ -48,6 +49,9 @@ enum Command {
     /// Publish privacy-policy versions.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Keep the breach register and tell the people affected.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
 }
 
 #[tokio::main]
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                     admin::subscribers(&pool, &settings, command).await
                 }
                 Command::Policy(command) => policy::run(&pool, &settings, command).await,
+                Command::Incident(command) => incident::run(&pool, &settings, command).await,
                 Command::Keys {
                     command: Some(command),
                 } => keys::run(&pool, &settings, command).await,
