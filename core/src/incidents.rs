@@ -628,10 +628,9 @@ pub fn notice_text(
     export_keyword: &str,
     erase_keyword: &str,
 ) -> String {
-    let what: Vec<&str> = claimed
-        .categories
-        .iter()
-        .filter_map(|c| c.parse::<DataCategory>().ok())
+    let what: Vec<&str> = DataCategory::ALL
+        .into_iter()
+        .filter(|c| claimed.categories.iter().any(|stored| stored == c.as_str()))
         .map(DataCategory::describe)
         .collect();
     format!(

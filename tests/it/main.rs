@@ -5,6 +5,7 @@ mod delivery;
 mod helpers;
 mod metrics;
 mod notifications;
+mod policy_public;
 mod privacy;
 mod privacy_keys;
 mod queue;
