@@ -483,6 +483,38 @@ impl Process {
         Process { child }
     }
 
+    /// Like [`Process::start`], with every line it writes (stdout and stderr) appended to
+    /// `output`, for tests that read what a process logs.
+    pub fn start_logged(
+        binary: &str,
+        env: &[(String, String)],
+        output: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Process {
+        use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+        fn collect(
+            stream: impl AsyncRead + Unpin + Send + 'static,
+            output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        ) {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut child = Command::new(bin_dir().join(binary))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn (run `cargo build --workspace --bins` first)");
+        collect(child.stdout.take().expect("piped"), output.clone());
+        collect(child.stderr.take().expect("piped"), output.clone());
+        Process { child }
+    }
+
     /// The process id.
     pub fn pid(&self) -> i32 {
         self.child.id().expect("running") as i32

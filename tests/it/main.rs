@@ -3,6 +3,7 @@
 
 mod delivery;
 mod helpers;
+mod log_scan;
 mod metrics;
 mod notifications;
 mod policy_public;
