@@ -336,9 +336,7 @@ pub async fn declare(pool: &PgPool, incident: &NewIncident) -> Result<Incident, 
     .context("recording an incident")?;
     notify::admin(&mut *tx, AdminEvent::IncidentDeclared { incident_id: id }).await?;
     tx.commit().await.context("committing an incident")?;
-    Ok(get(pool, id)
-        .await?
-        .ok_or(IncidentError::NotFound("incident"))?)
+    existing(pool, id).await
 }
 
 /// One incident.
@@ -349,6 +347,13 @@ pub async fn get(pool: &PgPool, id: i64) -> anyhow::Result<Option<Incident>> {
         .await
         .context("reading an incident")?;
     row.map(Incident::try_from).transpose()
+}
+
+/// One incident that must exist.
+async fn existing(pool: &PgPool, id: i64) -> Result<Incident, IncidentError> {
+    get(pool, id)
+        .await?
+        .ok_or(IncidentError::NotFound("incident"))
 }
 
 /// The register, newest first.
@@ -376,9 +381,7 @@ pub async fn update(
     if let Some(people) = change.people_affected {
         validate_people(people)?;
     }
-    let current = get(pool, id)
-        .await?
-        .ok_or(IncidentError::NotFound("incident"))?;
+    let current = existing(pool, id).await?;
     if let Some(status) = change.status {
         let rank = |s: IncidentStatus| s as u8;
         if rank(status) < rank(current.status) {
@@ -407,9 +410,7 @@ pub async fn update(
     .execute(pool)
     .await
     .context("updating an incident")?;
-    Ok(get(pool, id)
-        .await?
-        .ok_or(IncidentError::NotFound("incident"))?)
+    existing(pool, id).await
 }
 
 /// Who an incident's notice is for.

@@ -157,7 +157,7 @@ const DAY: u64 = 86_400;
 fn words(secs: u64) -> String {
     let (n, unit) = [(DAY, "day"), (3_600, "hour"), (60, "minute")]
         .into_iter()
-        .find(|(size, _)| secs >= *size && secs % size == 0)
+        .find(|(size, _)| secs >= *size && secs.is_multiple_of(*size))
         .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
