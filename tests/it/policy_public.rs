@@ -186,6 +186,19 @@ async fn an_incident_is_registered_e_mailed_watched_against_its_72_hours_and_tol
             .to_owned(),
         http: reqwest::Client::new(),
     };
+    let (_, document) = admin
+        .call(reqwest::Method::GET, "/api/v1/openapi.json", Value::Null)
+        .await;
+    for path in [
+        "/api/v1/incidents",
+        "/api/v1/incidents/{id}",
+        "/api/v1/incidents/{id}/notice",
+    ] {
+        assert!(
+            document["paths"].get(path).is_some(),
+            "{path} is documented"
+        );
+    }
     // Bad input is refused, naming what is wrong.
     let (status, error) = admin
         .call(
