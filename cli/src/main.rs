@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod dsr;
+mod incident;
 mod keys;
 mod policy;
 mod tokens;
@@ -52,6 +53,9 @@ enum Command {
     /// Publish privacy-policy versions.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Keep the breach register and tell the people affected.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
 }
 
 #[tokio::main]
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Command::Policy(command) => policy::run(&pool, &settings, command).await,
                 Command::Dsr(command) => dsr::run(&pool, &settings, command).await,
+                Command::Incident(command) => incident::run(&pool, &settings, command).await,
                 Command::Keys {
                     command: Some(command),
                 } => keys::run(&pool, &settings, command).await,

@@ -183,12 +183,14 @@ pub async fn pause_for_halt(conn: &mut PgConnection, page_id: i64) -> anyhow::Re
 /// templates were checked for people without a name), so no delivery is spent on it; an admin
 /// cancels it, or resumes it once that can work (so it counts as paused for an admin).
 pub async fn pause_unrenderable(pool: &PgPool, id: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE campaigns SET state = 'paused', paused_by = $2 WHERE id = $1 AND state = 'running'")
-        .bind(id)
-        .bind(PausedBy::Admin.as_str())
-        .execute(pool)
-        .await
-        .context("pausing a campaign whose template does not render")?;
+    sqlx::query(
+        "UPDATE campaigns SET state = 'paused', paused_by = $2 WHERE id = $1 AND state = 'running'",
+    )
+    .bind(id)
+    .bind(PausedBy::Admin.as_str())
+    .execute(pool)
+    .await
+    .context("pausing a campaign whose template does not render")?;
     Ok(())
 }
 

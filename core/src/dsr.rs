@@ -162,6 +162,7 @@ pub async fn file_sealed(
     )
     .await?;
     tx.commit().await.context("committing a request")?;
+    crate::metrics::dsr_received(kind.as_str());
     Ok(Filed {
         id,
         confirmation_code: code,

@@ -49,6 +49,9 @@ pub struct EmailSettings {
     pub dsr_due_check_secs: u64,
     /// A request this many days from its deadline is announced to admins (once).
     pub dsr_due_within_days: i32,
+    /// An open incident whose 72 hours to inform the authority end within this many hours is
+    /// announced to admins (once), by the same check.
+    pub incident_deadline_within_hours: i32,
 }
 
 /// A rule of `[email]` that a value breaks; `key` names the setting.
@@ -105,6 +108,12 @@ impl EmailSettings {
         }
         if self.timeout_ms == 0 {
             return Err(invalid("email.timeout_ms", "must be at least 1"));
+        }
+        if !(1..=72).contains(&self.incident_deadline_within_hours) {
+            return Err(invalid(
+                "email.incident_deadline_within_hours",
+                "must be between 1 and 72",
+            ));
         }
         if self.dsr_due_check_secs == 0 {
             return Err(invalid("email.dsr_due_check_secs", "must be at least 1"));
@@ -245,6 +254,7 @@ mod tests {
             timeout_ms: 1000,
             dsr_due_check_secs: 300,
             dsr_due_within_days: 5,
+            incident_deadline_within_hours: 24,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod db;
 pub mod dsr;
 pub mod email;
+pub mod incidents;
 pub mod jobs;
 pub mod key_rotation;
 pub mod messenger;

@@ -36,6 +36,16 @@ pub enum AdminEvent {
         /// When it happened (Unix ms): a Page halted, resumed and halted again is two events.
         at_ms: i64,
     },
+    /// A personal-data breach was declared: the 72 hours to inform the authority run.
+    IncidentDeclared {
+        /// `incidents.id`.
+        incident_id: i64,
+    },
+    /// An incident's deadline to inform the authority is near and it is not reported yet.
+    IncidentDeadlineNear {
+        /// `incidents.id`.
+        incident_id: i64,
+    },
     /// A campaign finished: every recipient has an outcome.
     CampaignCompleted {
         /// `campaigns.id`.
@@ -64,6 +74,12 @@ impl Job for AdminEvent {
             AdminEvent::PageHalted { page_id, at_ms, .. } => {
                 format!("page_halted:{page_id}:{at_ms}")
             }
+            AdminEvent::IncidentDeclared { incident_id } => {
+                format!("incident_declared:{incident_id}")
+            }
+            AdminEvent::IncidentDeadlineNear { incident_id } => {
+                format!("incident_deadline_near:{incident_id}")
+            }
             AdminEvent::CampaignCompleted { campaign_id } => {
                 format!("campaign_completed:{campaign_id}")
             }
@@ -82,6 +98,8 @@ impl AdminEvent {
             AdminEvent::DsrCompleted { .. } => "dsr_completed",
             AdminEvent::DsrDueSoon { .. } => "dsr_due_soon",
             AdminEvent::PageHalted { .. } => "page_halted",
+            AdminEvent::IncidentDeclared { .. } => "incident_declared",
+            AdminEvent::IncidentDeadlineNear { .. } => "incident_deadline_near",
             AdminEvent::CampaignCompleted { .. } => "campaign_completed",
             AdminEvent::CampaignFailed { .. } => "campaign_failed",
         }

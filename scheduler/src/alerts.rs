@@ -1,12 +1,14 @@
-//! Alerts the leader raises by looking at the data: a data-subject request close to its deadline
-//! is announced to admins, once (the request row records that it was), every few minutes at
-//! most — the deadline is days away, so checking each tick would only load the database.
+//! Alerts the leader raises by looking at the data: a data-subject request close to its deadline,
+//! and an incident close to its 72 hours to inform the authority, are announced to admins, once
+//! (the row records that it was), every few minutes at most — the deadlines are hours or days
+//! away, so checking each tick would only load the database.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use moonengage_core::email::EmailSettings;
+use moonengage_core::incidents;
 use moonengage_core::notify::{self, AdminEvent};
 use sqlx::PgPool;
 
@@ -15,6 +17,7 @@ use sqlx::PgPool;
 pub struct DueSoon {
     every: Duration,
     within_days: i32,
+    incident_within_hours: i32,
     last: Mutex<Option<Instant>>,
 }
 
@@ -25,20 +28,23 @@ impl DueSoon {
         DueSoon {
             every: Duration::from_secs(settings.dsr_due_check_secs),
             within_days: settings.dsr_due_within_days,
+            incident_within_hours: settings.incident_deadline_within_hours,
             last: Mutex::new(None),
         }
     }
 
-    /// Runs the check when it is time; returns the requests announced.
-    pub async fn check(&self, pool: &PgPool) -> anyhow::Result<Vec<i64>> {
+    /// Runs the check when it is time; returns the requests and the incidents announced.
+    pub async fn check(&self, pool: &PgPool) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
         {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|at| at.elapsed() < self.every) {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             }
             *last = Some(Instant::now());
         }
-        announce_due_soon(pool, self.within_days).await
+        let requests = announce_due_soon(pool, self.within_days).await?;
+        let incidents = incidents::announce_deadline_near(pool, self.incident_within_hours).await?;
+        Ok((requests, incidents))
     }
 }
 

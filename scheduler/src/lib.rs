@@ -123,8 +123,15 @@ impl Scheduler {
         for campaign_id in fanout::freeze_cancelled(&self.pool).await? {
             tracing::info!(campaign_id, "cancelled campaign settled; totals frozen");
         }
-        for request_id in self.due_soon.check(&self.pool).await? {
+        let (requests, incidents) = self.due_soon.check(&self.pool).await?;
+        for request_id in requests {
             tracing::info!(request_id, "admins told that a request is due soon");
+        }
+        for incident_id in incidents {
+            tracing::warn!(
+                incident_id,
+                "admins told that an incident's report deadline nears"
+            );
         }
         self.retention.run_if_due(&self.pool).await?;
         Ok(())

@@ -1,7 +1,7 @@
 //! Test harness: a fresh database per test, the sandbox in-process, the scheduler and workers
 //! in-process or as real processes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -468,36 +468,51 @@ pub struct Process {
 impl Process {
     /// Starts `target/<profile>/<binary>` with the given environment.
     pub fn start(binary: &str, env: &[(String, String)]) -> Process {
-        Process::spawn(binary, env, None)
-    }
-
-    /// [`Process::start`] with its stdout and stderr written to `log`, for tests that read
-    /// what the process said.
-    pub fn start_logging(binary: &str, env: &[(String, String)], log: &Path) -> Process {
-        Process::spawn(binary, env, Some(log))
-    }
-
-    fn spawn(binary: &str, env: &[(String, String)], log: Option<&Path>) -> Process {
         let path = bin_dir().join(binary);
         assert!(
             path.exists(),
             "{} is missing: run `cargo build --workspace --bins` first",
             path.display()
         );
-        let mut command = Command::new(path);
-        command
+        let child = Command::new(path)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .kill_on_drop(true);
-        if let Some(log) = log {
-            let file = std::fs::File::create(log).expect("log file");
-            command
-                .stdout(file.try_clone().expect("log file"))
-                .stderr(file);
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        Process { child }
+    }
+
+    /// Like [`Process::start`], with every line it writes (stdout and stderr) appended to
+    /// `output`, for tests that read what a process logs.
+    pub fn start_logged(
+        binary: &str,
+        env: &[(String, String)],
+        output: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Process {
+        use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+        fn collect(
+            stream: impl AsyncRead + Unpin + Send + 'static,
+            output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        ) {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    output.lock().unwrap().push(line);
+                }
+            });
         }
-        Process {
-            child: command.spawn().expect("spawn"),
-        }
+        let mut child = Command::new(bin_dir().join(binary))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn (run `cargo build --workspace --bins` first)");
+        collect(child.stdout.take().expect("piped"), output.clone());
+        collect(child.stderr.take().expect("piped"), output.clone());
+        Process { child }
     }
 
     /// The process id.

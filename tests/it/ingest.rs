@@ -89,7 +89,7 @@ async fn aborted_deliveries_are_stored_whole_or_not_at_all() {
     h.add_page(&page).await;
     h.start_worker("ingest").await;
     let port = free_port();
-    let log = std::env::temp_dir().join(format!("ingest-web-{:016x}.log", rand::random::<u64>()));
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut env = h.process_env();
     env.push(("MOONENGAGE__WEB__PORT".into(), port.to_string()));
     env.push(("MOONENGAGE__WEB__HOST".into(), "127.0.0.1".into()));
@@ -99,7 +99,7 @@ async fn aborted_deliveries_are_stored_whole_or_not_at_all() {
         "MOONENGAGE__DATABASE__MAX_CONNECTIONS".into(),
         PARALLEL.to_string(),
     ));
-    let _web = Process::start_logging("web", &env, &log);
+    let _web = Process::start_logged("web", &env, &output);
     let web = WebClient {
         url: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
@@ -207,8 +207,7 @@ async fn aborted_deliveries_are_stored_whole_or_not_at_all() {
         0
     );
 
-    let output = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
+    let output = output.lock().unwrap().join("\n");
     assert!(
         !output.contains("transaction in progress"),
         "the web process logged a connection reused inside a transaction:\n{output}"

@@ -1,13 +1,16 @@
 //! Integration tests of the whole system against real Postgres, real Redis, the real sandbox
 //! over HTTP, and real processes where the behaviour under test is about processes.
 
+mod browser;
 mod delivery;
 mod first_hits;
 mod helpers;
 mod ingest;
 mod lifecycle;
+mod log_scan;
 mod metrics;
 mod notifications;
+mod policy_public;
 mod privacy;
 mod privacy_keys;
 mod queue;

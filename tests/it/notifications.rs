@@ -22,14 +22,14 @@ use crate::webhook_client::{message, signature};
 
 /// An SMTP server that prints every message it accepts (aiosmtpd's debugging handler); the
 /// test reads the subjects from its output.
-struct Smtp {
+pub(crate) struct Smtp {
     port: u16,
     child: Option<Child>,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Smtp {
-    async fn start(port: u16) -> Smtp {
+    pub(crate) async fn start(port: u16) -> Smtp {
         let mut smtp = Smtp {
             port,
             child: None,
@@ -72,7 +72,7 @@ impl Smtp {
     }
 
     /// The subject of every message received so far, in order.
-    fn subjects(&self) -> Vec<String> {
+    pub(crate) fn subjects(&self) -> Vec<String> {
         self.lines
             .lock()
             .unwrap()
@@ -81,17 +81,17 @@ impl Smtp {
             .collect()
     }
 
-    fn count(&self, subject: &str) -> usize {
+    pub(crate) fn count(&self, subject: &str) -> usize {
         self.subjects().iter().filter(|s| *s == subject).count()
     }
 
     /// The whole output: every message, headers and body.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 }
 
-fn secs(n: u64) -> Duration {
+pub(crate) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
@@ -262,7 +262,7 @@ async fn admin_emails_arrive_with_their_subjects_and_wait_out_an_smtp_outage() {
 }
 
 /// A person writes to the Page: a signed webhook to the web process, processed by a worker.
-async fn write_to_page(h: &Harness, web: &str, page: &str, psid: &str) {
+pub(crate) async fn write_to_page(h: &Harness, web: &str, page: &str, psid: &str) {
     let mid = format!("m_{:016x}", rand::random::<u64>());
     let body = serde_json::to_vec(&message(page, psid, &mid, "hello again")).unwrap();
     let secret = h.settings.messenger.app_secret.expose_secret().to_owned();

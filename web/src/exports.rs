@@ -5,6 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use moonengage_core::metrics;
 use moonengage_core::privacy::exports::{self, Taken};
 
 use crate::error::ApiError;
@@ -40,7 +41,7 @@ pub(crate) async fn download(
     Ok(
         match exports::take(&state.pool, &state.keyring, &token).await? {
             Taken::Json(json) => {
-                tracing::info!("export downloaded");
+                metrics::export_downloaded();
                 (
                     StatusCode::OK,
                     [

@@ -77,7 +77,7 @@ pub(crate) async fn data_deletion(
         state.settings.queue.max_attempts,
     )
     .await?;
-    tracing::info!(request_id = filed.id, "deletion request filed by Facebook");
+    tracing::debug!(request_id = filed.id, "deletion request filed by Facebook");
     Ok(Json(DeletionAnswer {
         url: format!(
             "{}/deletion-status?code={}",

@@ -5,6 +5,7 @@ mod error;
 mod exports;
 mod facebook;
 mod hardening;
+mod privacy_page;
 mod state;
 mod tls;
 mod unsubscribe;
@@ -126,6 +127,8 @@ fn routes(state: AppState, tls: bool) -> Router {
             get(unsubscribe::show).post(unsubscribe::confirm),
         )
         .route("/deletion-status", get(facebook::status))
+        .route("/privacy", get(privacy_page::current))
+        .route("/privacy/versions/{id}", get(privacy_page::version))
         .route(
             "/exports/{token}",
             get(exports::show).post(exports::download),

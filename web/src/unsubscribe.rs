@@ -53,7 +53,6 @@ pub(crate) async fn confirm(
     .await?
     {
         Unsubscribed::Done => {
-            tracing::info!(subscriber_id = claims.subscriber_id, "unsubscribed by link");
             metrics::unsubscribed("link");
             Ok(done())
         }

@@ -59,7 +59,7 @@ async fn carry_out(ctx: &Env, request_id: i64) -> anyhow::Result<()> {
         None => complete(ctx, request_id, NOTHING_HELD).await?,
     }
     metrics::dsr_completed(kind.as_str());
-    tracing::info!(request_id, kind = kind.as_str(), "request completed");
+    tracing::debug!(request_id, kind = kind.as_str(), "request completed");
     Ok(())
 }
 

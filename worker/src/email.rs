@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use moonengage_core::incidents;
 use moonengage_core::notify::AdminEvent;
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
@@ -109,6 +110,42 @@ async fn render(
             }
             body.push_str(&link(base_url, "/api/v1/pages"));
             (format!("{TAG} Page #{page_id} halted"), body)
+        }
+        AdminEvent::IncidentDeclared { incident_id }
+        | AdminEvent::IncidentDeadlineNear { incident_id } => {
+            let incident = incidents::get(pool, *incident_id).await?;
+            let near = matches!(event, AdminEvent::IncidentDeadlineNear { .. });
+            let mut body = if near {
+                format!(
+                    "Incident #{incident_id} is not reported yet and its 72 hours to inform the \
+                     supervisory authority are nearly over.\n"
+                )
+            } else {
+                format!(
+                    "Incident #{incident_id} was declared: a personal-data breach. The \
+                     supervisory authority must be informed within 72 hours of its detection.\n"
+                )
+            };
+            if let Some(i) = incident {
+                let categories: Vec<&str> = i.categories.iter().map(|c| c.as_str()).collect();
+                let _ = write!(
+                    body,
+                    "\nDetected: {}\nReport by: {}\nStatus: {}\nCategories: {}\n\
+                     People affected: {}\n",
+                    i.detected_at.format("%Y-%m-%d %H:%M UTC"),
+                    i.report_deadline.format("%Y-%m-%d %H:%M UTC"),
+                    i.status.as_str(),
+                    categories.join(", "),
+                    i.people_affected
+                );
+            }
+            body.push_str(&link(base_url, &format!("/api/v1/incidents/{incident_id}")));
+            let subject = if near {
+                format!("{TAG} Incident #{incident_id}: report deadline near")
+            } else {
+                format!("{TAG} Incident #{incident_id} declared")
+            };
+            (subject, body)
         }
         AdminEvent::CampaignCompleted { campaign_id }
         | AdminEvent::CampaignFailed { campaign_id } => {

@@ -7,6 +7,8 @@ mod email;
 mod env;
 mod export_link;
 mod handle;
+mod incident;
+mod notice;
 mod notify;
 mod pacer;
 mod policy;
@@ -24,12 +26,13 @@ use anyhow::Context as _;
 use apalis::prelude::*;
 use moonengage_core::crypto::Keyring;
 use moonengage_core::email::Mailer;
+use moonengage_core::incidents::IncidentNoticeJob;
 use moonengage_core::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use moonengage_core::messenger;
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
-use moonengage_core::profile::ProfileJob;
 use moonengage_core::privacy::export_link::ExportLinkJob;
+use moonengage_core::profile::ProfileJob;
 use moonengage_core::rate_limit::RateLimiter;
 use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
@@ -112,6 +115,7 @@ impl Worker {
             AdminEvent::KIND,
             PolicyNoticeJob::KIND,
             ProfileJob::KIND,
+            IncidentNoticeJob::KIND,
             DsrJob::KIND,
             ExportLinkJob::KIND,
             RotateJob::KIND,
@@ -142,6 +146,7 @@ impl Worker {
         let monitor = register::<AdminEvent>(monitor, &registration);
         let monitor = register::<PolicyNoticeJob>(monitor, &registration);
         let monitor = register::<ProfileJob>(monitor, &registration);
+        let monitor = register::<IncidentNoticeJob>(monitor, &registration);
         let monitor = register::<DsrJob>(monitor, &registration);
         let monitor = register::<ExportLinkJob>(monitor, &registration);
         let monitor = register::<RotateJob>(monitor, &registration);

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use moonengage_core::crypto::Context;
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
+use moonengage_core::incidents;
 use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind, WebhookJob};
 use moonengage_core::metrics;
 use moonengage_core::policy;
@@ -41,7 +42,7 @@ async fn process(ctx: &Env, event_id: i64) -> anyhow::Result<()> {
         .context("finding the event's Page")?;
     match page_id {
         Some(page_id) => act(ctx, &mut tx, event_id, page_id, &event).await?,
-        None => tracing::info!(event_id, "event for an unregistered Page dropped"),
+        None => tracing::debug!(event_id, "event for an unregistered Page dropped"),
     }
     webhook::finish(&mut tx, event_id).await?;
     tx.commit().await.context("committing a webhook event")?;
@@ -104,15 +105,16 @@ async fn act(
         )
         .await?
     };
-    // Their message opened the window: tell them of a policy update they have not seen yet and
-    // send the export links that waited for them (not when they ask to be erased — the erasure
-    // answers them).
+    // Their message opened the window: tell them of a policy update or an incident they have
+    // not been told of yet and send the export links that waited for them (not when they ask to
+    // be erased — the erasure answers them).
     if let Some(subscriber_id) = subscriber
         && intent != Intent::Erase
     {
         let max_attempts = ctx.settings.queue.max_attempts;
         policy::queue_for_reply(&mut *tx, subscriber_id, event_id, max_attempts).await?;
         export_link::queue_for_reply(&mut *tx, subscriber_id, event_id, max_attempts).await?;
+        incidents::queue_for_reply(&mut *tx, subscriber_id, event_id, max_attempts).await?;
     }
     match intent {
         Intent::None | Intent::Start => {}
@@ -158,7 +160,7 @@ async fn act(
                 ctx.settings.queue.max_attempts,
             )
             .await?;
-            tracing::info!(
+            tracing::debug!(
                 event_id,
                 request_id = filed.id,
                 kind = kind.as_str(),

@@ -1,5 +1,6 @@
 //! Gauges computed from Postgres — queue depth by state, the oldest due job, live and busy
-//! workers, Pages, campaign progress, open data-subject requests — so they are right however
+//! workers, Pages, campaign progress, open data-subject requests, the incident report deadline —
+//! so they are right however
 //! many workers run. Only the scheduler leader publishes them; a standby publishes nothing.
 
 use std::collections::HashSet;
@@ -11,6 +12,7 @@ use prometheus::GaugeVec;
 use sqlx::PgPool;
 
 use super::{DSR_TYPES, QUEUES, families};
+use crate::incidents::REPORT_DEADLINE_HOURS;
 
 /// Job states the dashboards show, each with a series per queue even when empty.
 const JOB_STATES: &[&str] = &[
@@ -134,7 +136,8 @@ impl DbCollector {
         self.refresh_queue(pool).await?;
         self.refresh_pages(pool).await?;
         self.refresh_campaigns(pool).await?;
-        self.refresh_dsr(pool).await
+        self.refresh_dsr(pool).await?;
+        self.refresh_incidents(pool).await
     }
 
     /// Called when this scheduler does not lead: the leader publishes, so this one withdraws
@@ -158,6 +161,7 @@ impl DbCollector {
             ] {
                 published.clear();
             }
+            families().incident_deadline.reset();
         }
     }
 
@@ -259,6 +263,24 @@ impl DbCollector {
                 .map(|(kind, _, age)| (vec![kind], age))
                 .collect(),
         );
+        Ok(())
+    }
+}
+
+impl DbCollector {
+    async fn refresh_incidents(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        let left: Option<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM min(detected_at) + make_interval(hours => $1) - now())::float8
+             FROM incidents WHERE status = 'open'",
+        )
+        .bind(i32::try_from(REPORT_DEADLINE_HOURS).unwrap_or(i32::MAX))
+        .fetch_one(pool)
+        .await
+        .context("finding the earliest incident report deadline")?;
+        families()
+            .incident_deadline
+            .with_label_values(&[] as &[&str])
+            .set(left.unwrap_or(f64::INFINITY));
         Ok(())
     }
 }

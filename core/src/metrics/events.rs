@@ -88,6 +88,20 @@ pub fn unsubscribed(channel: &'static str) {
     families().unsubscribes.with_label_values(&[channel]).inc();
 }
 
+/// Counts one data-subject request received, by type (see [`super::DSR_TYPES`]): the person's
+/// act is counted, never logged.
+pub fn dsr_received(kind: &'static str) {
+    families().dsr_received.with_label_values(&[kind]).inc();
+}
+
+/// Counts one export handed to the person it is about (its link works once).
+pub fn export_downloaded() {
+    families()
+        .exports_downloaded
+        .with_label_values(&[] as &[&str])
+        .inc();
+}
+
 /// Counts one data-subject request carried out, by type (see [`super::DSR_TYPES`]).
 pub fn dsr_completed(kind: &'static str) {
     families().dsr_completed.with_label_values(&[kind]).inc();

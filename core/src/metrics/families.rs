@@ -67,9 +67,12 @@ pub(super) struct Families {
     pub(super) webhook_malformed: IntCounterVec,
     pub(super) opt_ins: IntCounterVec,
     pub(super) unsubscribes: IntCounterVec,
+    pub(super) dsr_received: IntCounterVec,
+    pub(super) exports_downloaded: IntCounterVec,
     pub(super) dsr_completed: IntCounterVec,
     pub(super) dsr_open: GaugeVec,
     pub(super) dsr_oldest_open: GaugeVec,
+    pub(super) incident_deadline: GaugeVec,
 }
 
 /// Registers collectors and remembers their names.
@@ -272,6 +275,16 @@ impl Families {
                 "People unsubscribed, by channel.",
                 &["channel"],
             ),
+            dsr_received: b.counter(
+                "moonengage_dsr_received_total",
+                "Data-subject requests received, by type.",
+                &["type"],
+            ),
+            exports_downloaded: b.counter(
+                "moonengage_exports_downloaded_total",
+                "Exports downloaded by the person they are about.",
+                &[],
+            ),
             dsr_completed: b.counter(
                 "moonengage_dsr_completed_total",
                 "Data-subject requests carried out, by type.",
@@ -287,6 +300,13 @@ impl Families {
                 "Age of the oldest open data-subject request (0 when none); the deadline is 30 \
                  days.",
                 &["type"],
+            ),
+            incident_deadline: b.gauge(
+                "moonengage_incident_report_deadline_seconds",
+                "Seconds left to inform the supervisory authority of the earliest open \
+                 (unreported) incident, 72 hours after its detection; negative once missed, \
+                 +Inf when no incident is open.",
+                &[],
             ),
             registry: b.registry,
             names: b.names,
@@ -318,7 +338,9 @@ impl Families {
         for channel in UNSUBSCRIBE_CHANNELS {
             self.unsubscribes.with_label_values(&[channel]);
         }
+        self.exports_downloaded.with_label_values(&[] as &[&str]);
         for kind in DSR_TYPES {
+            self.dsr_received.with_label_values(&[kind]);
             self.dsr_completed.with_label_values(&[kind]);
         }
     }

@@ -19,17 +19,18 @@ use prometheus::{Encoder as _, TextEncoder};
 
 pub use database::DbCollector;
 pub use events::{
-    dsr_completed, opted_in, page_halted, page_paused, page_send, rate_limiter_wait, send_error,
-    send_outcome, unsubscribed, webhook_malformed, webhook_received,
+    dsr_completed, dsr_received, export_downloaded, opted_in, page_halted, page_paused, page_send,
+    rate_limiter_wait, send_error, send_outcome, unsubscribed, webhook_malformed, webhook_received,
 };
 pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{handler, start};
 
+use crate::incidents::IncidentNoticeJob;
 use crate::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
 use crate::notify::AdminEvent;
 use crate::policy::PolicyNoticeJob;
-use crate::profile::ProfileJob;
 use crate::privacy::export_link::ExportLinkJob;
+use crate::profile::ProfileJob;
 use families::Families;
 use moonengage_queue::{Job, sends};
 
@@ -43,6 +44,7 @@ pub const QUEUES: &[&str] = &[
     PolicyNoticeJob::KIND,
     ProfileJob::KIND,
     ExportLinkJob::KIND,
+    IncidentNoticeJob::KIND,
     RotateJob::KIND,
 ];
 

@@ -4,6 +4,7 @@
 mod auth;
 mod campaigns;
 mod dsr;
+mod incidents;
 mod pages;
 mod policy;
 mod subscribers;
@@ -29,7 +30,8 @@ pub(crate) const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 #[openapi(
     info(
         title = "MoonEngage admin API",
-        description = "Pages, campaigns, subscribers and data-subject requests. Every call needs \
+        description = "Pages, campaigns, subscribers, data-subject requests and the breach \
+                       register. Every call needs \
                        `Authorization: Bearer <token>`; errors are `{\"error\":{\"code\",\"message\"}}`."
     ),
     modifiers(&BearerAuth),
@@ -69,6 +71,9 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(dsr::show))
         .routes(routes!(dsr::reissue_export_link))
         .routes(routes!(policy::publish, policy::list))
+        .routes(routes!(incidents::declare, incidents::list))
+        .routes(routes!(incidents::show, incidents::update))
+        .routes(routes!(incidents::notice))
         .routes(routes!(auth::create_token))
         .routes(routes!(auth::revoke_token))
         .routes(routes!(auth::logout))

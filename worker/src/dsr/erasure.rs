@@ -55,7 +55,7 @@ pub(super) async fn run(
     };
     requests::complete(&mut tx, request_id, &outcome).await?;
     tx.commit().await.context("committing an erasure")?;
-    tracing::info!(
+    tracing::debug!(
         request_id,
         subscribers = erased.subscribers,
         deliveries = erased.deliveries,

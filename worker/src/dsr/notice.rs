@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use moonengage_core::messenger::OutgoingMessage;
-use moonengage_core::pages;
+use moonengage_core::{metrics, pages};
 use secrecy::SecretString;
 use sqlx::PgExecutor;
 
@@ -61,7 +61,8 @@ pub(super) async fn tell(
     match ctx.client.send(&sender.token, &message).await {
         Ok(_) => true,
         Err(error) => {
-            tracing::info!(
+            metrics::send_error(sender.page_id, error.class());
+            tracing::debug!(
                 request_id,
                 page_id = sender.page_id,
                 class = error.class().as_str(),
