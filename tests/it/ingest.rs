@@ -64,7 +64,7 @@ async fn post_and_abort(port: u16, body: Vec<u8>, signature: String) {
     let _ = stream.write_all(&body[..cut]).await;
     tokio::time::sleep(pause).await;
     // An abrupt hang-up (RST), as when a load balancer or Facebook's side gives up.
-    let _ = stream.set_linger(Some(Duration::ZERO));
+    let _ = stream.set_zero_linger();
     drop(stream);
 }
 

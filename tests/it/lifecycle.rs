@@ -422,7 +422,9 @@ async fn retention_deletes_inactive_and_unsubscribed_people_keeping_only_a_blind
     .await;
     for (person, at) in [(&quit_long_ago, days_ago(40)), (&quit_lately, days_ago(1))] {
         let id = subscriber(&h, page, &person.psid).await.unwrap();
-        subscribers::unsubscribe(h.pool(), id, page).await.unwrap();
+        subscribers::unsubscribe(h.pool(), id, page, subscribers::OptOut::Stop)
+            .await
+            .unwrap();
         sqlx::query("UPDATE subscribers SET unsubscribed_at = $2 WHERE id = $1")
             .bind(id)
             .bind(at)
