@@ -84,7 +84,9 @@ async fn info_logs_of_every_process_name_nobody_through_a_campaign_stop_unsubscr
     .await;
 
     // A campaign reaches everybody.
-    let campaign = h.campaign(page, "Hi {{first_name default=\"there\"}}!").await;
+    let campaign = h
+        .campaign(page, "Hi {{first_name default=\"there\"}}!")
+        .await;
     let done = h.wait_completed(campaign, Duration::from_secs(60)).await;
     assert_eq!(done.sent, 5);
 
