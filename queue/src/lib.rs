@@ -57,11 +57,11 @@ pub struct QueueSettings {
 /// message larger than a fresh socket's 16 KiB send buffer leaves a tail that waits for
 /// Postgres's delayed ACK: about 40 ms per statement, measured here as a fall from 96,000 to
 /// 19,500 enqueued jobs/s. Batched statements are cut to stay under it.
-pub(crate) const STATEMENT_BYTES: usize = 12 * 1024;
+pub const STATEMENT_BYTES: usize = 12 * 1024;
 
 /// Cuts `items` into consecutive runs whose estimated parameter bytes (`size` per item) stay
 /// under [`STATEMENT_BYTES`]; each run has at least one item.
-pub(crate) fn runs<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+pub fn runs<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut runs = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, item) in items.iter().enumerate() {

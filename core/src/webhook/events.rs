@@ -5,6 +5,8 @@
 //! worker has processed it, the sealed sender is erased and only the hash stays, so redeliveries
 //! keep being recognised until retention removes the row.
 
+use std::collections::HashSet;
+
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -42,8 +44,24 @@ fn mid_hash(keyring: &Keyring, event: &InboundEvent) -> Vec<u8> {
     hash.finalize().to_vec()
 }
 
-/// Stores the events of one request and queues a job for each new one, in one transaction: an
-/// event is either stored and queued, or neither.
+/// An event sealed and hashed for storing; `bytes` is its share of a statement's parameters.
+struct NewEvent<'a> {
+    mid_hash: Vec<u8>,
+    psid: Vec<u8>,
+    event: &'a InboundEvent,
+}
+
+impl NewEvent<'_> {
+    fn bytes(&self) -> usize {
+        // Lengths and values of the six columns (a timestamp is 8 bytes).
+        6 * 4 + self.mid_hash.len() + self.event.page_fb_id.len() + self.psid.len() + 8 + 16 + 8
+    }
+}
+
+/// Stores the events of one request and queues a job for each new one. A usual delivery is one
+/// statement: the insert and its jobs in one round trip, atomic, with no transaction held open
+/// across the network. One too large for a statement (see `STATEMENT_BYTES`) is stored in runs
+/// inside a transaction, so a delivery is always stored whole or not at all.
 pub async fn store(
     pool: &PgPool,
     keyring: &Keyring,
@@ -54,41 +72,88 @@ pub async fn store(
     if events.is_empty() {
         return Ok(outcome);
     }
-    let mut results = Vec::with_capacity(events.len());
-    let mut tx = pool.begin().await.context("starting to store events")?;
-    for event in events {
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (mid_hash) DO NOTHING
-             RETURNING id",
-        )
-        .bind(mid_hash(keyring, event))
-        .bind(&event.page_fb_id)
-        .bind(keyring.seal_str(Context::WebhookEventPsid, &event.psid))
-        .bind(event.kind.as_str())
-        .bind(event.intent.as_str())
-        .bind(event.event_at)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("storing a webhook event")?;
-        match id {
-            Some(event_id) => {
-                jobs::enqueue(&mut *tx, &WebhookJob { event_id }, max_attempts).await?;
-                outcome.stored += 1;
-                results.push((event.kind.as_str(), "accepted"));
-            }
-            None => {
-                outcome.duplicates += 1;
-                results.push((event.kind.as_str(), "duplicate"));
-            }
+    let rows: Vec<NewEvent> = events
+        .iter()
+        .map(|event| NewEvent {
+            mid_hash: mid_hash(keyring, event),
+            psid: keyring.seal_str(Context::WebhookEventPsid, &event.psid),
+            event,
+        })
+        .collect();
+    let runs = moonengage_queue::runs(&rows, NewEvent::bytes);
+    let mut stored: HashSet<Vec<u8>> = HashSet::with_capacity(rows.len());
+    if let [run] = runs.as_slice() {
+        stored.extend(insert(pool, run, max_attempts).await?);
+    } else {
+        let mut tx = pool.begin().await.context("starting to store events")?;
+        for run in runs {
+            stored.extend(insert(&mut *tx, run, max_attempts).await?);
         }
+        tx.commit().await.context("committing webhook events")?;
     }
-    tx.commit().await.context("committing webhook events")?;
-    for (kind, result) in results {
-        metrics::webhook_received(kind, result);
+    for row in &rows {
+        // The first event with a stored hash is the one stored; a repeat in the same delivery
+        // or an event stored by an earlier delivery is a duplicate.
+        let result = if stored.remove(&row.mid_hash) {
+            outcome.stored += 1;
+            "accepted"
+        } else {
+            outcome.duplicates += 1;
+            "duplicate"
+        };
+        metrics::webhook_received(row.event.kind.as_str(), result);
     }
     Ok(outcome)
+}
+
+/// One statement: stores `rows` that are new and queues a webhook job for each; returns the
+/// hashes of the events stored.
+async fn insert<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    rows: &[NewEvent<'_>],
+    max_attempts: i32,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let statement = format!(
+        "WITH stored AS (
+             INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at)
+             SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[],
+                                  $6::timestamptz[])
+             ON CONFLICT (mid_hash) DO NOTHING
+             RETURNING id, mid_hash
+         ),
+         source AS (
+             SELECT id::text AS key, jsonb_build_object('event_id', id) AS payload FROM stored
+         ),
+         {}
+         SELECT stored.mid_hash FROM stored LEFT JOIN woken ON true",
+        jobs::queue_each_of_source::<WebhookJob>(max_attempts)
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+        .bind(
+            rows.iter()
+                .map(|r| r.mid_hash.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.event.page_fb_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.psid.as_slice()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.event.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.event.intent.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.event.event_at).collect::<Vec<_>>())
+        .fetch_all(executor)
+        .await
+        .context("storing webhook events and queuing their jobs")
 }
 
 /// A stored event waiting to be processed.
