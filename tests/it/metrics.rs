@@ -394,7 +394,7 @@ async fn prometheus_scraping_a_real_run_has_data_for_every_panel_and_alert_rule(
         .flatten()
         .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
         .collect();
-    assert_eq!(rules.len(), 5, "the five alert rules are loaded: {groups}");
+    assert_eq!(rules.len(), 6, "the six alert rules are loaded: {groups}");
     for rule in &rules {
         let (name, query) = (
             rule["name"].as_str().unwrap(),

@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler as _;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum_server::tls_rustls::RustlsConfig;
@@ -115,7 +116,7 @@ fn routes(state: AppState, tls: bool) -> Router {
     let webhooks = Router::new()
         .route(
             "/webhooks/messenger",
-            get(webhooks::verify).post(webhooks::receive),
+            get(webhooks::verify).post(webhooks::receive.layer(from_fn(webhooks::timed))),
         )
         .route("/facebook/data-deletion", post(facebook::data_deletion))
         .layer(DefaultBodyLimit::max(web.max_body_bytes));

@@ -3,12 +3,15 @@
 //! stored with their jobs in one transaction, and it is answered at once: the work is queued.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use moonengage_core::metrics;
 use moonengage_core::webhook;
 use secrecy::ExposeSecret;
@@ -43,6 +46,15 @@ pub(crate) async fn verify(
         (Some("subscribe"), Some(challenge)) if token_ok => Ok(challenge.clone()),
         _ => Err(ApiError::Forbidden("verification refused")),
     }
+}
+
+/// Times each delivery from its arrival to its answer, the body read and the storing included:
+/// the ack latency Facebook sees (it gives up at 5 s and resends the whole delivery).
+pub(crate) async fn timed(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::webhook_acked(response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// How many events of a delivery were stored, how many were known already, and how many were

@@ -69,6 +69,20 @@ pub fn webhook_received(kind: &'static str, result: &'static str) {
     families().webhooks.with_label_values(&[kind, result]).inc();
 }
 
+/// Records how long a webhook delivery waited for its answer (HTTP `status`), by status class:
+/// the ack latency Facebook sees.
+pub fn webhook_acked(status: u16, took: Duration) {
+    let class = match status {
+        200..=299 => super::ACK_CLASSES[0],
+        400..=499 => super::ACK_CLASSES[1],
+        _ => super::ACK_CLASSES[2],
+    };
+    families()
+        .webhook_ack
+        .with_label_values(&[class])
+        .observe(took.as_secs_f64());
+}
+
 /// Counts one webhook event skipped as malformed, by problem (see
 /// [`super::WEBHOOK_PROBLEMS`]); its delivery is still accepted.
 pub fn webhook_malformed(problem: &'static str) {

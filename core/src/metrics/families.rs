@@ -23,6 +23,12 @@ const WAIT_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
+/// Seconds from a webhook delivery's arrival to its answer: milliseconds when healthy, and
+/// Facebook gives up at 5 s.
+const ACK_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Seconds a send waited for its Page's rate limiter.
 const LIMITER_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
@@ -65,6 +71,7 @@ pub(super) struct Families {
     // Webhooks and privacy.
     pub(super) webhooks: IntCounterVec,
     pub(super) webhook_malformed: IntCounterVec,
+    pub(super) webhook_ack: HistogramVec,
     pub(super) opt_ins: IntCounterVec,
     pub(super) unsubscribes: IntCounterVec,
     pub(super) dsr_received: IntCounterVec,
@@ -264,6 +271,13 @@ impl Families {
                  delivery is stored), by problem.",
                 &["problem"],
             ),
+            webhook_ack: b.histogram(
+                "moonengage_webhook_ack_seconds",
+                "Time from a webhook delivery's arrival to its answer, body read and storing \
+                 included (Facebook gives up at 5 s and resends), by status class.",
+                &["status"],
+                ACK_BUCKETS,
+            ),
             opt_ins: b.counter(
                 "moonengage_opt_ins_total",
                 "People opted in by a message: new to the Page, or returning (unreachable, \
@@ -328,6 +342,9 @@ impl Families {
             for result in WEBHOOK_RESULTS {
                 self.webhooks.with_label_values(&[kind, result]);
             }
+        }
+        for class in super::ACK_CLASSES {
+            self.webhook_ack.with_label_values(&[class]);
         }
         for problem in WEBHOOK_PROBLEMS {
             self.webhook_malformed.with_label_values(&[problem]);

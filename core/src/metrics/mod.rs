@@ -20,7 +20,8 @@ use prometheus::{Encoder as _, TextEncoder};
 pub use database::DbCollector;
 pub use events::{
     dsr_completed, dsr_received, export_downloaded, opted_in, page_halted, page_paused, page_send,
-    rate_limiter_wait, send_error, send_outcome, unsubscribed, webhook_malformed, webhook_received,
+    rate_limiter_wait, send_error, send_outcome, unsubscribed, webhook_acked, webhook_malformed,
+    webhook_received,
 };
 pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{handler, start};
@@ -56,6 +57,9 @@ pub const WEBHOOK_KINDS: &[&str] = &["message", "postback", "data_deletion", "ot
 /// Results of receiving a webhook: stored for a worker, a duplicate delivery, or refused (bad
 /// signature or body).
 pub const WEBHOOK_RESULTS: &[&str] = &["accepted", "duplicate", "rejected"];
+
+/// Status classes of webhook answers (`moonengage_webhook_ack_seconds{status}`).
+pub const ACK_CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
 
 /// Why a webhook event was skipped while the rest of its delivery was stored (see
 /// `webhook::Problem::as_str`).
