@@ -330,8 +330,11 @@ async fn public_pages_render_without_javascript_on_a_phone_load_nothing_foreign_
     let browser = Browser::start(false).await;
     browser.open(&format!("{web}/u/{token}")).await;
     browser.click("button[type=submit]").await;
-    let dom = browser.dom().await;
-    assert!(dom.contains("You are unsubscribed"), "{dom}");
+    // The click starts a navigation; the answer page arrives when the server has answered.
+    eventually("the unsubscribe answer page shows", secs(20), || async {
+        browser.dom().await.contains("You are unsubscribed")
+    })
+    .await;
     let status: String = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
         .bind(subscriber)
         .fetch_one(h.pool())

@@ -251,3 +251,52 @@ async fn a_large_delivery_is_stored_whole() {
     )
     .await;
 }
+
+/// One person's events are acted on in the order they happened, however their jobs race: a
+/// newcomer's "hi" and "STOP" in one delivery always end unsubscribed.
+#[tokio::test]
+async fn a_persons_events_are_acted_on_in_order() {
+    const PEOPLE: usize = 60;
+    let mut h = Harness::new().await;
+    let page = format!("page-{}", random_psid());
+    h.add_page(&page).await;
+    let web = WebClient::start(&mut h).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let events: Vec<_> = (0..PEOPLE)
+        .flat_map(|i| {
+            let (psid, page) = (random_psid(), page.clone());
+            ["hi", "STOP"]
+                .into_iter()
+                .enumerate()
+                .map(move |(n, text)| {
+                    serde_json::json!({
+                        "sender": {"id": psid}, "recipient": {"id": page}, "timestamp": now,
+                        "message": {"mid": format!("order-{i}-{n}"), "text": text}
+                    })
+                })
+        })
+        .collect();
+    let payload = serde_json::json!({
+        "object": "page",
+        "entry": [{"id": page, "time": now, "messaging": events}]
+    });
+    assert_eq!(web.deliver(&payload).await.status(), 200);
+    h.start_worker("order-1").await;
+    h.start_worker("order-2").await;
+    wait_count(
+        &h,
+        "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+        i64::try_from(2 * PEOPLE).unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM subscribers WHERE status = 'unsubscribed'"
+        )
+        .await,
+        i64::try_from(PEOPLE).unwrap(),
+        "every newcomer who said hi then STOP is unsubscribed"
+    );
+}

@@ -30,6 +30,7 @@ const NOT_SEALED: &[&str] = &[
     "subscribers.psid_index",
     "suppressions.psid_index",
     "webhook_events.mid_hash",
+    "webhook_events.sender_index",
 ];
 
 /// Every sealed value in the database, with the column it is in.

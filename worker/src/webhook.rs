@@ -3,8 +3,10 @@
 //! so does one from someone unreachable or who objected, coming back; a start keyword also
 //! subscribes again someone who stopped. Each opt-in queues the look-up of their first name.
 //! Any event opens the 24-hour window; a stop keyword or the unsubscribe option unsubscribes at
-//! once and queues a confirmation; a data keyword files a data-subject request. The event row is
-//! locked, acted on and marked processed in one transaction, so a redelivered job does nothing.
+//! once and queues a confirmation; a data keyword files a data-subject request. The event row,
+//! with its sender's earlier unprocessed ones, is locked, acted on in the order they happened
+//! and marked processed in one transaction: a redelivered job does nothing, and "hi" then
+//! "STOP" can never end subscribed, however the jobs of one delivery race.
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -32,20 +34,19 @@ impl Run<Env> for WebhookJob {
 
 async fn process(ctx: &Env, event_id: i64) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await.context("starting a webhook event")?;
-    let Some(event) = webhook::load(&mut tx, event_id).await? else {
-        return Ok(());
-    };
-    let page_id: Option<i64> = sqlx::query_scalar("SELECT id FROM pages WHERE fb_page_id = $1")
-        .bind(&event.page_fb_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("finding the event's Page")?;
-    match page_id {
-        Some(page_id) => act(ctx, &mut tx, event_id, page_id, &event).await?,
-        None => tracing::debug!(event_id, "event for an unregistered Page dropped"),
+    for (event_id, event) in webhook::load_in_order(&mut tx, event_id).await? {
+        let page_id: Option<i64> = sqlx::query_scalar("SELECT id FROM pages WHERE fb_page_id = $1")
+            .bind(&event.page_fb_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .context("finding the event's Page")?;
+        match page_id {
+            Some(page_id) => act(ctx, &mut tx, event_id, page_id, &event).await?,
+            None => tracing::debug!(event_id, "event for an unregistered Page dropped"),
+        }
+        webhook::finish(&mut tx, event_id).await?;
     }
-    webhook::finish(&mut tx, event_id).await?;
-    tx.commit().await.context("committing a webhook event")?;
+    tx.commit().await.context("committing webhook events")?;
     Ok(())
 }
 

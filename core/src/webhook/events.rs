@@ -47,14 +47,22 @@ fn mid_hash(keyring: &Keyring, event: &InboundEvent) -> Vec<u8> {
 /// An event sealed and hashed for storing; `bytes` is its share of a statement's parameters.
 struct NewEvent<'a> {
     mid_hash: Vec<u8>,
+    sender_index: Vec<u8>,
     psid: Vec<u8>,
     event: &'a InboundEvent,
 }
 
 impl NewEvent<'_> {
     fn bytes(&self) -> usize {
-        // Lengths and values of the six columns (a timestamp is 8 bytes).
-        6 * 4 + self.mid_hash.len() + self.event.page_fb_id.len() + self.psid.len() + 8 + 16 + 8
+        // Lengths and values of the seven columns (a timestamp is 8 bytes).
+        7 * 4
+            + self.mid_hash.len()
+            + self.sender_index.len()
+            + self.event.page_fb_id.len()
+            + self.psid.len()
+            + 8
+            + 16
+            + 8
     }
 }
 
@@ -76,6 +84,7 @@ pub async fn store(
         .iter()
         .map(|event| NewEvent {
             mid_hash: mid_hash(keyring, event),
+            sender_index: keyring.blind_index(&event.page_fb_id, &event.psid),
             psid: keyring.seal_str(Context::WebhookEventPsid, &event.psid),
             event,
         })
@@ -115,9 +124,10 @@ async fn insert<'e>(
 ) -> anyhow::Result<Vec<Vec<u8>>> {
     let statement = format!(
         "WITH stored AS (
-             INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at)
+             INSERT INTO webhook_events
+               (mid_hash, page_fb_id, psid, kind, intent, event_at, sender_index)
              SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[],
-                                  $6::timestamptz[])
+                                  $6::timestamptz[], $7::bytea[])
              ON CONFLICT (mid_hash) DO NOTHING
              RETURNING id, mid_hash
          ),
@@ -151,6 +161,11 @@ async fn insert<'e>(
                 .collect::<Vec<_>>(),
         )
         .bind(rows.iter().map(|r| r.event.event_at).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.sender_index.as_slice())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(executor)
         .await
         .context("storing webhook events and queuing their jobs")
@@ -185,25 +200,54 @@ impl EventRow {
     }
 }
 
-/// Locks an unprocessed event for the transaction `conn` is in; `None` when it was processed
-/// already (a redelivered job) or no longer exists.
-pub async fn load(conn: &mut PgConnection, id: i64) -> anyhow::Result<Option<EventRow>> {
-    sqlx::query_as(
-        "SELECT page_fb_id, psid, kind, intent, event_at, mid_hash FROM webhook_events
-         WHERE id = $1 AND processed_at IS NULL FOR UPDATE",
+/// Locks an unprocessed event for the transaction `conn` is in, together with its sender's
+/// earlier unprocessed events, oldest first: one person's events are acted on in the order they
+/// happened whichever job gets there first (a job for an earlier event then finds it done).
+/// Locks are taken in that order, so two jobs of one person wait for each other, never
+/// deadlock. Empty when the event was processed already (a redelivered job) or is gone.
+pub async fn load_in_order(
+    conn: &mut PgConnection,
+    id: i64,
+) -> anyhow::Result<Vec<(i64, EventRow)>> {
+    let rows: Vec<PendingRow> = sqlx::query_as(
+        "WITH this AS (
+             SELECT id, sender_index, event_at FROM webhook_events
+             WHERE id = $1 AND processed_at IS NULL
+         )
+         SELECT e.id, e.page_fb_id, e.psid, e.kind, e.intent, e.event_at, e.mid_hash
+         FROM webhook_events e, this
+         WHERE e.processed_at IS NULL
+           AND (e.id = this.id
+                OR (e.sender_index = this.sender_index
+                    AND (e.event_at, e.id) < (this.event_at, this.id)))
+         ORDER BY e.event_at, e.id
+         FOR UPDATE OF e",
     )
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await
-    .context("loading a webhook event")
+    .context("loading a webhook event and its sender's earlier ones")?;
+    Ok(rows.into_iter().map(|row| (row.id, row.event)).collect())
 }
 
-/// Marks an event processed and erases its sealed sender; the hash alone stays for dedupe.
+/// A row of [`load_in_order`].
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    id: i64,
+    #[sqlx(flatten)]
+    event: EventRow,
+}
+
+/// Marks an event processed and erases its sealed sender and its sender index; the hash of
+/// the message id alone stays for dedupe.
 pub async fn finish(conn: &mut PgConnection, id: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE webhook_events SET psid = NULL, processed_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await
-        .context("finishing a webhook event")?;
+    sqlx::query(
+        "UPDATE webhook_events SET psid = NULL, sender_index = NULL, processed_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(conn)
+    .await
+    .context("finishing a webhook event")?;
     Ok(())
 }

@@ -9,7 +9,7 @@ mod intent;
 mod payload;
 mod signature;
 
-pub use events::{EventRow, StoreOutcome, finish, load, store};
+pub use events::{EventRow, StoreOutcome, finish, load_in_order, store};
 pub use intent::{Intent, KeywordSettings};
 pub use payload::{EventKind, InboundEvent, Malformed, Parsed, PayloadError, Problem, parse};
 pub use signature::{SignatureError, hmac_sha256, verify_hmac_sha256, verify_signature};
