@@ -63,11 +63,10 @@ pub async fn enqueue_many<J: Job>(
 }
 
 /// The end of a caller's `WITH` statement that queues one job of kind `J` for each row of its
-/// last CTE, `source` (columns `key text, payload jsonb`, the payload as `J` serialises), and
-/// wakes the kind's claimers: a change and the jobs it causes in one round trip, with no
-/// transaction held open across the network. It adds the CTEs `queued` (one row per new job)
-/// and `woken` (one row when `source` had any); the caller's final `SELECT` must read `woken`,
-/// which Postgres runs only when it is read.
+/// last CTE, `source` (columns `key text, payload jsonb`, the payload as `J` serialises): a
+/// change and the jobs it causes in one round trip, with no transaction held open across the
+/// network. It adds the CTE `queued` (one row per new job). It sends no `NOTIFY`: the caller
+/// wakes the claimers after its commit through [`crate::wake::Nudges`].
 pub fn queue_each_of_source<J: Job>(max_attempts: i32) -> String {
     format!(
         "queued AS (
@@ -75,11 +74,9 @@ pub fn queue_each_of_source<J: Job>(max_attempts: i32) -> String {
              SELECT '{kind}', key, payload, now(), {max} FROM source
              ON CONFLICT (kind, key) DO NOTHING
              RETURNING 1
-         ),
-         woken AS (SELECT pg_notify('{channel}', '{kind}') WHERE EXISTS (SELECT 1 FROM source))",
+         )",
         kind = J::KIND,
         max = J::MAX_ATTEMPTS.unwrap_or(max_attempts),
-        channel = wake::CHANNEL,
     )
 }
 

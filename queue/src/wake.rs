@@ -2,7 +2,7 @@
 //! worker process holds a single LISTEN connection that wakes the claimers of that kind. The
 //! poll interval remains the fallback (and what notices a retry's run time arriving).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,55 @@ pub async fn notify<'e>(executor: impl sqlx::PgExecutor<'e>, kind: &str) -> sqlx
         .execute(executor)
         .await?;
     Ok(())
+}
+
+/// Wake-ups sent after the caller's commit and coalesced, for a busy enqueuer (the web process
+/// taking webhooks). A `NOTIFY` inside a transaction holds a database-wide lock until its commit
+/// is flushed, so one per transaction makes every such commit wait for the previous one
+/// (measured with `bench/commit-notify`: about 1,100 commits/s with it against 3,300 without).
+/// Here at most one `NOTIFY` is in flight, outside any transaction, naming every kind woken
+/// while the previous one was sent; claimers still poll if one is lost.
+#[derive(Clone)]
+pub struct Nudges {
+    pending: Arc<Mutex<HashSet<&'static str>>>,
+    ready: Arc<Notify>,
+}
+
+impl Nudges {
+    /// Starts the task that sends the wake-ups through `pool`.
+    pub fn start(pool: PgPool) -> Nudges {
+        let nudges = Nudges {
+            pending: Arc::default(),
+            ready: Arc::default(),
+        };
+        let task = nudges.clone();
+        tokio::spawn(async move {
+            loop {
+                task.ready.notified().await;
+                let kinds: Vec<&'static str> = task
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drain()
+                    .collect();
+                for kind in kinds {
+                    if let Err(error) = notify(&pool, kind).await {
+                        tracing::debug!(%error, kind, "wake-up not sent; claimers poll");
+                    }
+                }
+            }
+        });
+        nudges
+    }
+
+    /// Wakes the claimers of `kind` soon; call after the work is committed.
+    pub fn wake(&self, kind: &'static str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind);
+        self.ready.notify_one();
+    }
 }
 
 /// The process's wake-ups, one [`Notify`] per kind.

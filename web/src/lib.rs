@@ -26,6 +26,7 @@ use moonengage_core::crypto::Keyring;
 use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
 use moonengage_core::{db, metrics, shutdown};
+use moonengage_queue::wake::Nudges;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -58,6 +59,7 @@ impl App {
             .await
             .with_context(|| format!("binding web.host:web.port ({address})"))?;
         let state = AppState {
+            nudges: Nudges::start(pool.clone()),
             pool,
             keyring,
             signer,

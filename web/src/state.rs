@@ -6,6 +6,7 @@ use axum::extract::FromRef;
 use moonengage_core::crypto::Keyring;
 use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
+use moonengage_queue::wake::Nudges;
 use sqlx::PgPool;
 
 /// Connections, keys and settings, cloned cheaply into each request.
@@ -13,6 +14,8 @@ use sqlx::PgPool;
 pub(crate) struct AppState {
     /// The database and its queue.
     pub pool: PgPool,
+    /// Wakes workers after webhook events are stored (coalesced, outside transactions).
+    pub nudges: Nudges,
     /// Seals PSIDs and Page tokens.
     pub keyring: Keyring,
     /// Verifies unsubscribe tokens.

@@ -101,6 +101,7 @@ pub(crate) async fn receive(
         .map_err(|error| rejected(ApiError::BadRequest(error.to_string())))?;
     let outcome = webhook::store(
         &state.pool,
+        &state.nudges,
         &state.keyring,
         &parsed.events,
         state.settings.queue.max_attempts,

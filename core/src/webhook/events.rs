@@ -17,7 +17,8 @@ use super::payload::{EventKind, InboundEvent};
 use crate::crypto::{Context, Keyring};
 use crate::jobs::WebhookJob;
 use crate::metrics;
-use moonengage_queue::jobs;
+use moonengage_queue::wake::Nudges;
+use moonengage_queue::{Job as _, jobs};
 
 /// How many events of a request were new.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +73,7 @@ impl NewEvent<'_> {
 /// inside a transaction, so a delivery is always stored whole or not at all.
 pub async fn store(
     pool: &PgPool,
+    nudges: &Nudges,
     keyring: &Keyring,
     events: &[InboundEvent],
     max_attempts: i32,
@@ -99,6 +101,9 @@ pub async fn store(
             stored.extend(insert(&mut *tx, run, max_attempts).await?);
         }
         tx.commit().await.context("committing webhook events")?;
+    }
+    if !stored.is_empty() {
+        nudges.wake(WebhookJob::KIND);
     }
     for row in &rows {
         // The first event with a stored hash is the one stored; a repeat in the same delivery
@@ -135,7 +140,7 @@ async fn insert<'e>(
              SELECT id::text AS key, jsonb_build_object('event_id', id) AS payload FROM stored
          ),
          {}
-         SELECT stored.mid_hash FROM stored LEFT JOIN woken ON true",
+         SELECT mid_hash FROM stored",
         jobs::queue_each_of_source::<WebhookJob>(max_attempts)
     );
     sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
