@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use moonengage_core::admin_tokens;
 use moonengage_core::subscribers;
-use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, ProfileRegistration};
+use moonengage_sandbox::{ErrorSpec, Faults, ProfileRegistration};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -44,18 +44,6 @@ async fn wait_processed(h: &Harness, events: i64) {
         Duration::from_secs(30),
     )
     .await;
-}
-
-/// What the sandbox received for one person, in order.
-fn texts_to(h: &Harness, psid: &str) -> Vec<String> {
-    h.sandbox
-        .messages(&MessageFilter {
-            psid: Some(psid.to_owned()),
-            ..MessageFilter::default()
-        })
-        .into_iter()
-        .map(|m| m.text)
-        .collect()
 }
 
 /// A new PSID whose first name the sandbox's User Profile API answers.
@@ -106,7 +94,7 @@ async fn a_person_who_opts_in_by_message_gets_their_real_name_in_a_campaign_with
         (1, 0, 0),
         "{done:?}"
     );
-    let texts = texts_to(&h, &psid);
+    let texts = h.texts_to(&psid);
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert!(texts[0].starts_with("Hi Selene!"), "{texts:?}");
     // The name is sealed like the PSID.
@@ -204,7 +192,7 @@ async fn a_template_that_does_not_render_pauses_its_campaign_and_spends_no_deliv
         .unwrap()
         .unwrap();
     assert_eq!((progress.failed, progress.sent), (0, 0), "{progress:?}");
-    assert!(texts_to(&h, &nameless.psid).is_empty());
+    assert!(h.texts_to(&nameless.psid).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +264,7 @@ async fn erasing_one_of_300_queued_recipients_lets_the_campaign_complete_with_co
     )
     .await;
     assert!(
-        texts_to(&h, &leaving.psid)
+        h.texts_to(&leaving.psid)
             .iter()
             .all(|text| !text.starts_with("Hi ")),
         "the campaign reached the person before their erasure (test precondition)"
@@ -298,7 +286,7 @@ async fn erasing_one_of_300_queued_recipients_lets_the_campaign_complete_with_co
             .unwrap();
     assert!(completed_at.is_some(), "retention counts from completed_at");
     assert!(
-        texts_to(&h, &leaving.psid)
+        h.texts_to(&leaving.psid)
             .iter()
             .all(|text| !text.starts_with("Hi ")),
         "no campaign message reached the erased person"
@@ -483,7 +471,7 @@ async fn people_who_come_back_are_active_again_and_a_stop_needs_start() {
     assert_eq!((done.sent, done.skipped), (3, 1), "{done:?}");
     for person in [&unreachable, &objector, &stopper] {
         assert!(
-            texts_to(&h, &person.psid)
+            h.texts_to(&person.psid)
                 .iter()
                 .any(|text| text.starts_with("Hi ")),
             "{} was not sent the campaign",
@@ -491,7 +479,7 @@ async fn people_who_come_back_are_active_again_and_a_stop_needs_start() {
         );
     }
     assert!(
-        texts_to(&h, &silent.psid)
+        h.texts_to(&silent.psid)
             .iter()
             .all(|text| !text.starts_with("Hi ")),
         "a STOP'd person who did not write start got the campaign"

@@ -361,6 +361,18 @@ impl Harness {
         }
     }
 
+    /// The texts the sandbox received for one person, in order.
+    pub fn texts_to(&self, psid: &str) -> Vec<String> {
+        self.sandbox
+            .messages(&moonengage_sandbox::MessageFilter {
+                psid: Some(psid.to_owned()),
+                ..moonengage_sandbox::MessageFilter::default()
+            })
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    }
+
     /// When the sandbox received each message, in milliseconds, oldest first.
     pub fn received_times(&self) -> Vec<u64> {
         let mut times: Vec<u64> = self

@@ -10,7 +10,7 @@ use moonengage_core::campaigns;
 use moonengage_core::dsr::{self, Channel, DsrType, Subject};
 use moonengage_core::pages::{self, NewPage};
 use moonengage_core::subscribers::{self, NewSubscriber};
-use moonengage_sandbox::{IdMappingRegistration, MessageFilter, PageScopedId};
+use moonengage_sandbox::{IdMappingRegistration, PageScopedId};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -36,18 +36,6 @@ async fn admin_web(h: &mut Harness) -> (Web, String) {
         .expose_secret()
         .to_owned();
     (web, token)
-}
-
-/// Texts the sandbox received for a person.
-fn texts(h: &Harness, psid: &str) -> Vec<String> {
-    h.sandbox
-        .messages(&MessageFilter {
-            psid: Some(psid.to_owned()),
-            ..MessageFilter::default()
-        })
-        .into_iter()
-        .map(|m| m.text)
-        .collect()
 }
 
 /// Facebook's data-deletion callback about `user_id`, signed with our app secret; its answer.
@@ -196,7 +184,7 @@ async fn no_link_points_at_the_address_the_web_process_binds() {
 
     let answer = deletion_callback(&web, "4001").await;
     let status_url = answer["url"].as_str().unwrap().to_owned();
-    for rendered in texts(&h, &person.psid).iter().chain([&status_url]) {
+    for rendered in h.texts_to(&person.psid).iter().chain([&status_url]) {
         assert!(!rendered.contains("0.0.0.0"), "{rendered}");
     }
     assert!(link.contains("http://localhost:8080/exports/"), "{link}");
@@ -259,7 +247,7 @@ async fn a_halted_page_keeps_its_campaigns_and_its_resume_restarts_only_what_the
             .unwrap();
     assert_eq!(admin_paused, ("paused".into(), Some("admin".into())));
     for person in &people {
-        assert_eq!(texts(&h, &person.psid), ["Hello from the halt"]);
+        assert_eq!(h.texts_to(&person.psid), ["Hello from the halt"]);
     }
 }
 
@@ -346,7 +334,7 @@ async fn an_export_link_waits_for_the_next_message_and_admins_can_reissue_it() {
     let request = filed["id"].as_i64().unwrap();
     let (_, outcome) = completed(&h, "export", 1).await;
     assert!(outcome.contains("link waiting"), "{outcome}");
-    assert!(texts(&h, &away.psid).is_empty());
+    assert!(h.texts_to(&away.psid).is_empty());
 
     web.send_text(FB_PAGE, &away.psid, "m-away-1", "hello again")
         .await;
@@ -360,15 +348,15 @@ async fn an_export_link_waits_for_the_next_message_and_admins_can_reissue_it() {
     };
     assert_eq!(reissue().await.unwrap().status(), StatusCode::ACCEPTED);
     eventually("the re-issued link arrives", WAIT, || async {
-        texts(&h, &away.psid).len() == 2
+        h.texts_to(&away.psid).len() == 2
     })
     .await;
     moonengage(&h, &["dsr", "reissue-export-link", &request.to_string()]).await;
     eventually("the link re-issued from the CLI arrives", WAIT, || async {
-        texts(&h, &away.psid).len() == 3
+        h.texts_to(&away.psid).len() == 3
     })
     .await;
-    let links: Vec<String> = texts(&h, &away.psid).iter().map(|t| token_in(t)).collect();
+    let links: Vec<String> = h.texts_to(&away.psid).iter().map(|t| token_in(t)).collect();
     assert_ne!(links[1], first);
     let download = |token: String| web.http.post(format!("{}/exports/{token}", web.url)).send();
     for old in [&links[0], &links[1]] {
@@ -571,7 +559,7 @@ async fn service_messages_take_the_pages_limiter_slots_and_rates_are_capped_at_3
     )
     .await;
     assert!(
-        texts(&h, &person.psid).is_empty(),
+        h.texts_to(&person.psid).is_empty(),
         "the confirmation went past the Page's limiter"
     );
     wait_message(&h, &person.psid, "You are unsubscribed").await;

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moonengage_core::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
-use moonengage_sandbox::MessageFilter;
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 
@@ -21,14 +20,9 @@ const FIRST_ID: i64 = 7_340_021;
 
 /// The first message to `psid` that contains `needle`.
 fn message_with(h: &Harness, psid: &str, needle: &str) -> Option<String> {
-    h.sandbox
-        .messages(&MessageFilter {
-            psid: Some(psid.to_owned()),
-            ..MessageFilter::default()
-        })
+    h.texts_to(psid)
         .into_iter()
-        .find(|m| m.text.contains(needle))
-        .map(|m| m.text)
+        .find(|text| text.contains(needle))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

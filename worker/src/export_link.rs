@@ -5,9 +5,6 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use moonengage_core::crypto::Context;
-use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
-use moonengage_core::pages;
 use moonengage_core::privacy::export_link::{self, ExportLinkJob};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
@@ -78,11 +75,6 @@ async fn deliver(env: &Env, request_id: i64) -> Result<(), JobError> {
     let Some(link) = export_link::claim(&env.pool, request_id).await? else {
         return Ok(());
     };
-    let psid = env
-        .keyring
-        .open_string(Context::SubscriberPsid, &waiting.psid)
-        .context("opening the PSID")?;
-    let token = pages::open_token(&env.keyring, &waiting.access_token)?;
     let text = text(
         env,
         &waiting.page_name,
@@ -90,25 +82,17 @@ async fn deliver(env: &Env, request_id: i64) -> Result<(), JobError> {
         link.expires_at,
         &waiting.confirmation_code,
     );
-    let message = OutgoingMessage {
-        psid: &psid,
-        text: &text,
-        quick_replies: &[],
-    };
-    let Err(error) = env.client.send(&token, &message).await else {
-        tracing::debug!(request_id, "export link sent");
+    let Some(class) = crate::service::send_claimed(
+        env,
+        waiting.page_id,
+        &waiting.psid,
+        &waiting.access_token,
+        &text,
+    )
+    .await?
+    else {
         return Ok(());
     };
-    let class = error.class();
-    tracing::debug!(
-        request_id,
-        class = class.as_str(),
-        "export link not accepted"
-    );
-    if class == ErrorClass::Ambiguous {
-        // It may have reached them: a link is never sent twice.
-        return Ok(());
-    }
     // It certainly did not reach them: it waits again.
     export_link::wait(&env.pool, request_id).await?;
     crate::service::refused(env, class, waiting.page_id, waiting.subscriber_id).await

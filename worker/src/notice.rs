@@ -6,9 +6,6 @@
 use std::future::Future;
 
 use anyhow::Context as _;
-use moonengage_core::crypto::Context;
-use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
-use moonengage_core::{metrics, pages};
 use moonengage_queue::JobError;
 use sqlx::PgPool;
 
@@ -82,11 +79,6 @@ pub(crate) async fn deliver<N: Notice>(ctx: &Env, notice: &N) -> Result<(), JobE
     let Some(claimed) = notice.claim(&ctx.pool).await? else {
         return Ok(());
     };
-    let psid = ctx
-        .keyring
-        .open_string(Context::SubscriberPsid, &psid)
-        .context("opening the PSID")?;
-    let token = pages::open_token(&ctx.keyring, &token).context("opening the Page token")?;
     let first = |words: &[String]| words.first().cloned().unwrap_or_default();
     let text = notice.text(
         &page_name,
@@ -94,22 +86,10 @@ pub(crate) async fn deliver<N: Notice>(ctx: &Env, notice: &N) -> Result<(), JobE
         &first(&ctx.settings.keywords.export),
         &first(&ctx.settings.keywords.erase),
     );
-    let message = OutgoingMessage {
-        psid: &psid,
-        text: &text,
-        quick_replies: &[],
-    };
-    let Err(error) = ctx.client.send(&token, &message).await else {
-        tracing::debug!(subscriber_id, "notice sent");
+    let Some(class) = crate::service::send_claimed(ctx, page_id, &psid, &token, &text).await?
+    else {
         return Ok(());
     };
-    let class = error.class();
-    metrics::send_error(page_id, class);
-    tracing::debug!(subscriber_id, class = class.as_str(), %error, "notice not accepted");
-    if class == ErrorClass::Ambiguous {
-        // It may have reached them: keep the claim, never send it twice.
-        return Ok(());
-    }
     notice.release(&ctx.pool, &claimed).await?;
     crate::service::refused(ctx, class, page_id, subscriber_id).await
 }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use moonengage_core::messenger::ErrorClass;
+use anyhow::Context as _;
+use moonengage_core::crypto::Context;
+use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
 use moonengage_core::rate_limit::Permit;
 use moonengage_core::{metrics, pages, subscribers};
 use moonengage_queue::JobError;
@@ -41,6 +43,37 @@ pub(crate) async fn wait_slot(env: &Env, page_id: i64, send_rate: i32) {
     while let Err(wait) = slot(env, page_id, send_rate).await {
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Sends a claimed service message to one person (PSID and Page token sealed, as stored).
+/// `None` when it went, or may have: an answer that never came keeps the claim, so it is never
+/// sent twice. `Some(class)` when Facebook certainly refused it: the caller gives its claim back,
+/// then [`refused`] says what the refusal means.
+pub(crate) async fn send_claimed(
+    env: &Env,
+    page_id: i64,
+    sealed_psid: &[u8],
+    sealed_token: &[u8],
+    text: &str,
+) -> anyhow::Result<Option<ErrorClass>> {
+    let psid = env
+        .keyring
+        .open_string(Context::SubscriberPsid, sealed_psid)
+        .context("opening the PSID")?;
+    let token = pages::open_token(&env.keyring, sealed_token).context("opening the Page token")?;
+    let message = OutgoingMessage {
+        psid: &psid,
+        text,
+        quick_replies: &[],
+    };
+    let Err(error) = env.client.send(&token, &message).await else {
+        tracing::debug!(page_id, "service message sent");
+        return Ok(None);
+    };
+    let class = error.class();
+    metrics::send_error(page_id, class);
+    tracing::debug!(page_id, class = class.as_str(), %error, "service message not accepted");
+    Ok((class != ErrorClass::Ambiguous).then_some(class))
 }
 
 /// What a service message that Facebook certainly refused means: a transient error or a rate
