@@ -45,8 +45,9 @@ pub struct DemoArgs {
     /// Sandbox answer delay in milliseconds (Facebook answers in ~100 ms).
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
-    /// Messages per second each Page may send (Facebook allows 300; raise it to measure the
-    /// pipeline itself, as bench/run does).
+    /// Messages per second each Page may send (at most Facebook's 300; to measure the pipeline
+    /// itself rather than Facebook's limit, spread the recipients over more Pages, as bench/run
+    /// does).
     #[arg(long, default_value_t = 250)]
     send_rate: i32,
     /// The database the demo re-creates for itself.
