@@ -4,10 +4,10 @@ use anyhow::Context as _;
 use chrono::{DateTime, Duration, Utc};
 use clap::Subcommand;
 use moonengage_core::campaigns;
-use moonengage_core::crypto::Keyring;
 use moonengage_core::pages::{self, NewPage};
 use moonengage_core::settings::Settings;
 use moonengage_core::subscribers::{self, NewSubscriber};
+use moonengage_privacy::crypto::Keyring;
 use secrecy::SecretString;
 use sqlx::PgPool;
 

@@ -2,8 +2,8 @@
 //! operators without an API token at hand.
 
 use clap::Subcommand;
-use moonengage_core::privacy::export_link;
 use moonengage_core::settings::Settings;
+use moonengage_privacy::export_link;
 use sqlx::PgPool;
 
 /// `moonengage dsr …`

@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use moonengage_core::incidents::{
+use moonengage_core::settings::Settings;
+use moonengage_privacy::incidents::{
     self, Affected, DataCategory, IncidentStatus, IncidentUpdate, NewIncident,
 };
-use moonengage_core::settings::Settings;
 use sqlx::PgPool;
 
 /// `moonengage incident …`

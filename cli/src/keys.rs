@@ -4,9 +4,9 @@
 use anyhow::Context as _;
 use base64::Engine;
 use clap::Subcommand;
-use moonengage_core::crypto::generate_identity;
-use moonengage_core::key_rotation;
 use moonengage_core::settings::Settings;
+use moonengage_privacy::crypto::generate_identity;
+use moonengage_privacy::rotation as key_rotation;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 

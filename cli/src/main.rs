@@ -10,8 +10,9 @@ mod policy;
 mod tokens;
 
 use clap::{Parser, Subcommand};
+use moonengage_core::db;
 use moonengage_core::settings::Settings;
-use moonengage_core::{db, telemetry};
+use moonengage_ops::telemetry;
 
 #[derive(Parser)]
 #[command(

@@ -2,8 +2,8 @@
 //! API does, for operators without an API token at hand.
 
 use clap::Subcommand;
-use moonengage_core::policy::{self, NewVersion};
 use moonengage_core::settings::Settings;
+use moonengage_privacy::policy::{self, NewVersion};
 use sqlx::PgPool;
 
 /// `moonengage policy …`

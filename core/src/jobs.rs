@@ -3,8 +3,32 @@
 //! PSID, a name or a text never goes in here — and says its stable kind name and unique key.
 //! The worker says how each runs; anyone may queue them (`moonengage_queue::jobs::enqueue`).
 
-use moonengage_queue::Job;
+use moonengage_ops::alerts::AdminEvent;
+use moonengage_privacy::dsr::DsrJob;
+use moonengage_privacy::export_link::ExportLinkJob;
+use moonengage_privacy::incidents::IncidentNoticeJob;
+use moonengage_privacy::policy::PolicyNoticeJob;
+use moonengage_privacy::rotation::RotateJob;
+use moonengage_queue::{Job, sends};
 use serde::{Deserialize, Serialize};
+
+use crate::profile::ProfileJob;
+
+/// Every queue: the kind of each job, sends first. Metrics create a series for each at start
+/// and the scheduler's gauges report each, so a dashboard shows an idle queue as 0, not as
+/// missing.
+pub const QUEUES: &[&str] = &[
+    sends::KIND,
+    WebhookJob::KIND,
+    DsrJob::KIND,
+    NotifyJob::KIND,
+    AdminEvent::KIND,
+    PolicyNoticeJob::KIND,
+    ProfileJob::KIND,
+    ExportLinkJob::KIND,
+    IncidentNoticeJob::KIND,
+    RotateJob::KIND,
+];
 
 /// One received webhook event to process; the event's row holds the rest (sealed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,21 +42,6 @@ impl Job for WebhookJob {
 
     fn key(&self) -> String {
         self.event_id.to_string()
-    }
-}
-
-/// One data-subject request to carry out; the request's row holds the rest (sealed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DsrJob {
-    /// `dsr_requests.id`.
-    pub request_id: i64,
-}
-
-impl Job for DsrJob {
-    const KIND: &'static str = "dsr";
-
-    fn key(&self) -> String {
-        self.request_id.to_string()
     }
 }
 
@@ -81,40 +90,6 @@ impl Job for NotifyJob {
     }
 }
 
-/// One step of a key rotation: re-seal, in batches, what is still sealed under an older data key,
-/// resuming at a position; the step queues the next one until nothing is left. Ids only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RotateJob {
-    /// The data key everything is re-sealed under.
-    pub key_id: i32,
-    /// Steps before this one: with the key id, the unique key, so each step is queued once.
-    pub step: u32,
-    /// Index into `key_rotation::SEALED_COLUMNS` where this step resumes.
-    pub column: usize,
-    /// The last row id already handled in that column.
-    pub after_id: i64,
-}
-
-impl RotateJob {
-    /// The first step of a rotation to `key_id`.
-    pub fn start(key_id: i32) -> RotateJob {
-        RotateJob {
-            key_id,
-            step: 0,
-            column: 0,
-            after_id: 0,
-        }
-    }
-}
-
-impl Job for RotateJob {
-    const KIND: &'static str = "rotate";
-
-    fn key(&self) -> String {
-        format!("{}:{}", self.key_id, self.step)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +110,5 @@ mod tests {
             serde_json::to_value(by_event).unwrap(),
             serde_json::json!({"subscriber_id": 7, "kind": "unsubscribed", "cause": {"by": "event", "id": 3}})
         );
-        assert_eq!(RotateJob::start(2).key(), "2:0");
     }
 }

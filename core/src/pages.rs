@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
-use crate::crypto::{Context, Keyring};
+use moonengage_privacy::crypto::{Context, Keyring};
 
 /// Facebook's limit of messages per second per Page: no Page is ever set faster.
 pub const MAX_SEND_RATE: i32 = 300;
@@ -93,9 +93,9 @@ pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<O
         return Ok(None);
     }
     let paused = crate::campaigns::pause_for_halt(&mut tx, page_id).await?;
-    crate::notify::admin(
+    moonengage_ops::alerts::admin(
         &mut *tx,
-        crate::notify::AdminEvent::PageHalted {
+        moonengage_ops::alerts::AdminEvent::PageHalted {
             page_id,
             paused_campaigns: paused.clone(),
             at_ms: chrono::Utc::now().timestamp_millis(),

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use crate::crypto::{Context, Keyring};
+use moonengage_privacy::crypto::{Context, Keyring};
 
 /// One person to add, with the evidence of their opt-in.
 #[derive(Debug, Clone)]

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use moonengage_core::email::EmailSettings;
-use moonengage_core::incidents;
-use moonengage_core::notify::{self, AdminEvent};
+use moonengage_core::settings::EmailSettings;
+use moonengage_ops::alerts::{self, AdminEvent};
+use moonengage_privacy::incidents;
 use sqlx::PgPool;
 
 /// When the leader last looked for requests due soon.
@@ -63,7 +63,7 @@ async fn announce_due_soon(pool: &PgPool, days: i32) -> anyhow::Result<Vec<i64>>
     .await
     .context("finding requests due soon")?;
     for &request_id in &due {
-        notify::admin(&mut *tx, AdminEvent::DsrDueSoon { request_id }).await?;
+        alerts::admin(&mut *tx, AdminEvent::DsrDueSoon { request_id }).await?;
     }
     tx.commit().await.context("committing the due-soon check")?;
     Ok(due)

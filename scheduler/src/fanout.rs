@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use sqlx::PgPool;
 
-use moonengage_core::notify::{self, AdminEvent};
+use moonengage_ops::alerts::{self, AdminEvent};
 use moonengage_queue::sends;
 
 /// Starts every scheduled campaign whose time has come.
@@ -52,7 +52,7 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
         } else {
             AdminEvent::CampaignCompleted { campaign_id }
         };
-        notify::admin(&mut *tx, event).await?;
+        alerts::admin(&mut *tx, event).await?;
     }
     tx.commit()
         .await

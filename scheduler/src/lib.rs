@@ -4,18 +4,21 @@
 
 mod alerts;
 pub mod fanout;
+mod gauges;
 mod leader;
 mod retention;
 
 use std::future::Future;
 use std::time::Duration;
 
-use moonengage_core::metrics::{self, DbCollector};
 use moonengage_core::settings::Settings;
-use moonengage_core::{db, shutdown};
+use moonengage_core::{db, jobs};
+use moonengage_ops::metrics;
+use moonengage_ops::shutdown;
 use moonengage_queue::sends;
 use sqlx::PgPool;
 
+use crate::gauges::DbCollector;
 use crate::leader::Leader;
 
 /// Fan-out batches per campaign per tick, so one huge campaign cannot keep the leader from
@@ -58,7 +61,7 @@ impl Scheduler {
         let mut leader = Leader::new(&self.settings.database);
         let tick = Duration::from_millis(self.settings.scheduler.tick_ms);
         tokio::pin!(stop);
-        metrics::init("scheduler");
+        metrics::init("scheduler", jobs::QUEUES);
         metrics::start(&self.settings.metrics).await;
         let queue = &self.settings.queue;
         let mut gauges = DbCollector::new(

@@ -1,7 +1,7 @@
 //! The scheduler process: one leader fans campaigns out and runs maintenance; others stand by.
 
 use moonengage_core::settings::Settings;
-use moonengage_core::telemetry;
+use moonengage_ops::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use base64::Engine as _;
-use moonengage_core::dsr::{self, Channel, DsrType, Subject};
-use moonengage_core::policy::{self, NewVersion};
-use moonengage_core::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
+use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
+use moonengage_privacy::policy::{self, NewVersion};
+use moonengage_privacy::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use moonengage_core::campaigns::{self, Progress};
-use moonengage_core::crypto::Keyring;
 use moonengage_core::db;
 use moonengage_core::pages::{self, NewPage};
 use moonengage_core::settings::Settings;
 use moonengage_core::subscribers::{self, NewSubscriber};
+use moonengage_privacy::crypto::Keyring;
 use moonengage_sandbox::{Sandbox, SandboxSettings, SandboxState};
 use secrecy::SecretString;
 use sqlx::PgPool;

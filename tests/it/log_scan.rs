@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moonengage_core::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
+use moonengage_privacy::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 

@@ -90,7 +90,7 @@ fn substitute(expr: &str) -> String {
 
 #[test]
 fn every_metric_the_dashboards_and_alerts_name_is_one_the_code_exports() {
-    let exported: BTreeSet<String> = moonengage_core::metrics::names().into_iter().collect();
+    let exported: BTreeSet<String> = moonengage_ops::metrics::names().into_iter().collect();
     let is_exported = |name: &str| {
         exported.contains(name)
             || ["_bucket", "_sum", "_count"].iter().any(|suffix| {

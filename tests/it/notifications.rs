@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moonengage_core::admin_tokens;
-use moonengage_core::dsr::{self, Channel, DsrType, Subject};
+use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
 use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, PsidFault, ReceivedMessage};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;

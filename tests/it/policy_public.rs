@@ -6,7 +6,7 @@
 
 use chrono::{Duration as Age, Utc};
 use moonengage_core::admin_tokens;
-use moonengage_core::policy::{self, NewVersion};
+use moonengage_privacy::policy::{self, NewVersion};
 use moonengage_sandbox::MessageFilter;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hmac::{Hmac, Mac};
-use moonengage_core::dsr::{self, Channel, DsrType, Subject};
-use moonengage_core::jobs::{Cause, DsrJob, NotifyJob, NotifyKind};
-use moonengage_core::privacy::exports;
-use moonengage_core::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
+use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
+use moonengage_privacy::dsr::DsrJob;
+use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
+use moonengage_privacy::exports;
+use moonengage_privacy::unsubscribe::{UnsubscribeClaims, UnsubscribeSigner};
 use moonengage_queue::jobs;
 use moonengage_sandbox::MessageFilter;
 use reqwest::StatusCode;
@@ -240,7 +241,7 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     // An event of theirs not processed yet (stored without a job, as if the worker lagged).
     let sealed_event = h
         .keyring
-        .seal_str(moonengage_core::crypto::Context::WebhookEventPsid, &psid);
+        .seal_str(moonengage_privacy::crypto::Context::WebhookEventPsid, &psid);
     sqlx::query(
         "INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at)
          VALUES ($1, $2, $3, 'message', 'none', now())",

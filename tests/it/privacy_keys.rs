@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use moonengage_core::campaigns;
-use moonengage_core::crypto::{Context, CryptoError, Keyring, key_id_of};
 use moonengage_core::jobs::WebhookJob;
-use moonengage_core::key_rotation::{self, SEALED_COLUMNS, SealedColumn};
 use moonengage_core::subscribers::{self, NewSubscriber};
+use moonengage_privacy::crypto::{Context, CryptoError, Keyring, key_id_of};
+use moonengage_privacy::rotation::{self, SEALED_COLUMNS, SealedColumn};
 use moonengage_queue::{Job, jobs};
 use moonengage_sandbox::MessageFilter;
 use sqlx::{AssertSqlSafe, PgPool};
@@ -155,7 +155,7 @@ async fn key_rotation_during_a_running_campaign_sends_once_and_leaves_nothing_un
     keep_opting_in(h.pool().clone(), writer, page, stop_writer.clone());
 
     let received_at_rotation = h.sandbox.stats().received_total as usize;
-    let new_key = key_rotation::begin(h.pool(), &h.settings.crypto, h.settings.queue.max_attempts)
+    let new_key = rotation::begin(h.pool(), &h.settings.crypto, h.settings.queue.max_attempts)
         .await
         .unwrap();
     assert!(new_key > old_key);

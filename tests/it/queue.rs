@@ -4,11 +4,13 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use moonengage_core::jobs::{Cause, DsrJob, NotifyJob, NotifyKind, RotateJob, WebhookJob};
-use moonengage_core::notify::AdminEvent;
-use moonengage_core::policy::PolicyNoticeJob;
-use moonengage_core::privacy::export_link::{ExportLinkJob, LinkCause};
+use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind, WebhookJob};
 use moonengage_core::profile::ProfileJob;
+use moonengage_ops::alerts::AdminEvent;
+use moonengage_privacy::dsr::DsrJob;
+use moonengage_privacy::export_link::{ExportLinkJob, LinkCause};
+use moonengage_privacy::policy::PolicyNoticeJob;
+use moonengage_privacy::rotation::RotateJob;
 use moonengage_queue::backend::Source;
 use moonengage_queue::jobs::{self, Jobs, Settled};
 use moonengage_queue::sends::{self, Outcome, Sends};

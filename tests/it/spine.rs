@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use moonengage_core::unsubscribe::{self, UnsubscribeSigner};
+use moonengage_privacy::unsubscribe::{self, UnsubscribeSigner};
 use moonengage_sandbox::MessageFilter;
 use nix::sys::signal::Signal;
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use moonengage_core::unsubscribe::{UnsubscribeClaims, UnsubscribeSettings, UnsubscribeSigner};
+use moonengage_privacy::unsubscribe::{UnsubscribeClaims, UnsubscribeSettings, UnsubscribeSigner};
 use moonengage_sandbox::MessageFilter;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
@@ -436,8 +436,8 @@ async fn unsubscribe_links_work_without_cookies_and_refuse_forged_tokens() {
 }
 
 /// An unsubscribe key this deployment does not have.
-fn foreign_keys() -> Vec<moonengage_core::unsubscribe::UnsubscribeKey> {
-    vec![moonengage_core::unsubscribe::UnsubscribeKey {
+fn foreign_keys() -> Vec<moonengage_privacy::unsubscribe::UnsubscribeKey> {
+    vec![moonengage_privacy::unsubscribe::UnsubscribeKey {
         id: 1,
         secret: secrecy::SecretString::from("Zm9yZ2VyLWtleS1mb3JnZXIta2V5LWZvcmdlci1rZXk="),
     }]

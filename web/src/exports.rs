@@ -5,8 +5,8 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use moonengage_core::metrics;
-use moonengage_core::privacy::exports::{self, Taken};
+use moonengage_ops::metrics;
+use moonengage_privacy::exports::{self, Taken};
 
 use crate::error::ApiError;
 use crate::state::AppState;

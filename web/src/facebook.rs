@@ -13,10 +13,10 @@ use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use moonengage_core::dsr::{self, Channel, DsrType, Status};
-use moonengage_core::privacy::requests;
-use moonengage_core::privacy::signed_request::{self, SignedRequestError};
-use moonengage_core::privacy::subject::SealedSubject;
+use moonengage_messenger::signed_request::{self, SignedRequestError};
+use moonengage_privacy::dsr::{self, Channel, DsrType, Status};
+use moonengage_privacy::requests;
+use moonengage_privacy::subject::SealedSubject;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 

@@ -22,10 +22,12 @@ use axum::handler::Handler as _;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum_server::tls_rustls::RustlsConfig;
-use moonengage_core::crypto::Keyring;
 use moonengage_core::settings::Settings;
-use moonengage_core::unsubscribe::UnsubscribeSigner;
-use moonengage_core::{db, metrics, shutdown};
+use moonengage_core::{db, jobs};
+use moonengage_ops::metrics;
+use moonengage_ops::shutdown;
+use moonengage_privacy::crypto::Keyring;
+use moonengage_privacy::unsubscribe::UnsubscribeSigner;
 use moonengage_queue::wake::Nudges;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -45,7 +47,7 @@ impl App {
     /// free one) and builds the routes.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let pool = db::connect(&settings.database)?;
-        metrics::init("web");
+        metrics::init("web", jobs::QUEUES);
         let keyring = Keyring::load_or_create(&pool, &settings.crypto)
             .await
             .context("loading the data keys")?;

@@ -1,7 +1,7 @@
 //! The web process: webhooks, unsubscribe pages, the admin API, `/metrics`.
 
 use moonengage_core::settings::Settings;
-use moonengage_core::telemetry;
+use moonengage_ops::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use handlebars::Handlebars;
-use moonengage_core::incidents::REPORT_DEADLINE_HOURS;
 use moonengage_core::settings::Settings;
+use moonengage_privacy::incidents::REPORT_DEADLINE_HOURS;
 use serde::Serialize;
 use serde_json::json;
 

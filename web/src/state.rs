@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use moonengage_core::crypto::Keyring;
 use moonengage_core::settings::Settings;
-use moonengage_core::unsubscribe::UnsubscribeSigner;
+use moonengage_privacy::crypto::Keyring;
+use moonengage_privacy::unsubscribe::UnsubscribeSigner;
 use moonengage_queue::wake::Nudges;
 use sqlx::PgPool;
 

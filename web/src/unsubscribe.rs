@@ -5,9 +5,9 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use moonengage_core::metrics;
 use moonengage_core::subscribers::{self, OptOut, Unsubscribed};
-use moonengage_core::unsubscribe::UnsubscribeClaims;
+use moonengage_ops::metrics;
+use moonengage_privacy::unsubscribe::UnsubscribeClaims;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -12,8 +12,9 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use moonengage_core::metrics;
 use moonengage_core::webhook;
+use moonengage_messenger::webhook::{parse, verify_signature};
+use moonengage_ops::metrics;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -83,7 +84,7 @@ pub(crate) async fn receive(
     let signature = headers
         .get(SIGNATURE_HEADER)
         .map(|value| value.to_str().unwrap_or_default());
-    webhook::verify_signature(
+    verify_signature(
         state
             .settings
             .messenger
@@ -97,7 +98,7 @@ pub(crate) async fn receive(
         tracing::info!(%error, "webhook refused");
         rejected(ApiError::BadSignature)
     })?;
-    let parsed = webhook::parse(&body, &state.settings.keywords, &state.signer)
+    let parsed = parse(&body, &state.settings.keywords, &state.signer)
         .map_err(|error| rejected(ApiError::BadRequest(error.to_string())))?;
     let outcome = webhook::store(
         &state.pool,

@@ -9,11 +9,11 @@ mod notice;
 mod objection;
 
 use anyhow::Context as _;
-use moonengage_core::dsr::DsrType;
-use moonengage_core::jobs::DsrJob;
-use moonengage_core::metrics;
-use moonengage_core::privacy::requests::{self, Claimed};
-use moonengage_core::privacy::subject::SealedSubject;
+use moonengage_ops::metrics;
+use moonengage_privacy::dsr::DsrJob;
+use moonengage_privacy::dsr::DsrType;
+use moonengage_privacy::requests::{self, Claimed};
+use moonengage_privacy::subject::SealedSubject;
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 

@@ -1,4 +1,4 @@
-//! The e-mail job: tells admins about an event (see `moonengage_core::notify`). The subject and
+//! The e-mail job: tells admins about an event (see `moonengage_ops::alerts`). The subject and
 //! body carry ids, counts and links only — never a PSID, a name or what somebody wrote.
 //!
 //! An e-mail is never lost: when the SMTP server is down or refuses it, the job moves its own
@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use moonengage_core::incidents;
-use moonengage_core::notify::AdminEvent;
+use moonengage_ops::alerts::AdminEvent;
+use moonengage_privacy::incidents;
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 use sqlx::PgPool;

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use moonengage_core::crypto::Keyring;
-use moonengage_core::email::Mailer;
-use moonengage_core::messenger;
-use moonengage_core::rate_limit::RateLimiter;
+use crate::mailer::Mailer;
 use moonengage_core::settings::Settings;
 use moonengage_core::template::Template;
-use moonengage_core::unsubscribe::UnsubscribeSigner;
+use moonengage_messenger as messenger;
+use moonengage_messenger::limiter::RateLimiter;
+use moonengage_privacy::crypto::Keyring;
+use moonengage_privacy::unsubscribe::UnsubscribeSigner;
 use sqlx::PgPool;
 
 use crate::pacer::Pacer;

@@ -5,7 +5,7 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use moonengage_core::privacy::export_link::{self, ExportLinkJob};
+use moonengage_privacy::export_link::{self, ExportLinkJob};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use apalis::prelude::*;
-use moonengage_core::metrics;
+use moonengage_ops::metrics;
 use moonengage_queue::backend::QueueBackend;
 use moonengage_queue::jobs::Jobs;
 use moonengage_queue::run::{self, Acks, Run};

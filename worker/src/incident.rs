@@ -2,7 +2,7 @@
 //! (see [`crate::notice`]). The claim on `incident_notices.told_at` makes it once per person and
 //! incident.
 
-use moonengage_core::incidents::{self, IncidentNoticeJob};
+use moonengage_privacy::incidents::{self, IncidentNoticeJob};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 use sqlx::PgPool;

@@ -8,6 +8,7 @@ mod env;
 mod export_link;
 mod handle;
 mod incident;
+mod mailer;
 mod notice;
 mod notify;
 mod pacer;
@@ -22,21 +23,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mailer::Mailer;
 use anyhow::Context as _;
 use apalis::prelude::*;
-use moonengage_core::crypto::Keyring;
-use moonengage_core::email::Mailer;
-use moonengage_core::incidents::IncidentNoticeJob;
-use moonengage_core::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
-use moonengage_core::messenger;
-use moonengage_core::notify::AdminEvent;
-use moonengage_core::policy::PolicyNoticeJob;
-use moonengage_core::privacy::export_link::ExportLinkJob;
+use moonengage_core::db;
+use moonengage_core::jobs::{self, NotifyJob, WebhookJob};
 use moonengage_core::profile::ProfileJob;
-use moonengage_core::rate_limit::RateLimiter;
 use moonengage_core::settings::Settings;
-use moonengage_core::unsubscribe::UnsubscribeSigner;
-use moonengage_core::{db, metrics, shutdown};
+use moonengage_messenger as messenger;
+use moonengage_messenger::limiter::RateLimiter;
+use moonengage_ops::alerts::AdminEvent;
+use moonengage_ops::metrics;
+use moonengage_ops::shutdown;
+use moonengage_privacy::crypto::Keyring;
+use moonengage_privacy::dsr::DsrJob;
+use moonengage_privacy::export_link::ExportLinkJob;
+use moonengage_privacy::incidents::IncidentNoticeJob;
+use moonengage_privacy::policy::PolicyNoticeJob;
+use moonengage_privacy::rotation::RotateJob;
+use moonengage_privacy::unsubscribe::UnsubscribeSigner;
 use moonengage_queue::wake::Wakers;
 use moonengage_queue::{Job, sends, workers};
 
@@ -156,7 +161,7 @@ impl Worker {
                 !ctx.is_shutting_down()
             })
             .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_timeout_secs));
-        metrics::init("worker");
+        metrics::init("worker", jobs::QUEUES);
         metrics::start(&settings.metrics).await;
         tracing::info!(worker = %name, concurrency = settings.worker.concurrency, "worker started");
         monitor

@@ -1,7 +1,7 @@
 //! The worker process: runs queued jobs until SIGTERM, then drains in-flight work.
 
 use moonengage_core::settings::Settings;
-use moonengage_core::telemetry;
+use moonengage_ops::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -2,10 +2,10 @@
 //! are unsubscribed. It is sent as a `RESPONSE` inside the window their own message opened.
 
 use anyhow::Context as _;
-use moonengage_core::crypto::Context;
 use moonengage_core::jobs::{NotifyJob, NotifyKind};
-use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
 use moonengage_core::pages;
+use moonengage_messenger::{ErrorClass, OutgoingMessage};
+use moonengage_privacy::crypto::Context;
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 

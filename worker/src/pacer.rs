@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use moonengage_core::rate_limit::RateLimiter;
+use moonengage_messenger::limiter::RateLimiter;
 
 /// Coalesces the slot requests of each Page.
 pub(crate) struct Pacer {

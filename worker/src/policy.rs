@@ -1,7 +1,7 @@
 //! The policy-notice job: tells one person of a privacy-policy version (see [`crate::notice`]).
 //! The claim on `subscribers.policy_version_notified` makes it once per person and version.
 
-use moonengage_core::policy::{self, PolicyNoticeJob};
+use moonengage_privacy::policy::{self, PolicyNoticeJob};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 use sqlx::PgPool;

@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use moonengage_core::crypto::Context;
-use moonengage_core::messenger::{ErrorClass, SendError};
 use moonengage_core::profile::ProfileJob;
-use moonengage_core::rate_limit::Permit;
-use moonengage_core::{metrics, pages, subscribers};
+use moonengage_core::{pages, subscribers};
+use moonengage_messenger::limiter::Permit;
+use moonengage_messenger::{ErrorClass, SendError};
+use moonengage_ops::metrics;
+use moonengage_privacy::crypto::Context;
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 

@@ -1,4 +1,4 @@
-//! The rotate job: one step of a key rotation (see `moonengage_core::key_rotation`). A step
+//! The rotate job: one step of a key rotation (see `moonengage_privacy::rotation`). A step
 //! re-seals a bounded number of batches, then queues the next step where it stopped, so a
 //! rotation of millions of rows never holds a job (or a shutdown) for long. When a sweep of every
 //! sealed column is done and no value under an older key is left — checked again once every
@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use moonengage_core::jobs::RotateJob;
-use moonengage_core::key_rotation::{self, SEALED_COLUMNS};
+use moonengage_privacy::rotation::RotateJob;
+use moonengage_privacy::rotation::{self, SEALED_COLUMNS};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 
 use crate::env::Env;
 
-/// Batches of `key_rotation::BATCH_ROWS` per step: about 20,000 rows, a few seconds of work.
+/// Batches of `rotation::BATCH_ROWS` per step: about 20,000 rows, a few seconds of work.
 const BATCHES_PER_STEP: usize = 20;
 
 impl Run<Env> for RotateJob {
@@ -54,7 +54,7 @@ async fn step(ctx: &Env, job: RotateJob) -> anyhow::Result<()> {
         let Some(sealed) = SEALED_COLUMNS.get(column) else {
             break;
         };
-        let batch = key_rotation::reseal_batch(&ctx.pool, &ctx.keyring, sealed, after_id).await?;
+        let batch = rotation::reseal_batch(&ctx.pool, &ctx.keyring, sealed, after_id).await?;
         resealed += batch.resealed;
         match batch.next_after {
             Some(id) => after_id = id,
@@ -71,7 +71,7 @@ async fn step(ctx: &Env, job: RotateJob) -> anyhow::Result<()> {
         return next(ctx, job, column, after_id, Duration::ZERO).await;
     }
 
-    let left = key_rotation::stale_values(&ctx.pool, current).await?;
+    let left = rotation::stale_values(&ctx.pool, current).await?;
     if left > 0 {
         tracing::info!(
             key_id = current,
@@ -80,7 +80,7 @@ async fn step(ctx: &Env, job: RotateJob) -> anyhow::Result<()> {
         );
         return next(ctx, job, 0, 0, Duration::ZERO).await;
     }
-    let age = key_rotation::key_age(&ctx.pool, current)
+    let age = rotation::key_age(&ctx.pool, current)
         .await?
         .context("the current data key is gone")?;
     let settle = ctx.settings.crypto.settle_delay();
@@ -88,8 +88,8 @@ async fn step(ctx: &Env, job: RotateJob) -> anyhow::Result<()> {
         // A process may not have switched to the new key yet: look again once all have.
         return next(ctx, job, 0, 0, settle - age).await;
     }
-    let retired = key_rotation::retire_older(&ctx.pool, current).await?;
-    let removed = key_rotation::remove_unused(&ctx.pool).await?;
+    let retired = rotation::retire_older(&ctx.pool, current).await?;
+    let removed = rotation::remove_unused(&ctx.pool).await?;
     tracing::info!(
         key_id = current,
         ?retired,
@@ -114,5 +114,5 @@ async fn next(
         after_id,
     };
     let mut conn = ctx.pool.acquire().await.context("queuing a rotate step")?;
-    key_rotation::queue_step(&mut conn, &next, delay, ctx.settings.queue.max_attempts).await
+    rotation::queue_step(&mut conn, &next, delay, ctx.settings.queue.max_attempts).await
 }

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
-use moonengage_core::crypto::Context;
-use moonengage_core::messenger::{ErrorClass, OutgoingMessage, QuickReply, SendError};
 use moonengage_core::template::Variables;
-use moonengage_core::unsubscribe::{self, UnsubscribeClaims};
-use moonengage_core::{campaigns, metrics, pages, subscribers};
+use moonengage_core::{campaigns, pages, subscribers};
+use moonengage_messenger::{ErrorClass, OutgoingMessage, QuickReply, SendError};
+use moonengage_ops::metrics;
+use moonengage_privacy::crypto::Context;
+use moonengage_privacy::unsubscribe::{self, UnsubscribeClaims};
 use moonengage_queue::backend::QueueBackend;
 use moonengage_queue::flush::Flusher;
 use moonengage_queue::sends::{self, Outcome, Send, Sends, Settled};
@@ -213,7 +214,7 @@ async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
 /// What a refused send means for this person, the Page and this row.
 async fn failed(env: &Env, send: &Send, error: &SendError) -> anyhow::Result<Outcome> {
     let class = error.class();
-    metrics::send_error(send.page_id, class);
+    metrics::send_error(send.page_id, class.as_str());
     tracing::debug!(
         campaign_id = send.campaign_id,
         page_id = send.page_id,

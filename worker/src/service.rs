@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use moonengage_core::crypto::Context;
-use moonengage_core::messenger::{ErrorClass, OutgoingMessage};
-use moonengage_core::rate_limit::Permit;
-use moonengage_core::{metrics, pages, subscribers};
+use moonengage_core::{pages, subscribers};
+use moonengage_messenger::limiter::Permit;
+use moonengage_messenger::{ErrorClass, OutgoingMessage};
+use moonengage_ops::metrics;
+use moonengage_privacy::crypto::Context;
 use moonengage_queue::JobError;
 
 use crate::env::Env;
@@ -71,7 +72,7 @@ pub(crate) async fn send_claimed(
         return Ok(None);
     };
     let class = error.class();
-    metrics::send_error(page_id, class);
+    metrics::send_error(page_id, class.as_str());
     tracing::debug!(page_id, class = class.as_str(), %error, "service message not accepted");
     Ok((class != ErrorClass::Ambiguous).then_some(class))
 }

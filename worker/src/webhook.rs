@@ -10,16 +10,17 @@
 
 use anyhow::Context as _;
 use chrono::Utc;
-use moonengage_core::crypto::Context;
-use moonengage_core::dsr::{self, Channel, DsrType, Subject};
-use moonengage_core::incidents;
 use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind, WebhookJob};
-use moonengage_core::metrics;
-use moonengage_core::policy;
-use moonengage_core::privacy::export_link;
 use moonengage_core::profile::ProfileJob;
 use moonengage_core::subscribers::{self, Consent, Joined, OptOut};
-use moonengage_core::webhook::{self, EventRow, Intent};
+use moonengage_core::webhook::{self, EventRow};
+use moonengage_messenger::webhook::Intent;
+use moonengage_ops::metrics;
+use moonengage_privacy::crypto::Context;
+use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
+use moonengage_privacy::export_link;
+use moonengage_privacy::incidents;
+use moonengage_privacy::policy;
 use moonengage_queue::run::Run;
 use moonengage_queue::{JobError, jobs};
 use sqlx::PgConnection;

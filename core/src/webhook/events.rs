@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
-use super::intent::Intent;
-use super::payload::{EventKind, InboundEvent};
-use crate::crypto::{Context, Keyring};
 use crate::jobs::WebhookJob;
-use crate::metrics;
+use moonengage_messenger::webhook::Intent;
+use moonengage_messenger::webhook::{EventKind, InboundEvent};
+use moonengage_ops::metrics;
+use moonengage_privacy::crypto::{Context, Keyring};
 use moonengage_queue::wake::Nudges;
 use moonengage_queue::{Job as _, jobs};
 

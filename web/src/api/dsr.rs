@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use moonengage_core::dsr::{self, Channel, DsrType, Subject};
 use moonengage_core::pages;
-use moonengage_core::privacy::export_link::{self, ReissueError};
+use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
+use moonengage_privacy::export_link::{self, ReissueError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -1,11 +1,11 @@
-//! The breach register (see `moonengage_core::incidents`): declare an incident, update it, list
+//! The breach register (see `moonengage_privacy::incidents`): declare an incident, update it, list
 //! the register, and decide to tell the people affected through Messenger.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use moonengage_core::incidents::{
+use moonengage_privacy::incidents::{
     self, Affected, DataCategory, Incident, IncidentError, IncidentStatus, IncidentUpdate,
     NewIncident,
 };

@@ -1,11 +1,11 @@
 //! Privacy-policy versions: publishing one tells every person we hold data about, once, through
-//! Messenger (see `moonengage_core::policy`).
+//! Messenger (see `moonengage_privacy::policy`).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use moonengage_core::policy::{self, NewVersion, PolicyError};
+use moonengage_privacy::policy::{self, NewVersion, PolicyError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -5,8 +5,8 @@
 //! id to nobody.
 
 use anyhow::Context as _;
-use moonengage_core::dsr::{self, Channel, DsrType, Subject};
-use moonengage_core::privacy::requests;
+use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
+use moonengage_privacy::requests;
 
 use super::NOTHING_HELD;
 use crate::env::Env;

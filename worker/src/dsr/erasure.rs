@@ -2,10 +2,10 @@
 //! about them goes, and the request completes, in one transaction.
 
 use anyhow::Context as _;
-use moonengage_core::crypto::Context;
-use moonengage_core::dsr::Subject;
-use moonengage_core::privacy::requests::{self, Claimed};
-use moonengage_core::privacy::{erasure, subject};
+use moonengage_privacy::crypto::Context;
+use moonengage_privacy::dsr::Subject;
+use moonengage_privacy::requests::{self, Claimed};
+use moonengage_privacy::{erasure, subject};
 
 use super::{NOTHING_HELD, notice, reachable};
 use crate::env::Env;

@@ -3,11 +3,11 @@
 //! else with the reply to their next message.
 
 use anyhow::Context as _;
-use moonengage_core::crypto::Context;
-use moonengage_core::dsr::Subject;
-use moonengage_core::privacy::export_link as link;
-use moonengage_core::privacy::requests::{self, Claimed};
-use moonengage_core::privacy::{exports, subject, subject_data};
+use moonengage_privacy::crypto::Context;
+use moonengage_privacy::dsr::Subject;
+use moonengage_privacy::export_link as link;
+use moonengage_privacy::requests::{self, Claimed};
+use moonengage_privacy::{exports, subject, subject_data};
 
 use super::{NOTHING_HELD, notice, reachable};
 use crate::env::Env;

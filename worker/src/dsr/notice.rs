@@ -2,8 +2,9 @@
 //! 24-hour window (callers check it): the export link, the confirmation of an erasure.
 
 use anyhow::Context as _;
-use moonengage_core::messenger::OutgoingMessage;
-use moonengage_core::{metrics, pages};
+use moonengage_core::pages;
+use moonengage_messenger::OutgoingMessage;
+use moonengage_ops::metrics;
 use secrecy::SecretString;
 use sqlx::PgExecutor;
 
@@ -61,7 +62,7 @@ pub(super) async fn tell(
     match ctx.client.send(&sender.token, &message).await {
         Ok(_) => true,
         Err(error) => {
-            metrics::send_error(sender.page_id, error.class());
+            metrics::send_error(sender.page_id, error.class().as_str());
             tracing::debug!(
                 request_id,
                 page_id = sender.page_id,

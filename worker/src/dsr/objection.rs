@@ -3,10 +3,10 @@
 //! a STOP, their next message to the Page is a new opt-in.
 
 use anyhow::Context as _;
-use moonengage_core::dsr::Subject;
 use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
-use moonengage_core::privacy::{requests, subject};
 use moonengage_core::subscribers::{self, OptOut, Unsubscribed};
+use moonengage_privacy::dsr::Subject;
+use moonengage_privacy::{requests, subject};
 use moonengage_queue::jobs;
 
 use super::NOTHING_HELD;

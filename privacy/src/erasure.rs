@@ -6,12 +6,15 @@
 use anyhow::Context as _;
 use sqlx::PgConnection;
 
-use super::requests;
-use super::subject::Person;
 use crate::crypto::{Context, Keyring};
 use crate::dsr::Subject;
-use crate::jobs::WebhookJob;
-use moonengage_queue::{Job, jobs, sends};
+use crate::requests;
+use crate::subject::Person;
+use moonengage_queue::{jobs, sends};
+
+/// The queue kind of webhook-event jobs (`moonengage_core::jobs::WebhookJob`), whose keys are
+/// event ids.
+const WEBHOOK_KIND: &str = "webhook";
 
 /// What an erasure removed (counts only: the audit outcome holds no personal data).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,7 +73,7 @@ pub async fn erase(
     let events = webhook_events_of(tx, keyring, subject.page_id, psid.as_deref(), person).await?;
     let event_keys: Vec<String> = events.iter().map(i64::to_string).collect();
     let subscriber_id = person.map(|p| p.subscriber_id);
-    erased.jobs = jobs::delete_about(&mut *tx, subscriber_id, WebhookJob::KIND, &event_keys)
+    erased.jobs = jobs::delete_about(&mut *tx, subscriber_id, WEBHOOK_KIND, &event_keys)
         .await
         .context("erasing jobs")?;
     erased.webhook_events = sqlx::query("DELETE FROM webhook_events WHERE id = ANY($1)")

@@ -17,7 +17,7 @@ use sqlx::{PgConnection, PgPool};
 
 use moonengage_queue::{Job, jobs};
 
-use crate::notify::{self, AdminEvent};
+use moonengage_ops::alerts::{self, AdminEvent};
 
 /// Hours from detection within which the authority must be informed (GDPR Art. 33(1)).
 pub const REPORT_DEADLINE_HOURS: i64 = 72;
@@ -334,7 +334,7 @@ pub async fn declare(pool: &PgPool, incident: &NewIncident) -> Result<Incident, 
     .fetch_one(&mut *tx)
     .await
     .context("recording an incident")?;
-    notify::admin(&mut *tx, AdminEvent::IncidentDeclared { incident_id: id }).await?;
+    alerts::admin(&mut *tx, AdminEvent::IncidentDeclared { incident_id: id }).await?;
     tx.commit().await.context("committing an incident")?;
     existing(pool, id).await
 }
@@ -663,7 +663,7 @@ pub async fn announce_deadline_near(pool: &PgPool, hours: i32) -> anyhow::Result
     .await
     .context("finding incidents whose deadline nears")?;
     for &incident_id in &near {
-        notify::admin(&mut *tx, AdminEvent::IncidentDeadlineNear { incident_id }).await?;
+        alerts::admin(&mut *tx, AdminEvent::IncidentDeadlineNear { incident_id }).await?;
     }
     tx.commit()
         .await

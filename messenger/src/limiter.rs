@@ -31,8 +31,8 @@ use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::metrics;
 use crate::settings::RedisSettings;
+use moonengage_ops::metrics;
 
 /// How the limiter paces each Page.
 #[derive(Debug, Clone, Deserialize)]

@@ -5,10 +5,10 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
-use super::subject::SealedSubject;
 use crate::crypto::Keyring;
 use crate::dsr::{Status, Subject};
-use crate::notify::{self, AdminEvent};
+use crate::subject::SealedSubject;
+use moonengage_ops::alerts::{self, AdminEvent};
 
 /// An open request a job is carrying out.
 #[derive(Debug, sqlx::FromRow)]
@@ -72,7 +72,7 @@ pub async fn complete(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    notify::admin(conn, AdminEvent::DsrCompleted { request_id }).await?;
+    alerts::admin(conn, AdminEvent::DsrCompleted { request_id }).await?;
     Ok(true)
 }
 
@@ -108,7 +108,7 @@ pub async fn open_about(
         let Ok(SealedSubject::Page(subject)) = SealedSubject::open(keyring, &sealed) else {
             continue;
         };
-        if super::subject::same_person(person, &subject) {
+        if crate::subject::same_person(person, &subject) {
             let status: Status = sqlx::query_as(
                 "SELECT id, type, channel, status, received_at, due_at, completed_at, outcome,
                         confirmation_code

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use super::families;
-use crate::messenger::ErrorClass;
 
 /// Delivery outcomes as `deliveries.status` records them; anything else is counted as `other`
 /// so a typo cannot create unbounded series.
@@ -24,11 +23,12 @@ pub fn send_outcome(page_id: i64, outcome: &str) {
         .inc();
 }
 
-/// Counts one Send API error of a Page by its class, so error spikes show which kind they are.
-pub fn send_error(page_id: i64, class: ErrorClass) {
+/// Counts one Send API error of a Page by its class (`ErrorClass::as_str` of the Messenger
+/// client), so error spikes show which kind they are.
+pub fn send_error(page_id: i64, class: &'static str) {
     families()
         .send_errors
-        .with_label_values(&[page_id.to_string().as_str(), class.as_str()])
+        .with_label_values(&[page_id.to_string().as_str(), class])
         .inc();
 }
 

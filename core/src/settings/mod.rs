@@ -3,18 +3,26 @@
 //! `REDIS_URL` and `PORT`. A missing or invalid setting fails at start with its key named.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::crypto::CryptoSettings;
-use crate::email::EmailSettings;
-use crate::privacy::PrivacySettings;
-use crate::rate_limit::RateLimitSettings;
-use crate::unsubscribe::UnsubscribeSettings;
-use crate::webhook::KeywordSettings;
+mod email;
+mod sections;
+
+pub use email::{EmailSettings, EmailSettingsError, Endpoint, SmtpTls};
+pub use moonengage_messenger::limiter::RateLimitSettings;
+pub use moonengage_messenger::settings::{MessengerSettings, RedisSettings};
+pub use moonengage_messenger::webhook::KeywordSettings;
+pub use moonengage_ops::metrics::MetricsSettings;
+pub use moonengage_privacy::PrivacySettings;
+pub use moonengage_privacy::crypto::CryptoSettings;
+pub use moonengage_privacy::unsubscribe::UnsubscribeSettings;
 pub use moonengage_queue::QueueSettings;
+pub use sections::{
+    AppSettings, DatabaseSettings, RetentionSettings, SchedulerSettings, WebSettings,
+    WorkerSettings,
+};
 
 /// Why settings could not be loaded; the message names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -67,177 +75,6 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     /// What the scheduler leader deletes, and after how long.
     pub retention: RetentionSettings,
-}
-
-/// Which deployment this is; decides defaults such as JSON logs and the HTTPS requirement.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AppSettings {
-    /// `local`, `test` or `production`.
-    pub env: String,
-}
-
-impl AppSettings {
-    /// Production refuses plain-HTTP outbound calls and logs JSON.
-    pub fn is_production(&self) -> bool {
-        self.env == "production"
-    }
-}
-
-/// Connection to Postgres.
-#[derive(Debug, Clone, Deserialize)]
-pub struct DatabaseSettings {
-    /// Connection URL; it may carry a password, so it stays secret.
-    pub url: SecretString,
-    /// Upper bound of the pool of each process.
-    pub max_connections: u32,
-    /// How long a query waits for a free connection before failing.
-    pub acquire_timeout_secs: u64,
-}
-
-/// Connection to Redis; absent means every worker limits its own rate in-process.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RedisSettings {
-    /// Connection URL, or none.
-    pub url: Option<SecretString>,
-    /// Prefix of every key, so deployments (and tests) sharing a Redis do not collide.
-    pub key_prefix: String,
-    /// Connect and response timeout: a slow Redis must not stall sends.
-    pub timeout_ms: u64,
-}
-
-/// Where the web process listens and how it protects itself.
-#[derive(Debug, Clone, Deserialize)]
-pub struct WebSettings {
-    /// Interface to bind.
-    pub host: String,
-    /// Port to bind; 0 picks a free one (tests).
-    pub port: u16,
-    /// Behind a proxy: redirect a request the proxy marks `X-Forwarded-Proto: http` to HTTPS,
-    /// and send HSTS on the others.
-    #[serde(default)]
-    pub require_https: bool,
-    /// PEM certificate chain; with `tls_key_path`, the web process terminates TLS itself.
-    #[serde(default)]
-    pub tls_cert_path: Option<PathBuf>,
-    /// PEM private key of `tls_cert_path`.
-    #[serde(default)]
-    pub tls_key_path: Option<PathBuf>,
-    /// Largest webhook body accepted; Facebook's batches are far below the default.
-    pub max_body_bytes: usize,
-    /// Largest subscriber import accepted by the admin API.
-    pub max_import_bytes: usize,
-    /// A request still unanswered after this long is answered with an error, so a slow client
-    /// or a stuck query cannot hold a connection forever.
-    pub request_timeout_secs: u64,
-    /// Public URL of this process (e.g. `https://engage.example.com`): where every link we
-    /// send points and where the HTTPS redirect goes. Production refuses to start without an
-    /// `https://` one; elsewhere none means `http://localhost:{port}`.
-    #[serde(default)]
-    pub public_base_url: Option<String>,
-}
-
-impl WebSettings {
-    /// Whether the process serves HTTPS itself.
-    pub fn tls(&self) -> Option<(&Path, &Path)> {
-        self.tls_cert_path
-            .as_deref()
-            .zip(self.tls_key_path.as_deref())
-    }
-
-    /// Budget of one request.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs)
-    }
-}
-
-/// The Graph API endpoint and the app's secrets.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MessengerSettings {
-    /// `https://graph.facebook.com` in production, the sandbox elsewhere.
-    pub base_url: String,
-    /// Graph API version, e.g. `v21.0`.
-    pub api_version: String,
-    /// Time allowed to establish a connection; failing here is always safe to retry.
-    pub connect_timeout_ms: u64,
-    /// Time allowed for a whole call; past it a send is ambiguous and never repeated.
-    pub request_timeout_ms: u64,
-    /// The Facebook app's id: with the secret, the app access token of the ID Matching API
-    /// (the data-deletion callback names people by app-scoped ids).
-    pub app_id: String,
-    /// Signs webhooks and the data-deletion callback.
-    pub app_secret: SecretString,
-    /// Answers Facebook's webhook verification handshake.
-    pub verify_token: SecretString,
-}
-
-/// Worker process behaviour.
-#[derive(Debug, Clone, Deserialize)]
-pub struct WorkerSettings {
-    /// Jobs run at once per worker process.
-    pub concurrency: usize,
-    /// On SIGTERM, how long in-flight sends may take to finish.
-    pub shutdown_timeout_secs: u64,
-}
-
-/// Scheduler process behaviour.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SchedulerSettings {
-    /// How often the leader looks for due campaigns and maintenance.
-    pub tick_ms: u64,
-    /// Recipients turned into jobs per fan-out statement.
-    pub fanout_batch: i64,
-    /// Give each job a run time paced at its Page's send rate, so Pages interleave in the queue
-    /// and a huge campaign cannot starve a small one of another Page.
-    pub pace_fanout: bool,
-}
-
-/// Retention (DESIGN: privacy by design), enforced by the scheduler leader in bounded batches.
-/// Data nobody needs any more is deleted rather than kept "just in case".
-#[derive(Debug, Clone, Deserialize)]
-pub struct RetentionSettings {
-    /// How often the leader applies retention. Each pass deletes in bounded batches and runs
-    /// again at the next tick while a backlog remains; a minute keeps the cost negligible.
-    pub interval_ms: u64,
-    /// Jobs failed for good are kept this long, for inspection (a job that succeeds is deleted
-    /// at once). They hold ids only.
-    pub finished_jobs_secs: u64,
-    /// A processed webhook event has had its sender erased by its job; what remains (a hash of
-    /// the message id) is kept this long so a redelivery of the event is recognised, then
-    /// deleted. Events whose job failed for good go after this long too.
-    pub webhook_events_secs: u64,
-    /// Delivery rows of a campaign that ended (completed or cancelled) are deleted this many
-    /// days after it ended; the campaign keeps its totals.
-    pub deliveries_days: u32,
-    /// A subscriber who has not written to the Page for this many days (so no campaign can
-    /// reach them) is deleted with everything about them.
-    pub inactive_subscriber_days: u32,
-    /// An unsubscribed person is deleted this many days after they unsubscribed (or last wrote,
-    /// if later); only the blind index of their PSID stays, so a re-import or a new opt-in of
-    /// theirs stays unsubscribed.
-    pub unsubscribed_days: u32,
-}
-
-impl RetentionSettings {
-    /// Time between retention passes.
-    pub fn interval(&self) -> Duration {
-        Duration::from_millis(self.interval_ms)
-    }
-}
-
-/// The `/metrics` listener of worker and scheduler (web serves `/metrics` on its own port). A
-/// Procfile runner gives every process its own `PORT`, which is used here; without one, `port`
-/// applies, and 0 (the default) serves nothing, since N workers on one machine cannot share a
-/// fixed port.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MetricsSettings {
-    /// Interface to bind.
-    pub host: String,
-    /// Port to bind; 0 means no listener.
-    pub port: u16,
-    /// How often the scheduler leader recomputes the gauges read from Postgres (queue depth,
-    /// oldest job, campaign progress, open data-subject requests): each is a few aggregate
-    /// queries, cheap but not free on a large queue.
-    pub refresh_ms: u64,
 }
 
 impl Settings {
@@ -431,12 +268,5 @@ impl Settings {
             .or(self.unsubscribe.base_url.as_deref())
             .map(|url| url.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("http://localhost:{}", self.web.port))
-    }
-}
-
-impl MessengerSettings {
-    /// Budget for a whole Send API call.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
     }
 }

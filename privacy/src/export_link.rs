@@ -9,7 +9,7 @@ use moonengage_queue::{Job, jobs};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
-use super::exports::{self, Created};
+use crate::exports::{self, Created};
 
 /// Why a link is sent now: with the request, the job's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,6 @@
 //! set, so a runtime value can never become a label by accident.
 
 mod busiest;
-mod database;
 mod events;
 mod families;
 mod layer;
@@ -15,39 +14,17 @@ mod serve;
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder as _, TextEncoder};
+use prometheus::{Encoder as _, GaugeVec, TextEncoder};
 
-pub use database::DbCollector;
 pub use events::{
     dsr_completed, dsr_received, export_downloaded, opted_in, page_halted, page_paused, page_send,
     rate_limiter_wait, send_error, send_outcome, unsubscribed, webhook_acked, webhook_malformed,
     webhook_received,
 };
 pub use layer::{JobMetrics, JobMetricsLayer};
-pub use serve::{handler, start};
+pub use serve::{MetricsSettings, handler, start};
 
-use crate::incidents::IncidentNoticeJob;
-use crate::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
-use crate::notify::AdminEvent;
-use crate::policy::PolicyNoticeJob;
-use crate::privacy::export_link::ExportLinkJob;
-use crate::profile::ProfileJob;
 use families::Families;
-use moonengage_queue::{Job, sends};
-
-/// Every queue a dashboard shows, so each has series (at 0) before its first job.
-pub const QUEUES: &[&str] = &[
-    sends::KIND,
-    WebhookJob::KIND,
-    DsrJob::KIND,
-    NotifyJob::KIND,
-    AdminEvent::KIND,
-    PolicyNoticeJob::KIND,
-    ProfileJob::KIND,
-    ExportLinkJob::KIND,
-    IncidentNoticeJob::KIND,
-    RotateJob::KIND,
-];
 
 /// Kinds of webhook event `webhook_received` is called with (`EventKind::as_str`, the
 /// data-deletion callback, `other` for a body refused before it was read), so each has a
@@ -89,9 +66,10 @@ fn families() -> &'static Families {
 }
 
 /// Marks this process up and publishes its build; call once at start with `web`, `worker` or
-/// `scheduler`. Also creates every series with a known label set at 0, so rates, ratios and
-/// alerts see "nothing happened yet" instead of "no data".
-pub fn init(process: &'static str) {
+/// `scheduler` and every queue a dashboard shows (`moonengage_core::jobs::QUEUES`). Also
+/// creates every series with a known label set at 0, so rates, ratios and alerts see "nothing
+/// happened yet" instead of "no data".
+pub fn init(process: &'static str, queues: &[&str]) {
     let f = families();
     f.up.with_label_values(&[process]).set(1.0);
     f.build_info
@@ -102,7 +80,62 @@ pub fn init(process: &'static str) {
         .map(|d| d.as_secs_f64())
         .unwrap_or_default();
     f.start_time.with_label_values(&[process]).set(started);
-    f.touch_known_series();
+    f.touch_known_series(queues);
+}
+
+/// The gauges computed from Postgres, which only the scheduler leader publishes (its
+/// `gauges` service); every other family is set where things happen, through this module.
+#[derive(Clone)]
+pub struct DbGauges {
+    /// Jobs by queue and state.
+    pub queue_jobs: GaugeVec,
+    /// Age of the oldest due job, by queue.
+    pub queue_oldest_ready: GaugeVec,
+    /// Workers with a recent heartbeat, by queue.
+    pub workers_alive: GaugeVec,
+    /// Workers running a job, by queue.
+    pub workers_busy: GaugeVec,
+    /// 1 on the scheduler that holds the leader lock.
+    pub leader: GaugeVec,
+    /// Each Page's configured send rate.
+    pub page_rate_limit: GaugeVec,
+    /// 1 for a paused Page.
+    pub page_paused: GaugeVec,
+    /// 1 for a Page Facebook refuses.
+    pub page_halted: GaugeVec,
+    /// Recipients of each campaign.
+    pub campaign_recipients: GaugeVec,
+    /// Messages sent of each campaign.
+    pub campaign_sent: GaugeVec,
+    /// 1 for a finished campaign.
+    pub campaign_finished: GaugeVec,
+    /// Open data-subject requests, by type.
+    pub dsr_open: GaugeVec,
+    /// Age of the oldest open request, by type.
+    pub dsr_oldest_open: GaugeVec,
+    /// Seconds left to report each open breach.
+    pub incident_deadline: GaugeVec,
+}
+
+/// Handles on the database-derived gauges, for the scheduler leader to publish into.
+pub fn db_gauges() -> DbGauges {
+    let f = families();
+    DbGauges {
+        queue_jobs: f.queue_jobs.clone(),
+        queue_oldest_ready: f.queue_oldest_ready.clone(),
+        workers_alive: f.workers_alive.clone(),
+        workers_busy: f.workers_busy.clone(),
+        leader: f.leader.clone(),
+        page_rate_limit: f.page_rate_limit.clone(),
+        page_paused: f.page_paused.clone(),
+        page_halted: f.page_halted.clone(),
+        campaign_recipients: f.campaign_recipients.clone(),
+        campaign_sent: f.campaign_sent.clone(),
+        campaign_finished: f.campaign_finished.clone(),
+        dsr_open: f.dsr_open.clone(),
+        dsr_oldest_open: f.dsr_oldest_open.clone(),
+        incident_deadline: f.incident_deadline.clone(),
+    }
 }
 
 /// The registry in Prometheus's text format, for `/metrics`.

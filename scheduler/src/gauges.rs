@@ -11,8 +11,9 @@ use moonengage_queue::stats;
 use prometheus::GaugeVec;
 use sqlx::PgPool;
 
-use super::{DSR_TYPES, QUEUES, families};
-use crate::incidents::REPORT_DEADLINE_HOURS;
+use moonengage_core::jobs::QUEUES;
+use moonengage_ops::metrics::{DSR_TYPES, DbGauges, db_gauges};
+use moonengage_privacy::incidents::REPORT_DEADLINE_HOURS;
 
 /// Job states the dashboards show, each with a series per queue even when empty.
 const JOB_STATES: &[&str] = &[
@@ -88,6 +89,7 @@ pub struct DbCollector {
     campaign_finished: Published,
     dsr_open: Published,
     dsr_oldest_open: Published,
+    gauges: DbGauges,
 }
 
 fn labels(values: &[&str]) -> Vec<String> {
@@ -102,7 +104,7 @@ impl DbCollector {
     /// `every` is `metrics.refresh_ms`; a worker silent for `worker_alive_within` (its
     /// heartbeat times the missed heartbeats allowed) no longer counts as alive.
     pub fn new(every: Duration, worker_alive_within: Duration) -> DbCollector {
-        let f = families();
+        let f = db_gauges();
         let queue_states = QUEUES
             .iter()
             .flat_map(|q| JOB_STATES.iter().map(move |s| labels(&[q, s])))
@@ -123,12 +125,16 @@ impl DbCollector {
             campaign_finished: Published::new(&f.campaign_finished, Vec::new()),
             dsr_open: Published::new(&f.dsr_open, each(DSR_TYPES)),
             dsr_oldest_open: Published::new(&f.dsr_oldest_open, each(DSR_TYPES)),
+            gauges: f,
         }
     }
 
     /// Called on every leader tick; queries Postgres when `every` has passed since last time.
     pub async fn lead(&mut self, pool: &PgPool) -> anyhow::Result<()> {
-        families().leader.with_label_values(&[] as &[&str]).set(1.0);
+        self.gauges
+            .leader
+            .with_label_values(&[] as &[&str])
+            .set(1.0);
         if self.refreshed.is_some_and(|at| at.elapsed() < self.every) {
             return Ok(());
         }
@@ -143,7 +149,10 @@ impl DbCollector {
     /// Called when this scheduler does not lead: the leader publishes, so this one withdraws
     /// what it published while it led.
     pub fn stand_by(&mut self) {
-        families().leader.with_label_values(&[] as &[&str]).set(0.0);
+        self.gauges
+            .leader
+            .with_label_values(&[] as &[&str])
+            .set(0.0);
         if self.refreshed.take().is_some() {
             for published in [
                 &mut self.queue_jobs,
@@ -161,7 +170,7 @@ impl DbCollector {
             ] {
                 published.clear();
             }
-            families().incident_deadline.reset();
+            self.gauges.incident_deadline.reset();
         }
     }
 
@@ -277,7 +286,7 @@ impl DbCollector {
         .fetch_one(pool)
         .await
         .context("finding the earliest incident report deadline")?;
-        families()
+        self.gauges
             .incident_deadline
             .with_label_values(&[] as &[&str])
             .set(left.unwrap_or(f64::INFINITY));

@@ -14,8 +14,8 @@ use secrecy::zeroize::Zeroizing;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::crypto::{self, Context, CryptoSettings, Keyring};
-use crate::jobs::RotateJob;
-use moonengage_queue::jobs;
+use moonengage_queue::{Job, jobs};
+use serde::{Deserialize, Serialize};
 
 /// A column holding sealed values, in a table whose primary key is `id bigint`.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +63,40 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         context: Context::ExportPayload,
     },
 ];
+
+/// One step of a key rotation: re-seal, in batches, what is still sealed under an older data key,
+/// resuming at a position; the step queues the next one until nothing is left. Ids only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateJob {
+    /// The data key everything is re-sealed under.
+    pub key_id: i32,
+    /// Steps before this one: with the key id, the unique key, so each step is queued once.
+    pub step: u32,
+    /// Index into `SEALED_COLUMNS` where this step resumes.
+    pub column: usize,
+    /// The last row id already handled in that column.
+    pub after_id: i64,
+}
+
+impl RotateJob {
+    /// The first step of a rotation to `key_id`.
+    pub fn start(key_id: i32) -> RotateJob {
+        RotateJob {
+            key_id,
+            step: 0,
+            column: 0,
+            after_id: 0,
+        }
+    }
+}
+
+impl Job for RotateJob {
+    const KIND: &'static str = "rotate";
+
+    fn key(&self) -> String {
+        format!("{}:{}", self.key_id, self.step)
+    }
+}
 
 /// Rows re-sealed per statement: each batch is one short transaction, so rows are never locked
 /// for long and sends keep going.

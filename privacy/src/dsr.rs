@@ -10,13 +10,27 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::crypto::{Context, Keyring};
-use crate::jobs::DsrJob;
-use moonengage_queue::jobs;
+use moonengage_queue::{Job, jobs};
 
 /// GDPR Art. 12(3): a request is answered within one month; we hold ourselves to 30 days.
 const DEADLINE_DAYS: i64 = 30;
 /// Length of a confirmation code: 36^16 makes guessing another person's code hopeless.
 const CODE_LEN: usize = 16;
+
+/// One data-subject request to carry out; the request's row holds the rest (sealed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DsrJob {
+    /// `dsr_requests.id`.
+    pub request_id: i64,
+}
+
+impl Job for DsrJob {
+    const KIND: &'static str = "dsr";
+
+    fn key(&self) -> String {
+        self.request_id.to_string()
+    }
+}
 
 /// What the person asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,13 +170,13 @@ pub async fn file_sealed(
     .await
     .context("recording a data-subject request")?;
     jobs::enqueue(&mut *tx, &DsrJob { request_id: id }, max_attempts).await?;
-    crate::notify::admin(
+    moonengage_ops::alerts::admin(
         &mut *tx,
-        crate::notify::AdminEvent::DsrReceived { request_id: id },
+        moonengage_ops::alerts::AdminEvent::DsrReceived { request_id: id },
     )
     .await?;
     tx.commit().await.context("committing a request")?;
-    crate::metrics::dsr_received(kind.as_str());
+    moonengage_ops::metrics::dsr_received(kind.as_str());
     Ok(Filed {
         id,
         confirmation_code: code,

@@ -1,15 +1,9 @@
-//! E-mail to the people who run the system (admins): the `[email]` settings and an SMTP mailer
-//! (lettre over tokio, TLS by rustls). People who subscribe to a Page are never e-mailed — we
-//! hold no address of theirs; they are told things through Messenger.
-
-use std::time::Duration;
+//! The `[email]` settings: where admin alerts go and the SMTP server that carries them (the
+//! worker's mailer sends them). People who subscribe to a Page are never e-mailed — we hold no
+//! address of theirs; they are told things through Messenger.
 
 use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// How the SMTP connection is protected.
@@ -66,9 +60,11 @@ pub struct EmailSettingsError {
 
 /// Where to connect, parsed from `smtp_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Endpoint {
-    host: String,
-    port: u16,
+pub struct Endpoint {
+    /// The server's name, also what its TLS certificate must be for.
+    pub host: String,
+    /// The port, 465 or 587 when the URL names none.
+    pub port: u16,
 }
 
 impl EmailSettings {
@@ -122,7 +118,7 @@ impl EmailSettings {
     }
 
     /// Host and port of `smtp_url`, which must agree with `tls` (`smtps://` is `tls`).
-    fn endpoint(&self) -> Result<Endpoint, EmailSettingsError> {
+    pub fn endpoint(&self) -> Result<Endpoint, EmailSettingsError> {
         let invalid = |reason: &str| EmailSettingsError {
             key: "email.smtp_url",
             reason: reason.into(),
@@ -161,81 +157,6 @@ impl EmailSettings {
             host: host.to_owned(),
             port,
         })
-    }
-}
-
-/// Why an e-mail was not sent; every case is retried by the e-mail job.
-#[derive(Debug, thiserror::Error)]
-pub enum EmailError {
-    /// The message could not be built (an address that does not parse).
-    #[error("building the message: {0}")]
-    Build(String),
-    /// The SMTP server could not be reached or refused the message.
-    #[error("SMTP: {0}")]
-    Smtp(#[from] lettre::transport::smtp::Error),
-}
-
-/// Sends plain-text e-mail to the configured admins, one SMTP connection per message.
-#[derive(Clone)]
-pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    from: String,
-    admins: Vec<String>,
-}
-
-impl std::fmt::Debug for Mailer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer")
-            .field("admins", &self.admins.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Mailer {
-    /// Prepares the transport; `None` when admin e-mail is off.
-    pub fn new(settings: &EmailSettings) -> anyhow::Result<Option<Mailer>> {
-        if !settings.enabled() {
-            return Ok(None);
-        }
-        let endpoint = settings
-            .endpoint()
-            .map_err(|e| anyhow::anyhow!("invalid setting `{}`: {e}", e.key))?;
-        let tls = match settings.tls {
-            SmtpTls::None => Tls::None,
-            SmtpTls::Starttls => Tls::Required(TlsParameters::new(endpoint.host.clone())?),
-            SmtpTls::Tls => Tls::Wrapper(TlsParameters::new(endpoint.host.clone())?),
-        };
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(endpoint.host.as_str())
-                .port(endpoint.port)
-                .tls(tls)
-                .timeout(Some(Duration::from_millis(settings.timeout_ms)));
-        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(
-                user.expose_secret().to_owned(),
-                password.expose_secret().to_owned(),
-            ));
-        }
-        Ok(Some(Mailer {
-            transport: builder.build(),
-            from: settings.from.clone(),
-            admins: settings.admins.clone(),
-        }))
-    }
-
-    /// Sends one message to every admin.
-    pub async fn send(&self, subject: &str, body: String) -> Result<(), EmailError> {
-        let build = |e: &dyn std::fmt::Display| EmailError::Build(e.to_string());
-        let mut message = Message::builder()
-            .from(self.from.parse().map_err(|e| build(&e))?)
-            .subject(subject)
-            .header(ContentType::TEXT_PLAIN);
-        for admin in &self.admins {
-            message = message.to(admin.parse().map_err(|e| build(&e))?);
-        }
-        let message = message.body(body).map_err(|e| build(&e))?;
-        self.transport.send(message).await?;
-        Ok(())
     }
 }
 
@@ -286,6 +207,5 @@ mod tests {
         off.admins.clear();
         assert!(!off.enabled());
         assert!(off.validate(true).is_ok());
-        assert!(Mailer::new(&off).unwrap().is_none());
     }
 }

@@ -5,8 +5,7 @@ use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Reg
 
 use super::busiest::BusiestSecond;
 use super::{
-    DSR_TYPES, OPT_INS, QUEUES, UNSUBSCRIBE_CHANNELS, WEBHOOK_KINDS, WEBHOOK_PROBLEMS,
-    WEBHOOK_RESULTS,
+    DSR_TYPES, OPT_INS, UNSUBSCRIBE_CHANNELS, WEBHOOK_KINDS, WEBHOOK_PROBLEMS, WEBHOOK_RESULTS,
 };
 
 /// Outcomes of one job execution as the queue sees it: `ok`, or `error` (the queue retries).
@@ -328,8 +327,8 @@ impl Families {
     }
 
     /// Creates every series whose labels are known in advance, at 0.
-    pub(super) fn touch_known_series(&self) {
-        for queue in QUEUES {
+    pub(super) fn touch_known_series(&self, queues: &[&str]) {
+        for queue in queues {
             for outcome in JOB_OUTCOMES {
                 self.job_executions.with_label_values(&[queue, outcome]);
                 self.job_duration.with_label_values(&[queue, outcome]);

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::requests;
-use super::subject::Person;
 use crate::crypto::{Context, Keyring};
 use crate::dsr::{Status, Subject};
+use crate::requests;
+use crate::subject::Person;
 
 /// Version of the export's layout, for whoever reads it with a program.
 const FORMAT: &str = "moonengage-export/1";

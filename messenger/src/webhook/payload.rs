@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::intent::{Intent, KeywordSettings};
-use crate::metrics;
-use crate::unsubscribe::{self, UnsubscribeSigner};
+use moonengage_ops::metrics;
+use moonengage_privacy::unsubscribe::{self, UnsubscribeSigner};
 
 /// Why a webhook body was refused: only a body that is not JSON at all is (a bad event is
 /// skipped, see [`Malformed`]); the message is safe to return to the caller.
@@ -269,7 +269,7 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::unsubscribe::{UnsubscribeKey, UnsubscribeSettings};
+    use moonengage_privacy::unsubscribe::{UnsubscribeKey, UnsubscribeSettings};
 
     fn fixtures() -> (KeywordSettings, UnsubscribeSigner) {
         let keywords = KeywordSettings {

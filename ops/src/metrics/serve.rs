@@ -5,9 +5,24 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::settings::MetricsSettings;
+/// The `/metrics` listener of worker and scheduler (web serves `/metrics` on its own port). A
+/// Procfile runner gives every process its own `PORT`, which is used here; without one, `port`
+/// applies, and 0 (the default) serves nothing, since N workers on one machine cannot share a
+/// fixed port.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// Interface to bind.
+    pub host: String,
+    /// Port to bind; 0 means no listener.
+    pub port: u16,
+    /// How often the scheduler leader recomputes the gauges read from Postgres (queue depth,
+    /// oldest job, campaign progress, open data-subject requests): each is a few aggregate
+    /// queries, cheap but not free on a large queue.
+    pub refresh_ms: u64,
+}
 
 /// Answers a scrape with the registry in Prometheus's text format.
 pub async fn handler() -> Response {

@@ -1,0 +1,11 @@
+//! Facebook's edge: the Send and Profile API client with its error classes, the per-Page rate
+//! limiter shared through Redis, and what Facebook sends us — webhook payloads, their
+//! signatures and the signed data-deletion callback. Nothing here touches the database.
+
+mod client;
+pub mod limiter;
+pub mod settings;
+pub mod signed_request;
+pub mod webhook;
+
+pub use client::*;
