@@ -3,9 +3,11 @@
 //! signatures and the signed data-deletion callback. Nothing here touches the database.
 
 mod client;
+mod error;
 pub mod limiter;
 pub mod settings;
 pub mod signed_request;
 pub mod webhook;
 
 pub use client::*;
+pub use error::{ErrorClass, GraphError, SendError};

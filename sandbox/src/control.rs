@@ -12,7 +12,8 @@ use serde::Deserialize;
 use crate::App;
 use crate::faults::Faults;
 use crate::records::{MessageFilter, ReceivedMessage, Stats};
-use crate::state::{IdMappingRegistration, PageRegistration, ProfileRegistration, SandboxState};
+use crate::registration::{IdMappingRegistration, PageRegistration, ProfileRegistration};
+use crate::state::SandboxState;
 
 /// The control routes.
 pub(crate) fn routes() -> Router<App> {

@@ -13,6 +13,7 @@ mod id_matching;
 mod profile;
 mod rate_limit;
 mod records;
+mod registration;
 mod send;
 mod state;
 
@@ -28,9 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use faults::{ErrorSpec, Faults, PsidFault, RandomFault};
 pub use records::{MessageFilter, PageStats, QuickReply, ReceivedMessage, Stats};
-pub use state::{
-    IdMappingRegistration, PageRegistration, PageScopedId, ProfileRegistration, SandboxState,
+pub use registration::{
+    IdMappingRegistration, PageRegistration, PageScopedId, ProfileRegistration,
 };
+pub use state::SandboxState;
 
 /// How to start a sandbox: where to listen and how the fake Graph API behaves at first.
 #[derive(Debug, Clone)]
