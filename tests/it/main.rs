@@ -6,6 +6,7 @@ mod delivery;
 mod first_hits;
 mod helpers;
 mod ingest;
+mod leader;
 mod lifecycle;
 mod log_scan;
 mod metrics;

@@ -1,13 +1,13 @@
 //! Prometheus metrics (the `prometheus` crate, names `moonengage_*`): one process-wide registry,
-//! typed functions the code calls where things happen, the database-derived gauges the
-//! scheduler leader publishes, a tower layer timing every job, and the `/metrics` endpoint.
+//! typed functions the code calls where things happen, the families of the database-derived
+//! gauges the scheduler leader publishes, a tower layer timing every job, and the `/metrics`
+//! endpoint.
 //!
 //! Labels are internal ids (Page, campaign), queue names and fixed words only — never anything
 //! about a person. Label words a call site passes are `&'static str` or checked against a known
 //! set, so a runtime value can never become a label by accident.
 
 mod busiest;
-mod database;
 mod events;
 mod families;
 mod layer;
@@ -17,7 +17,6 @@ use std::sync::LazyLock;
 
 use prometheus::{Encoder as _, TextEncoder};
 
-pub use database::DbCollector;
 pub use events::{
     dsr_completed, dsr_received, export_downloaded, opted_in, page_halted, page_paused, page_send,
     rate_limiter_wait, send_error, send_outcome, unsubscribed, webhook_acked, webhook_malformed,
@@ -32,7 +31,7 @@ use crate::notify::AdminEvent;
 use crate::policy::PolicyNoticeJob;
 use crate::privacy::export_link::ExportLinkJob;
 use crate::profile::ProfileJob;
-use families::Families;
+pub use families::Families;
 use moonengage_queue::{Job, sends};
 
 /// Every queue a dashboard shows, so each has series (at 0) before its first job.
@@ -84,7 +83,9 @@ pub const DSR_TYPES: &[&str] = &["export", "erasure", "objection"];
 
 static FAMILIES: LazyLock<Families> = LazyLock::new(Families::new);
 
-fn families() -> &'static Families {
+/// The process-wide metric families, for the gauges the scheduler leader publishes from the
+/// database (its gauges service sets them; they are defined here with every other metric).
+pub fn families() -> &'static Families {
     &FAMILIES
 }
 
