@@ -47,35 +47,23 @@ pub struct Services {
 impl Services {
     /// Starts every service, each in its own task, with the intervals of `settings`.
     pub fn start(settings: &Settings, pool: &PgPool) -> Services {
-        let stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        tasks.spawn(run(
-            fanout::FanOut::new(&settings.scheduler),
-            pool.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(run(
-            completion::Completion::new(&settings.scheduler),
-            pool.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(run(
-            retention::Retention::new(&settings.retention),
-            pool.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(run(
-            due_soon::DueSoon::new(&settings.email),
-            pool.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(run(
-            gauges::Gauges::new(settings),
-            pool.clone(),
-            stop.clone(),
-        ));
+        let mut services = Services {
+            stop: CancellationToken::new(),
+            tasks: JoinSet::new(),
+        };
+        services.spawn(fanout::FanOut::new(&settings.scheduler), pool);
+        services.spawn(completion::Completion::new(&settings.scheduler), pool);
+        services.spawn(retention::Retention::new(&settings.retention), pool);
+        services.spawn(due_soon::DueSoon::new(&settings.email), pool);
+        services.spawn(gauges::Gauges::new(settings), pool);
         tracing::info!("leader services started");
-        Services { stop, tasks }
+        services
+    }
+
+    /// Runs `service` in a task of its own until these services stop.
+    fn spawn<S: Service>(&mut self, service: S, pool: &PgPool) {
+        self.tasks
+            .spawn(run(service, pool.clone(), self.stop.clone()));
     }
 
     /// Cancels every service and waits until all have stopped.
