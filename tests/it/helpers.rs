@@ -117,6 +117,8 @@ pub fn settings(db_url: &str, sandbox_url: &str) -> Settings {
     settings.messenger.base_url = sandbox_url.to_owned();
     settings.messenger.request_timeout_ms = 3_000;
     settings.scheduler.tick_ms = 100;
+    settings.scheduler.fanout_ms = 100;
+    settings.scheduler.completion_ms = 100;
     settings.queue.poll_interval_ms = 200;
     settings.queue.retry_base_ms = 100;
     settings.queue.retry_max_ms = 2_000;
@@ -398,6 +400,8 @@ impl Harness {
                 self.sandbox_url.clone(),
             ),
             ("MOONENGAGE__SCHEDULER__TICK_MS".into(), "100".into()),
+            ("MOONENGAGE__SCHEDULER__FANOUT_MS".into(), "100".into()),
+            ("MOONENGAGE__SCHEDULER__COMPLETION_MS".into(), "100".into()),
             ("MOONENGAGE__QUEUE__POLL_INTERVAL_MS".into(), "200".into()),
             (
                 "MOONENGAGE__REDIS__KEY_PREFIX".into(),

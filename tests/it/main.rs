@@ -7,6 +7,7 @@ mod first_hits;
 mod helpers;
 mod ingest;
 mod layout;
+mod leader;
 mod lifecycle;
 mod log_scan;
 mod metrics;

@@ -15,7 +15,7 @@ use moonengage_queue::backend::Source;
 use moonengage_queue::jobs::{self, Jobs, Settled};
 use moonengage_queue::sends::{self, Outcome, Sends};
 use moonengage_queue::{Job, JobError};
-use moonengage_scheduler::fanout;
+use moonengage_scheduler::services::fanout;
 use nix::sys::signal::Signal;
 use sqlx::PgPool;
 

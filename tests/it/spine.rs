@@ -214,7 +214,7 @@ async fn fanning_out_again_after_a_crash_queues_no_one_twice() {
     h.seed(page, "801", &people).await;
     let campaign = h.campaign(page, TEMPLATE).await;
     use moonengage_queue::sends;
-    use moonengage_scheduler::fanout;
+    use moonengage_scheduler::services::fanout;
     assert_eq!(fanout::start_due(h.pool()).await.unwrap(), 1);
     assert!(
         !sends::fan_out(h.pool(), campaign, 0, 100, true)

@@ -163,6 +163,16 @@ impl Settings {
         if self.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency", "must be at least 1"));
         }
+        for (key, ms) in [
+            ("scheduler.tick_ms", self.scheduler.tick_ms),
+            ("scheduler.fanout_ms", self.scheduler.fanout_ms),
+            ("scheduler.completion_ms", self.scheduler.completion_ms),
+            ("metrics.refresh_ms", self.metrics.refresh_ms),
+        ] {
+            if ms == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if self.scheduler.fanout_batch <= 0 {
             return Err(invalid("scheduler.fanout_batch", "must be at least 1"));
         }

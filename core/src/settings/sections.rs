@@ -89,8 +89,13 @@ pub struct WorkerSettings {
 /// Scheduler process behaviour.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SchedulerSettings {
-    /// How often the leader looks for due campaigns and maintenance.
+    /// How often a scheduler checks that it (still) holds the leader lock: a standby takes over
+    /// within this, and a leader that lost the lock stops its services within this.
     pub tick_ms: u64,
+    /// How often the leader starts due campaigns and fans running ones out.
+    pub fanout_ms: u64,
+    /// How often the leader folds outcome counts into campaigns and completes finished ones.
+    pub completion_ms: u64,
     /// Recipients turned into jobs per fan-out statement.
     pub fanout_batch: i64,
     /// Give each job a run time paced at its Page's send rate, so Pages interleave in the queue
@@ -98,12 +103,12 @@ pub struct SchedulerSettings {
     pub pace_fanout: bool,
 }
 
-/// Retention (DESIGN: privacy by design), enforced by the scheduler leader in bounded batches.
-/// Data nobody needs any more is deleted rather than kept "just in case".
+/// Retention (docs/architecture.md, "Privacy"), enforced by the scheduler leader in bounded
+/// batches. Data nobody needs any more is deleted rather than kept "just in case".
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetentionSettings {
-    /// How often the leader applies retention. Each pass deletes in bounded batches and runs
-    /// again at the next tick while a backlog remains; a minute keeps the cost negligible.
+    /// How often the leader applies retention. Each pass deletes in bounded batches, and passes
+    /// follow one another while a backlog remains; a minute keeps the cost negligible.
     pub interval_ms: u64,
     /// Jobs failed for good are kept this long, for inspection (a job that succeeds is deleted
     /// at once). They hold ids only.

@@ -33,8 +33,9 @@ const LIMITER_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
 ];
 
-/// The metric families; see each field for what it measures and who sets it.
-pub(super) struct Families {
+/// The metric families; see each field for what it measures and who sets it. Only the gauges the
+/// scheduler leader publishes from the database are public: the scheduler sets them.
+pub struct Families {
     pub(super) registry: Registry,
     pub(super) names: Vec<String>,
     // Process.
@@ -48,11 +49,16 @@ pub(super) struct Families {
     pub(super) job_retries: IntCounterVec,
     pub(super) jobs_in_flight: GaugeVec,
     // The queue as Postgres holds it (scheduler leader).
-    pub(super) queue_jobs: GaugeVec,
-    pub(super) queue_oldest_ready: GaugeVec,
-    pub(super) workers_alive: GaugeVec,
-    pub(super) workers_busy: GaugeVec,
-    pub(super) leader: GaugeVec,
+    /// Jobs by queue and state.
+    pub queue_jobs: GaugeVec,
+    /// Age of the oldest due job, by queue.
+    pub queue_oldest_ready: GaugeVec,
+    /// Workers whose heartbeat is recent, by queue.
+    pub workers_alive: GaugeVec,
+    /// Workers holding a job, by queue.
+    pub workers_busy: GaugeVec,
+    /// 1 on the scheduler leader, 0 on a standby.
+    pub leader: GaugeVec,
     // Sending (workers).
     pub(super) sends: IntCounterVec,
     pub(super) send_errors: IntCounterVec,
@@ -61,12 +67,18 @@ pub(super) struct Families {
     pub(super) page_pauses: IntCounterVec,
     pub(super) page_halts: IntCounterVec,
     // Pages and campaigns as Postgres holds them (scheduler leader).
-    pub(super) page_rate_limit: GaugeVec,
-    pub(super) page_paused: GaugeVec,
-    pub(super) page_halted: GaugeVec,
-    pub(super) campaign_recipients: GaugeVec,
-    pub(super) campaign_sent: GaugeVec,
-    pub(super) campaign_finished: GaugeVec,
+    /// A Page's send rate.
+    pub page_rate_limit: GaugeVec,
+    /// 1 while a Page is paused.
+    pub page_paused: GaugeVec,
+    /// 1 while a Page is halted.
+    pub page_halted: GaugeVec,
+    /// A campaign's recipients.
+    pub campaign_recipients: GaugeVec,
+    /// A campaign's sent messages.
+    pub campaign_sent: GaugeVec,
+    /// A campaign's recipients with a final outcome.
+    pub campaign_finished: GaugeVec,
     // Webhooks and privacy.
     pub(super) webhooks: IntCounterVec,
     pub(super) webhook_malformed: IntCounterVec,
@@ -76,9 +88,12 @@ pub(super) struct Families {
     pub(super) dsr_received: IntCounterVec,
     pub(super) exports_downloaded: IntCounterVec,
     pub(super) dsr_completed: IntCounterVec,
-    pub(super) dsr_open: GaugeVec,
-    pub(super) dsr_oldest_open: GaugeVec,
-    pub(super) incident_deadline: GaugeVec,
+    /// Open data-subject requests, by type.
+    pub dsr_open: GaugeVec,
+    /// Age of the oldest open request, by type.
+    pub dsr_oldest_open: GaugeVec,
+    /// Seconds left to report the earliest open incident.
+    pub incident_deadline: GaugeVec,
 }
 
 /// Registers collectors and remembers their names.

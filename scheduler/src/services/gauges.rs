@@ -1,19 +1,22 @@
-//! Gauges computed from Postgres — queue depth by state, the oldest due job, live and busy
-//! workers, Pages, campaign progress, open data-subject requests, the incident report deadline —
-//! so they are right however
-//! many workers run. Only the scheduler leader publishes them; a standby publishes nothing.
+//! The gauges service: gauges computed from Postgres — queue depth by state, the oldest due job,
+//! live and busy workers, Pages, campaign progress, open data-subject requests, the incident
+//! report deadline — so they are right however many workers run. Only the scheduler leader
+//! publishes them, every `metrics.refresh_ms`; a standby publishes nothing. The families
+//! themselves are defined in `moonengage_ops::metrics`, with every other metric.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use moonengage_core::jobs::QUEUES;
+use moonengage_core::settings::Settings;
+use moonengage_ops::metrics::{DSR_TYPES, db_gauges};
+use moonengage_privacy::incidents::REPORT_DEADLINE_HOURS;
 use moonengage_queue::stats;
 use prometheus::GaugeVec;
 use sqlx::PgPool;
 
-use moonengage_core::jobs::QUEUES;
-use moonengage_ops::metrics::{DSR_TYPES, DbGauges, db_gauges};
-use moonengage_privacy::incidents::REPORT_DEADLINE_HOURS;
+use super::Service;
 
 /// Job states the dashboards show, each with a series per queue even when empty.
 const JOB_STATES: &[&str] = &[
@@ -65,18 +68,12 @@ impl Published {
         }
         self.last = now;
     }
-
-    fn clear(&mut self) {
-        self.vec.reset();
-        self.last.clear();
-    }
 }
 
 /// Recomputes the database gauges every `metrics.refresh_ms` while this scheduler leads.
-pub struct DbCollector {
+pub struct Gauges {
     every: Duration,
     worker_alive_within: Duration,
-    refreshed: Option<Instant>,
     queue_jobs: Published,
     oldest_ready: Published,
     workers_alive: Published,
@@ -89,7 +86,6 @@ pub struct DbCollector {
     campaign_finished: Published,
     dsr_open: Published,
     dsr_oldest_open: Published,
-    gauges: DbGauges,
 }
 
 fn labels(values: &[&str]) -> Vec<String> {
@@ -100,19 +96,18 @@ fn each(values: &[&str]) -> Vec<Vec<String>> {
     values.iter().map(|v| labels(&[v])).collect()
 }
 
-impl DbCollector {
-    /// `every` is `metrics.refresh_ms`; a worker silent for `worker_alive_within` (its
-    /// heartbeat times the missed heartbeats allowed) no longer counts as alive.
-    pub fn new(every: Duration, worker_alive_within: Duration) -> DbCollector {
+impl Gauges {
+    /// Every `metrics.refresh_ms`; a worker silent for longer than a lease (its heartbeat times
+    /// the missed heartbeats allowed) no longer counts as alive.
+    pub fn new(settings: &Settings) -> Gauges {
         let f = db_gauges();
         let queue_states = QUEUES
             .iter()
             .flat_map(|q| JOB_STATES.iter().map(move |s| labels(&[q, s])))
             .collect();
-        DbCollector {
-            every,
-            worker_alive_within,
-            refreshed: None,
+        Gauges {
+            every: Duration::from_millis(settings.metrics.refresh_ms),
+            worker_alive_within: settings.queue.lease(),
             queue_jobs: Published::new(&f.queue_jobs, queue_states),
             oldest_ready: Published::new(&f.queue_oldest_ready, each(QUEUES)),
             workers_alive: Published::new(&f.workers_alive, each(QUEUES)),
@@ -125,20 +120,22 @@ impl DbCollector {
             campaign_finished: Published::new(&f.campaign_finished, Vec::new()),
             dsr_open: Published::new(&f.dsr_open, each(DSR_TYPES)),
             dsr_oldest_open: Published::new(&f.dsr_oldest_open, each(DSR_TYPES)),
-            gauges: f,
         }
     }
+}
 
-    /// Called on every leader tick; queries Postgres when `every` has passed since last time.
-    pub async fn lead(&mut self, pool: &PgPool) -> anyhow::Result<()> {
-        self.gauges
+impl Service for Gauges {
+    const NAME: &'static str = "gauges";
+
+    fn interval(&self) -> Duration {
+        self.every
+    }
+
+    async fn run_once(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        db_gauges()
             .leader
             .with_label_values(&[] as &[&str])
             .set(1.0);
-        if self.refreshed.is_some_and(|at| at.elapsed() < self.every) {
-            return Ok(());
-        }
-        self.refreshed = Some(Instant::now());
         self.refresh_queue(pool).await?;
         self.refresh_pages(pool).await?;
         self.refresh_campaigns(pool).await?;
@@ -146,34 +143,36 @@ impl DbCollector {
         self.refresh_incidents(pool).await
     }
 
-    /// Called when this scheduler does not lead: the leader publishes, so this one withdraws
-    /// what it published while it led.
-    pub fn stand_by(&mut self) {
-        self.gauges
-            .leader
-            .with_label_values(&[] as &[&str])
-            .set(0.0);
-        if self.refreshed.take().is_some() {
-            for published in [
-                &mut self.queue_jobs,
-                &mut self.oldest_ready,
-                &mut self.workers_alive,
-                &mut self.workers_busy,
-                &mut self.page_rate_limit,
-                &mut self.page_paused,
-                &mut self.page_halted,
-                &mut self.campaign_recipients,
-                &mut self.campaign_sent,
-                &mut self.campaign_finished,
-                &mut self.dsr_open,
-                &mut self.dsr_oldest_open,
-            ] {
-                published.clear();
-            }
-            self.gauges.incident_deadline.reset();
-        }
+    /// Leadership ended: the next leader publishes, so this one withdraws what it published.
+    fn stopped(&mut self) {
+        withdraw();
     }
+}
 
+/// Publishes "not the leader" and removes every series of the leader's gauges.
+pub fn withdraw() {
+    let f = db_gauges();
+    f.leader.with_label_values(&[] as &[&str]).set(0.0);
+    for vec in [
+        &f.queue_jobs,
+        &f.queue_oldest_ready,
+        &f.workers_alive,
+        &f.workers_busy,
+        &f.page_rate_limit,
+        &f.page_paused,
+        &f.page_halted,
+        &f.campaign_recipients,
+        &f.campaign_sent,
+        &f.campaign_finished,
+        &f.dsr_open,
+        &f.dsr_oldest_open,
+        &f.incident_deadline,
+    ] {
+        vec.reset();
+    }
+}
+
+impl Gauges {
     async fn refresh_queue(&mut self, pool: &PgPool) -> anyhow::Result<()> {
         let by_state = stats::depth(pool)
             .await
@@ -274,9 +273,7 @@ impl DbCollector {
         );
         Ok(())
     }
-}
 
-impl DbCollector {
     async fn refresh_incidents(&mut self, pool: &PgPool) -> anyhow::Result<()> {
         let left: Option<f64> = sqlx::query_scalar(
             "SELECT extract(epoch FROM min(detected_at) + make_interval(hours => $1) - now())::float8
@@ -286,7 +283,7 @@ impl DbCollector {
         .fetch_one(pool)
         .await
         .context("finding the earliest incident report deadline")?;
-        self.gauges
+        db_gauges()
             .incident_deadline
             .with_label_values(&[] as &[&str])
             .set(left.unwrap_or(f64::INFINITY));

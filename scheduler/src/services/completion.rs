@@ -1,41 +1,54 @@
-//! Campaigns over their life: due ones start, running ones are fanned out (one set-based
-//! statement per batch, `moonengage_queue::sends::fan_out`: a crash between batches resumes with
-//! no duplicate and no gap), finished ones complete and e-mail admins.
+//! The completion service: outcome counts the workers appended are folded into their campaigns,
+//! finished campaigns complete (admins e-mailed), and cancelled ones whose last sends ended get
+//! their totals frozen. Runs every `scheduler.completion_ms`.
+
+use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::PgPool;
-
+use moonengage_core::settings::SchedulerSettings;
 use moonengage_ops::alerts::{self, AdminEvent};
 use moonengage_queue::sends;
+use sqlx::PgPool;
 
-/// Starts every scheduled campaign whose time has come.
-pub async fn start_due(pool: &PgPool) -> anyhow::Result<u64> {
-    let started = sqlx::query(
-        "UPDATE campaigns SET state = 'running', started_at = now()
-         WHERE state = 'scheduled' AND scheduled_at <= now()",
-    )
-    .execute(pool)
-    .await
-    .context("starting due campaigns")?;
-    Ok(started.rows_affected())
+use super::Service;
+
+/// Completes finished campaigns and settles cancelled ones.
+pub struct Completion {
+    every: Duration,
 }
 
-/// Campaigns still being fanned out, oldest first, with their cursors.
-pub async fn pending(pool: &PgPool) -> anyhow::Result<Vec<(i64, i64)>> {
-    sqlx::query_as(
-        "SELECT id, fanout_cursor FROM campaigns
-         WHERE state = 'running' AND NOT fanout_done ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await
-    .context("listing campaigns to fan out")
+impl Completion {
+    /// Completion as configured in `[scheduler]`.
+    pub fn new(settings: &SchedulerSettings) -> Completion {
+        Completion {
+            every: Duration::from_millis(settings.completion_ms),
+        }
+    }
+}
+
+impl Service for Completion {
+    const NAME: &'static str = "completion";
+
+    fn interval(&self) -> Duration {
+        self.every
+    }
+
+    async fn run_once(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        for campaign_id in complete_finished(pool).await? {
+            tracing::info!(campaign_id, "campaign completed");
+        }
+        for campaign_id in freeze_cancelled(pool).await? {
+            tracing::info!(campaign_id, "cancelled campaign settled; totals frozen");
+        }
+        Ok(())
+    }
 }
 
 /// Completes every fanned-out running campaign whose recipients all have a final outcome, and
 /// stamps its end (its counters outlive the delivery rows). Admins are
 /// e-mailed in the same transaction: "failed" when nothing was sent and sends failed, else
 /// "completed".
-pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
+async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
     let mut tx = pool
         .begin()
         .await
@@ -64,7 +77,7 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
 /// (sends under way when it was cancelled have ended), and stamps `completed_at`: from then on
 /// its totals live in the campaign row, like a completed campaign's, so retention may delete its
 /// delivery rows. The state stays `cancelled`.
-pub async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
+async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
     let mut tx = pool.begin().await?;
     sends::fold_tallies(&mut tx)
         .await

@@ -1,10 +1,9 @@
-//! Alerts the leader raises by looking at the data: a data-subject request close to its deadline,
-//! and an incident close to its 72 hours to inform the authority, are announced to admins, once
-//! (the row records that it was), every few minutes at most — the deadlines are hours or days
-//! away, so checking each tick would only load the database.
+//! The due-soon service: a data-subject request close to its deadline, and an incident close to
+//! its 72 hours to inform the authority, are announced to admins, once (the row records that it
+//! was). Runs every `email.dsr_due_check_secs`: the deadlines are hours or days away, so looking
+//! more often would only load the database.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use moonengage_core::settings::EmailSettings;
@@ -12,39 +11,48 @@ use moonengage_ops::alerts::{self, AdminEvent};
 use moonengage_privacy::incidents;
 use sqlx::PgPool;
 
-/// When the leader last looked for requests due soon.
+use super::Service;
+
+/// Announces requests and incidents whose deadline nears.
 #[derive(Debug)]
 pub struct DueSoon {
     every: Duration,
     within_days: i32,
     incident_within_hours: i32,
-    last: Mutex<Option<Instant>>,
 }
 
 impl DueSoon {
     /// A check every `email.dsr_due_check_secs` for requests due within
-    /// `email.dsr_due_within_days`.
+    /// `email.dsr_due_within_days` and incidents whose report deadline ends within
+    /// `email.incident_deadline_within_hours`.
     pub fn new(settings: &EmailSettings) -> DueSoon {
         DueSoon {
             every: Duration::from_secs(settings.dsr_due_check_secs),
             within_days: settings.dsr_due_within_days,
             incident_within_hours: settings.incident_deadline_within_hours,
-            last: Mutex::new(None),
         }
     }
+}
 
-    /// Runs the check when it is time; returns the requests and the incidents announced.
-    pub async fn check(&self, pool: &PgPool) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
-        {
-            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|at| at.elapsed() < self.every) {
-                return Ok((Vec::new(), Vec::new()));
-            }
-            *last = Some(Instant::now());
+impl Service for DueSoon {
+    const NAME: &'static str = "due_soon";
+
+    fn interval(&self) -> Duration {
+        self.every
+    }
+
+    async fn run_once(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        for request_id in announce_due_soon(pool, self.within_days).await? {
+            tracing::info!(request_id, "admins told that a request is due soon");
         }
-        let requests = announce_due_soon(pool, self.within_days).await?;
         let incidents = incidents::announce_deadline_near(pool, self.incident_within_hours).await?;
-        Ok((requests, incidents))
+        for incident_id in incidents {
+            tracing::warn!(
+                incident_id,
+                "admins told that an incident's report deadline nears"
+            );
+        }
+        Ok(())
     }
 }
 

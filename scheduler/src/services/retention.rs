@@ -1,15 +1,14 @@
-//! Retention (DESIGN: privacy by design), enforced by the leader: jobs failed for good, what is left
-//! of processed webhook events, delivery rows of campaigns that ended long ago, subscribers
-//! inactive for long and unsubscribed people (keeping only a blind index of the latter), expired
-//! exports and the subject of completed data-subject requests: nothing else deletes them once
-//! their purpose is served.
+//! The retention service (docs/architecture.md, "Privacy"), run by the leader: jobs failed for
+//! good, what is left of processed webhook events, delivery rows of campaigns that ended long
+//! ago, subscribers inactive for long and unsubscribed people (keeping only a blind index of the
+//! latter), expired exports and the subject of completed data-subject requests: nothing else
+//! deletes them once their purpose is served.
 //!
-//! A pass runs every `retention.interval_ms`, not every tick. Every statement deletes at most
-//! [`BATCH`] rows (short locks, small transactions); a pass stops each rule after
-//! [`BATCHES_PER_PASS`] and runs again at the next tick while a backlog remains.
+//! A pass runs every `retention.interval_ms`. Every statement deletes at most [`BATCH`] rows
+//! (short locks, small transactions); a pass stops each rule after [`BATCHES_PER_PASS`], so every
+//! rule gets its turn, and another pass follows at once while a backlog remains.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use moonengage_core::jobs::WebhookJob;
@@ -17,9 +16,11 @@ use moonengage_core::settings::RetentionSettings;
 use moonengage_queue::Job;
 use sqlx::{AssertSqlSafe, PgPool};
 
+use super::Service;
+
 /// Rows deleted per statement.
 const BATCH: i64 = 10_000;
-/// Statements per rule per pass, so a pass never keeps the leader from fanning out for long.
+/// Statements per rule per pass, so one rule's backlog never keeps the others waiting long.
 const BATCHES_PER_PASS: usize = 10;
 
 /// How long a worker that stopped heartbeating stays in the registry.
@@ -51,44 +52,44 @@ struct Rule {
 struct Pruned {
     /// `(what, rows)` for every rule that removed something.
     removed: Vec<(&'static str, u64)>,
-    /// Some rule hit its cap, so another pass is due at once.
+    /// Some rule hit its cap, so another pass follows at once.
     backlog: bool,
 }
 
-/// When the next pass is due; the leader asks every tick.
+/// Applies retention every `retention.interval_ms`.
 #[derive(Debug)]
 pub struct Retention {
     settings: RetentionSettings,
-    next: Mutex<Option<Instant>>,
 }
 
 impl Retention {
-    /// Retention as configured; the first pass runs at the leader's first tick.
+    /// Retention as configured; the first pass runs as soon as this scheduler leads.
     pub fn new(settings: &RetentionSettings) -> Retention {
         Retention {
             settings: settings.clone(),
-            next: Mutex::new(None),
         }
     }
+}
 
-    /// Applies retention when a pass is due.
-    pub async fn run_if_due(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let now = Instant::now();
-        {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            if next.is_some_and(|at| now < at) {
+impl Service for Retention {
+    const NAME: &'static str = "retention";
+
+    fn interval(&self) -> Duration {
+        self.settings.interval()
+    }
+
+    /// Passes follow one another while a rule hit its cap, so a backlog is worked off without
+    /// waiting an interval per pass.
+    async fn run_once(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        loop {
+            let pruned = apply(pool, &self.settings).await?;
+            if !pruned.removed.is_empty() {
+                tracing::info!(removed = ?pruned.removed, backlog = pruned.backlog, "retention applied");
+            }
+            if !pruned.backlog {
                 return Ok(());
             }
-            *next = Some(now + self.settings.interval());
         }
-        let pruned = apply(pool, &self.settings).await?;
-        if pruned.backlog {
-            *self.next.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
-        }
-        if !pruned.removed.is_empty() {
-            tracing::info!(removed = ?pruned.removed, backlog = pruned.backlog, "retention applied");
-        }
-        Ok(())
     }
 }
 
