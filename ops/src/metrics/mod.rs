@@ -14,7 +14,7 @@ mod serve;
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder as _, GaugeVec, TextEncoder};
+use prometheus::{Encoder as _, TextEncoder};
 
 pub use events::{
     dsr_completed, dsr_received, export_downloaded, opted_in, page_halted, page_paused, page_send,
@@ -24,7 +24,7 @@ pub use events::{
 pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{MetricsSettings, handler, start};
 
-use families::Families;
+pub use families::Families;
 
 /// Kinds of webhook event `webhook_received` is called with (`EventKind::as_str`, the
 /// data-deletion callback, `other` for a body refused before it was read), so each has a
@@ -61,7 +61,9 @@ pub const DSR_TYPES: &[&str] = &["export", "erasure", "objection"];
 
 static FAMILIES: LazyLock<Families> = LazyLock::new(Families::new);
 
-fn families() -> &'static Families {
+/// The process's metric families: the scheduler leader's gauges service sets the database
+/// gauges through it; everything else goes through the typed functions of this module.
+pub fn families() -> &'static Families {
     &FAMILIES
 }
 
@@ -81,61 +83,6 @@ pub fn init(process: &'static str, queues: &[&str]) {
         .unwrap_or_default();
     f.start_time.with_label_values(&[process]).set(started);
     f.touch_known_series(queues);
-}
-
-/// The gauges computed from Postgres, which only the scheduler leader publishes (its
-/// `gauges` service); every other family is set where things happen, through this module.
-#[derive(Clone)]
-pub struct DbGauges {
-    /// Jobs by queue and state.
-    pub queue_jobs: GaugeVec,
-    /// Age of the oldest due job, by queue.
-    pub queue_oldest_ready: GaugeVec,
-    /// Workers with a recent heartbeat, by queue.
-    pub workers_alive: GaugeVec,
-    /// Workers running a job, by queue.
-    pub workers_busy: GaugeVec,
-    /// 1 on the scheduler that holds the leader lock.
-    pub leader: GaugeVec,
-    /// Each Page's configured send rate.
-    pub page_rate_limit: GaugeVec,
-    /// 1 for a paused Page.
-    pub page_paused: GaugeVec,
-    /// 1 for a Page Facebook refuses.
-    pub page_halted: GaugeVec,
-    /// Recipients of each campaign.
-    pub campaign_recipients: GaugeVec,
-    /// Messages sent of each campaign.
-    pub campaign_sent: GaugeVec,
-    /// 1 for a finished campaign.
-    pub campaign_finished: GaugeVec,
-    /// Open data-subject requests, by type.
-    pub dsr_open: GaugeVec,
-    /// Age of the oldest open request, by type.
-    pub dsr_oldest_open: GaugeVec,
-    /// Seconds left to report each open breach.
-    pub incident_deadline: GaugeVec,
-}
-
-/// Handles on the database-derived gauges, for the scheduler leader to publish into.
-pub fn db_gauges() -> DbGauges {
-    let f = families();
-    DbGauges {
-        queue_jobs: f.queue_jobs.clone(),
-        queue_oldest_ready: f.queue_oldest_ready.clone(),
-        workers_alive: f.workers_alive.clone(),
-        workers_busy: f.workers_busy.clone(),
-        leader: f.leader.clone(),
-        page_rate_limit: f.page_rate_limit.clone(),
-        page_paused: f.page_paused.clone(),
-        page_halted: f.page_halted.clone(),
-        campaign_recipients: f.campaign_recipients.clone(),
-        campaign_sent: f.campaign_sent.clone(),
-        campaign_finished: f.campaign_finished.clone(),
-        dsr_open: f.dsr_open.clone(),
-        dsr_oldest_open: f.dsr_oldest_open.clone(),
-        incident_deadline: f.incident_deadline.clone(),
-    }
 }
 
 /// The registry in Prometheus's text format, for `/metrics`.

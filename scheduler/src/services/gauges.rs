@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use moonengage_core::jobs::QUEUES;
 use moonengage_core::settings::Settings;
-use moonengage_ops::metrics::{DSR_TYPES, db_gauges};
+use moonengage_ops::metrics::{DSR_TYPES, families};
 use moonengage_privacy::incidents::REPORT_DEADLINE_HOURS;
 use moonengage_queue::stats;
 use prometheus::GaugeVec;
@@ -100,7 +100,7 @@ impl Gauges {
     /// Every `metrics.refresh_ms`; a worker silent for longer than a lease (its heartbeat times
     /// the missed heartbeats allowed) no longer counts as alive.
     pub fn new(settings: &Settings) -> Gauges {
-        let f = db_gauges();
+        let f = families();
         let queue_states = QUEUES
             .iter()
             .flat_map(|q| JOB_STATES.iter().map(move |s| labels(&[q, s])))
@@ -132,10 +132,7 @@ impl Service for Gauges {
     }
 
     async fn run_once(&mut self, pool: &PgPool) -> anyhow::Result<()> {
-        db_gauges()
-            .leader
-            .with_label_values(&[] as &[&str])
-            .set(1.0);
+        families().leader.with_label_values(&[] as &[&str]).set(1.0);
         self.refresh_queue(pool).await?;
         self.refresh_pages(pool).await?;
         self.refresh_campaigns(pool).await?;
@@ -151,7 +148,7 @@ impl Service for Gauges {
 
 /// Publishes "not the leader" and removes every series of the leader's gauges.
 pub fn withdraw() {
-    let f = db_gauges();
+    let f = families();
     f.leader.with_label_values(&[] as &[&str]).set(0.0);
     for vec in [
         &f.queue_jobs,
@@ -283,7 +280,7 @@ impl Gauges {
         .fetch_one(pool)
         .await
         .context("finding the earliest incident report deadline")?;
-        db_gauges()
+        families()
             .incident_deadline
             .with_label_values(&[] as &[&str])
             .set(left.unwrap_or(f64::INFINITY));
