@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use secrecy::zeroize::Zeroizing;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
-use crate::crypto::{self, Context, CryptoSettings, Keyring};
+use crate::crypto::{self, CryptoSettings, Keyring, SealedField};
 use moonengage_queue::{Job, jobs};
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +25,7 @@ pub struct SealedColumn {
     /// The `bytea` column.
     pub column: &'static str,
     /// The context its values are sealed for.
-    pub context: Context,
+    pub context: SealedField,
 }
 
 /// Every column that holds sealed values. A rotation re-seals each of them, and a data key is
@@ -35,32 +35,32 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
     SealedColumn {
         table: "pages",
         column: "access_token",
-        context: Context::PageAccessToken,
+        context: SealedField::PageAccessToken,
     },
     SealedColumn {
         table: "subscribers",
         column: "psid",
-        context: Context::SubscriberPsid,
+        context: SealedField::SubscriberPsid,
     },
     SealedColumn {
         table: "subscribers",
         column: "first_name",
-        context: Context::SubscriberFirstName,
+        context: SealedField::SubscriberFirstName,
     },
     SealedColumn {
         table: "webhook_events",
         column: "psid",
-        context: Context::WebhookEventPsid,
+        context: SealedField::WebhookEventPsid,
     },
     SealedColumn {
         table: "dsr_requests",
         column: "subject_ref",
-        context: Context::DsrSubject,
+        context: SealedField::DsrSubject,
     },
     SealedColumn {
         table: "exports",
         column: "payload",
-        context: Context::ExportPayload,
+        context: SealedField::ExportPayload,
     },
 ];
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::crypto::{Context, Keyring};
+use crate::crypto::{Keyring, SealedField};
 use crate::dsr::{Status, Subject};
 use crate::requests;
 use crate::subject::Person;
@@ -113,11 +113,11 @@ pub async fn collect(
     keyring: &Keyring,
     person: &Person,
 ) -> anyhow::Result<Export> {
-    let psid = keyring.open_string(Context::SubscriberPsid, &person.psid)?;
+    let psid = keyring.open_string(SealedField::SubscriberPsid, &person.psid)?;
     let first_name = person
         .first_name
         .as_deref()
-        .map(|sealed| keyring.open_string(Context::SubscriberFirstName, sealed))
+        .map(|sealed| keyring.open_string(SealedField::SubscriberFirstName, sealed))
         .transpose()?;
     let deliveries: Vec<Delivery> = sqlx::query_as(
         "SELECT d.campaign_id, c.name AS campaign, d.status, d.reason, d.attempts,

@@ -239,9 +239,10 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     assert_eq!(count(&h, "SELECT count(*) FROM exports").await, 1);
 
     // An event of theirs not processed yet (stored without a job, as if the worker lagged).
-    let sealed_event = h
-        .keyring
-        .seal_str(moonengage_privacy::crypto::Context::WebhookEventPsid, &psid);
+    let sealed_event = h.keyring.seal_str(
+        moonengage_privacy::crypto::SealedField::WebhookEventPsid,
+        &psid,
+    );
     sqlx::query(
         "INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at)
          VALUES ($1, $2, $3, 'message', 'none', now())",

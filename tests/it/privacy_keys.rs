@@ -10,7 +10,7 @@ use chrono::Utc;
 use moonengage_core::campaigns;
 use moonengage_core::jobs::WebhookJob;
 use moonengage_core::subscribers::{self, NewSubscriber};
-use moonengage_privacy::crypto::{Context, CryptoError, Keyring, key_id_of};
+use moonengage_privacy::crypto::{CryptoError, Keyring, SealedField, key_id_of};
 use moonengage_privacy::rotation::{self, SEALED_COLUMNS, SealedColumn};
 use moonengage_queue::{Job, jobs};
 use moonengage_sandbox::MessageFilter;
@@ -58,7 +58,7 @@ async fn seal_other_columns(pool: &PgPool, keyring: &Keyring) {
          VALUES ($1, '1001', $2, 'message', 'none', now())",
     )
     .bind(rand::random::<[u8; 32]>().to_vec())
-    .bind(keyring.seal_str(Context::WebhookEventPsid, &random_psid()))
+    .bind(keyring.seal_str(SealedField::WebhookEventPsid, &random_psid()))
     .execute(pool)
     .await
     .unwrap();
@@ -66,7 +66,7 @@ async fn seal_other_columns(pool: &PgPool, keyring: &Keyring) {
         "INSERT INTO dsr_requests (type, channel, due_at, confirmation_code, subject_ref)
          VALUES ('export', 'admin', now() + interval '30 days', 'ROTATE1', $1) RETURNING id",
     )
-    .bind(keyring.seal(Context::DsrSubject, b"{\"page\":\"1001\"}"))
+    .bind(keyring.seal(SealedField::DsrSubject, b"{\"page\":\"1001\"}"))
     .fetch_one(pool)
     .await
     .unwrap();
@@ -76,7 +76,7 @@ async fn seal_other_columns(pool: &PgPool, keyring: &Keyring) {
     )
     .bind(request)
     .bind(rand::random::<[u8; 32]>().to_vec())
-    .bind(keyring.seal(Context::ExportPayload, b"{\"subscriber\":{}}"))
+    .bind(keyring.seal(SealedField::ExportPayload, b"{\"subscriber\":{}}"))
     .execute(pool)
     .await
     .unwrap();
@@ -242,7 +242,7 @@ async fn key_rotation_during_a_running_campaign_sends_once_and_leaves_nothing_un
             sealed.column
         );
         let plain = new_only.open(sealed.context, value).unwrap();
-        if sealed.context == Context::SubscriberPsid {
+        if sealed.context == SealedField::SubscriberPsid {
             psids.insert(String::from_utf8(plain).unwrap());
         }
     }
@@ -367,7 +367,7 @@ async fn event(pool: &PgPool, keyring: &Keyring, processed: bool, age: &str) -> 
          RETURNING id",
     )
     .bind(rand::random::<[u8; 32]>().to_vec())
-    .bind((!processed).then(|| keyring.seal_str(Context::WebhookEventPsid, &random_psid())))
+    .bind((!processed).then(|| keyring.seal_str(SealedField::WebhookEventPsid, &random_psid())))
     .bind(age)
     .bind(processed)
     .fetch_one(pool)
@@ -424,7 +424,7 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
     .unwrap();
     let fresh = event(&pool, &h.keyring, false, "1 minute").await;
 
-    let subject = h.keyring.seal(Context::DsrSubject, b"{}");
+    let subject = h.keyring.seal(SealedField::DsrSubject, b"{}");
     for (code, status) in [
         ("DONE1", "completed"),
         ("OPEN1", "received"),
@@ -451,7 +451,7 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
         )
         .bind(code)
         .bind(rand::random::<[u8; 32]>().to_vec())
-        .bind(h.keyring.seal(Context::ExportPayload, b"{}"))
+        .bind(h.keyring.seal(SealedField::ExportPayload, b"{}"))
         .bind(expires)
         .execute(&pool)
         .await
