@@ -43,8 +43,9 @@ pub enum SealedField {
 }
 
 impl SealedField {
-    /// Every context, to tell a value opened under the wrong context from a tampered one.
-    const ALL: [SealedField; 6] = [
+    /// Every field, to tell a value opened under the wrong field from a tampered one (and for
+    /// the catalog's test that each is catalogued once).
+    pub const ALL: [SealedField; 6] = [
         SealedField::SubscriberPsid,
         SealedField::SubscriberFirstName,
         SealedField::PageAccessToken,
