@@ -201,6 +201,7 @@ pub const NOT_PERSONAL: &[(&str, &str, &str)] = &[
     ("campaigns", "name", "the business's name for a campaign"),
     ("data_keys", "wrapped", "a data key, wrapped with age"),
     ("pages", "name", "the business's Page name, public"),
+    ("queue_workers", "name", "a worker process's name"),
 ];
 
 /// Shorthand for a subscriber's own column.
@@ -427,6 +428,17 @@ pub const COLUMNS: &[Column] = &[
             column: "subscriber_id",
         },
         export: Export::No("work about them (a notice, a profile to fetch), done within minutes"),
+        erasure: Erasure::DeleteRow,
+        retention: &[Retention::Pass(Prune::FailedJobs)],
+    },
+    Column {
+        table: "jobs",
+        column: "key",
+        holds: Holds::Reference,
+        keyed: Keyed::Subscriber {
+            column: "subscriber_id",
+        },
+        export: Export::No("ids only (the subscriber's, for jobs about one person)"),
         erasure: Erasure::DeleteRow,
         retention: &[Retention::Pass(Prune::FailedJobs)],
     },

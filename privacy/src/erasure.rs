@@ -1,7 +1,8 @@
 //! Erasure (GDPR Art. 17): every row about a person, in every table, in one transaction — their
 //! subscriber row, deliveries, exports, the queued and finished jobs that name them, and the
 //! webhook events they sent — and their other open requests closed. Campaign counters stay:
-//! they are totals, not about anyone.
+//! they are totals, not about anyone. What each column needs is in [`crate::catalog`] (its
+//! [`Erasure`](crate::catalog::Erasure)); the integration tests check this against it.
 
 use anyhow::Context as _;
 use sqlx::PgConnection;

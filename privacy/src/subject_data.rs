@@ -1,6 +1,8 @@
 //! Everything held about one person, as the machine-readable JSON of an export (GDPR Art. 15
 //! and 20): profile, consent evidence, status and unsubscribes, delivery history, messages still
-//! queued for them, and their open requests.
+//! queued for them, and their open requests. Where each catalogued column appears is in
+//! [`crate::catalog`] (its [`Export`](crate::catalog::Export)); the integration tests check the
+//! document against it.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
