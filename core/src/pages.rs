@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
-use moonengage_privacy::crypto::{Context, Keyring};
+use moonengage_privacy::crypto::{Keyring, SealedField};
 
 /// Facebook's limit of messages per second per Page: no Page is ever set faster.
 pub const MAX_SEND_RATE: i32 = 300;
@@ -48,7 +48,7 @@ pub struct NewPage<'a> {
 pub async fn register(pool: &PgPool, keyring: &Keyring, page: &NewPage<'_>) -> anyhow::Result<i64> {
     check_send_rate(page.send_rate)?;
     let sealed = keyring.seal(
-        Context::PageAccessToken,
+        SealedField::PageAccessToken,
         page.access_token.expose_secret().as_bytes(),
     );
     sqlx::query_scalar(
@@ -70,7 +70,7 @@ pub async fn register(pool: &PgPool, keyring: &Keyring, page: &NewPage<'_>) -> a
 /// Opens a sealed Page token; a failure means the keyring lacks the key it was sealed with.
 pub fn open_token(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<SecretString> {
     let token = keyring
-        .open_string(Context::PageAccessToken, sealed)
+        .open_string(SealedField::PageAccessToken, sealed)
         .context("opening a Page access token")?;
     Ok(SecretString::from(token))
 }

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use moonengage_privacy::crypto::{Context, Keyring};
+use moonengage_privacy::crypto::{Keyring, SealedField};
 
 /// One person to add, with the evidence of their opt-in.
 #[derive(Debug, Clone)]
@@ -39,12 +39,12 @@ pub async fn insert_batch(
     let mut last = Vec::with_capacity(people.len());
     for person in people {
         indexes.push(keyring.blind_index(fb_page_id, &person.psid));
-        psids.push(keyring.seal_str(Context::SubscriberPsid, &person.psid));
+        psids.push(keyring.seal_str(SealedField::SubscriberPsid, &person.psid));
         names.push(
             person
                 .first_name
                 .as_deref()
-                .map(|name| keyring.seal_str(Context::SubscriberFirstName, name)),
+                .map(|name| keyring.seal_str(SealedField::SubscriberFirstName, name)),
         );
         opted.push(person.opted_in_at);
         sources.push(person.consent_source.as_str());
@@ -227,7 +227,7 @@ pub async fn opt_in(
         )
         .bind(consent.page_id)
         .bind(&index)
-        .bind(keyring.seal_str(Context::SubscriberPsid, consent.psid))
+        .bind(keyring.seal_str(SealedField::SubscriberPsid, consent.psid))
         .bind(consent.at)
         .bind(consent.source)
         .bind(consent.mid_hash)
@@ -307,7 +307,7 @@ pub async fn set_first_name(
 ) -> anyhow::Result<()> {
     sqlx::query("UPDATE subscribers SET first_name = $2 WHERE id = $1")
         .bind(subscriber_id)
-        .bind(keyring.seal_str(Context::SubscriberFirstName, first_name))
+        .bind(keyring.seal_str(SealedField::SubscriberFirstName, first_name))
         .execute(executor)
         .await
         .context("storing a first name")?;

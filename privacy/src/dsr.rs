@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::crypto::{Context, Keyring};
+use crate::crypto::{Keyring, SealedField};
 use moonengage_queue::{Job, jobs};
 
 /// GDPR Art. 12(3): a request is answered within one month; we hold ourselves to 30 days.
@@ -102,7 +102,7 @@ impl Subject {
     /// Opens a sealed `subject_ref`.
     pub fn open(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<Subject> {
         let json = keyring
-            .open(Context::DsrSubject, sealed)
+            .open(SealedField::DsrSubject, sealed)
             .context("opening a request's subject")?;
         serde_json::from_slice(&json).context("reading a request's subject")
     }
@@ -139,13 +139,13 @@ pub async fn file(
     max_attempts: i32,
 ) -> anyhow::Result<Filed> {
     let sealed = keyring.seal(
-        Context::DsrSubject,
+        SealedField::DsrSubject,
         &serde_json::to_vec(subject).context("encoding a request's subject")?,
     );
     file_sealed(conn, kind, channel, sealed, max_attempts).await
 }
 
-/// [`file`] for a subject already sealed (context [`Context::DsrSubject`]): Facebook's
+/// [`file`] for a subject already sealed (context [`SealedField::DsrSubject`]): Facebook's
 /// data-deletion callback names a person by an app-scoped id, not by a Page and PSID.
 pub async fn file_sealed(
     conn: &mut PgConnection,

@@ -1,12 +1,13 @@
 //! Erasure (GDPR Art. 17): every row about a person, in every table, in one transaction — their
 //! subscriber row, deliveries, exports, the queued and finished jobs that name them, and the
 //! webhook events they sent — and their other open requests closed. Campaign counters stay:
-//! they are totals, not about anyone.
+//! they are totals, not about anyone. What each column needs is in [`crate::catalog`] (its
+//! [`Erasure`](crate::catalog::Erasure)); the integration tests check this against it.
 
 use anyhow::Context as _;
 use sqlx::PgConnection;
 
-use crate::crypto::{Context, Keyring};
+use crate::crypto::{Keyring, SealedField};
 use crate::dsr::Subject;
 use crate::requests;
 use crate::subject::Person;
@@ -67,7 +68,7 @@ pub async fn erase(
 ) -> anyhow::Result<Erased> {
     let mut erased = Erased::default();
     let psid = match (person, &subject.psid) {
-        (Some(person), _) => Some(keyring.open_string(Context::SubscriberPsid, &person.psid)?),
+        (Some(person), _) => Some(keyring.open_string(SealedField::SubscriberPsid, &person.psid)?),
         (None, psid) => psid.clone(),
     };
     let events = webhook_events_of(tx, keyring, subject.page_id, psid.as_deref(), person).await?;
@@ -136,7 +137,7 @@ async fn webhook_events_of(
         .await
         .context("reading unprocessed webhook events")?;
         for (id, sealed) in pending {
-            if keyring.open_string(Context::WebhookEventPsid, &sealed)? == psid {
+            if keyring.open_string(SealedField::WebhookEventPsid, &sealed)? == psid {
                 ids.push(id);
             }
         }

@@ -10,7 +10,7 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use sqlx::{PgExecutor, PgPool};
 
-use crate::crypto::{Context, Keyring};
+use crate::crypto::{Keyring, SealedField};
 
 /// 256 random bits: a link cannot be guessed, only received.
 const TOKEN_BYTES: usize = 32;
@@ -65,7 +65,7 @@ pub async fn store(
     .bind(request_id)
     .bind(subscriber_id)
     .bind(token_hash(&token))
-    .bind(keyring.seal(Context::ExportPayload, json))
+    .bind(keyring.seal(SealedField::ExportPayload, json))
     .bind(i32::try_from(ttl_days).unwrap_or(i32::MAX))
     .fetch_one(executor)
     .await
@@ -132,7 +132,7 @@ pub async fn take(pool: &PgPool, keyring: &Keyring, token: &str) -> anyhow::Resu
         Some((_, true)) => Taken::Expired,
         Some((sealed, false)) => Taken::Json(
             keyring
-                .open(Context::ExportPayload, &sealed)
+                .open(SealedField::ExportPayload, &sealed)
                 .context("opening an export")?,
         ),
     })

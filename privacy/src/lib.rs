@@ -4,6 +4,7 @@
 //! notices that announce them, the breach register, and the catalog of every table and column
 //! that holds personal data, which erasure, export, retention and rotation all read.
 
+pub mod catalog;
 pub mod crypto;
 pub mod dsr;
 pub mod erasure;

@@ -1,5 +1,6 @@
-//! Key rotation: which columns hold sealed values, re-sealing them under the current data key in
-//! batches, and retiring, then removing, the data keys no value uses any more.
+//! Key rotation: re-sealing the values of every sealed column of the catalog
+//! ([`catalog::sealed_columns`]) under the current data key in batches, and retiring, then
+//! removing, the data keys no value uses any more.
 //!
 //! A rotation adds a data key ([`begin`]); once it is active (see
 //! [`CryptoSettings::activation_delay`]) every process seals under it, and the rotate job moves
@@ -13,56 +14,10 @@ use anyhow::Context as _;
 use secrecy::zeroize::Zeroizing;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
-use crate::crypto::{self, Context, CryptoSettings, Keyring};
+use crate::catalog::{self, SealedColumn};
+use crate::crypto::{self, CryptoSettings, Keyring};
 use moonengage_queue::{Job, jobs};
 use serde::{Deserialize, Serialize};
-
-/// A column holding sealed values, in a table whose primary key is `id bigint`.
-#[derive(Debug, Clone, Copy)]
-pub struct SealedColumn {
-    /// The table.
-    pub table: &'static str,
-    /// The `bytea` column.
-    pub column: &'static str,
-    /// The context its values are sealed for.
-    pub context: Context,
-}
-
-/// Every column that holds sealed values. A rotation re-seals each of them, and a data key is
-/// removed only when none of them uses it, so a new sealed column must be listed here (the
-/// integration tests compare this list with the schema's `bytea` columns).
-pub const SEALED_COLUMNS: &[SealedColumn] = &[
-    SealedColumn {
-        table: "pages",
-        column: "access_token",
-        context: Context::PageAccessToken,
-    },
-    SealedColumn {
-        table: "subscribers",
-        column: "psid",
-        context: Context::SubscriberPsid,
-    },
-    SealedColumn {
-        table: "subscribers",
-        column: "first_name",
-        context: Context::SubscriberFirstName,
-    },
-    SealedColumn {
-        table: "webhook_events",
-        column: "psid",
-        context: Context::WebhookEventPsid,
-    },
-    SealedColumn {
-        table: "dsr_requests",
-        column: "subject_ref",
-        context: Context::DsrSubject,
-    },
-    SealedColumn {
-        table: "exports",
-        column: "payload",
-        context: Context::ExportPayload,
-    },
-];
 
 /// One step of a key rotation: re-seal, in batches, what is still sealed under an older data key,
 /// resuming at a position; the step queues the next one until nothing is left. Ids only.
@@ -72,7 +27,7 @@ pub struct RotateJob {
     pub key_id: i32,
     /// Steps before this one: with the key id, the unique key, so each step is queued once.
     pub step: u32,
-    /// Index into `SEALED_COLUMNS` where this step resumes.
+    /// Index into [`catalog::sealed_columns`] where this step resumes.
     pub column: usize,
     /// The last row id already handled in that column.
     pub after_id: i64,
@@ -102,16 +57,14 @@ impl Job for RotateJob {
 /// for long and sends keep going.
 pub const BATCH_ROWS: i64 = 1_000;
 
-impl SealedColumn {
-    /// SQL that is true when this column holds a value sealed under a key other than the one in
-    /// parameter `param`: bytes 2 to 5 of a sealed value are its key id, big-endian, which is
-    /// how `int4send` writes an integer.
-    fn under_other_key(&self, param: &str) -> String {
-        format!(
-            "substring({} FROM 2 FOR 4) <> int4send({param}::int4)",
-            self.column
-        )
-    }
+/// SQL that is true when `sealed` holds a value sealed under a key other than the one in
+/// parameter `param`: bytes 2 to 5 of a sealed value are its key id, big-endian, which is how
+/// `int4send` writes an integer.
+fn under_other_key(sealed: &SealedColumn, param: &str) -> String {
+    format!(
+        "substring({} FROM 2 FOR 4) <> int4send({param}::int4)",
+        sealed.column
+    )
 }
 
 /// Starts a rotation: adds a data key wrapped to the configured age recipients and queues the
@@ -170,12 +123,12 @@ pub async fn reseal_batch(
     let SealedColumn {
         table,
         column,
-        context,
+        field,
     } = *sealed;
     let current = keyring.current_key_id();
     let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT id, {column} FROM {table} WHERE id > $1 AND {} ORDER BY id LIMIT $3",
-        sealed.under_other_key("$2")
+        under_other_key(sealed, "$2")
     )))
     .bind(after_id)
     .bind(current)
@@ -199,10 +152,10 @@ pub async fn reseal_batch(
     for (id, old) in rows {
         let plain = Zeroizing::new(
             keyring
-                .open(context, &old)
+                .open(field, &old)
                 .with_context(|| format!("opening {table}.{column} of row {id}"))?,
         );
-        news.push(keyring.seal(context, &plain));
+        news.push(keyring.seal(field, &plain));
         ids.push(id);
         olds.push(old);
     }
@@ -225,13 +178,13 @@ pub async fn reseal_batch(
 
 /// How many values, in every sealed column, are under a key other than `current`.
 pub async fn stale_values(pool: &PgPool, current: i32) -> anyhow::Result<i64> {
-    let counts: Vec<String> = SEALED_COLUMNS
+    let counts: Vec<String> = catalog::sealed_columns()
         .iter()
         .map(|sealed| {
             format!(
                 "(SELECT count(*) FROM {} WHERE {})",
                 sealed.table,
-                sealed.under_other_key("$1")
+                under_other_key(sealed, "$1")
             )
         })
         .collect();
@@ -270,7 +223,7 @@ pub async fn retire_older(pool: &PgPool, current: i32) -> anyhow::Result<Vec<i32
 /// Deletes every retired data key that no sealed value uses, so the database no longer holds
 /// it (backups taken before keep their own copy). Returns the ids removed.
 pub async fn remove_unused(pool: &PgPool) -> anyhow::Result<Vec<i32>> {
-    let unused: Vec<String> = SEALED_COLUMNS
+    let unused: Vec<String> = catalog::sealed_columns()
         .iter()
         .map(|sealed| {
             format!(

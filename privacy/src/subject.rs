@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use crate::crypto::{Context, Keyring};
+use crate::crypto::{Keyring, SealedField};
 use crate::dsr::Subject;
 
 /// A sealed subject: a person of a Page (Messenger, admin), or only the app-scoped id that
@@ -27,7 +27,7 @@ impl SealedSubject {
     /// Opens `dsr_requests.subject_ref`.
     pub fn open(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<SealedSubject> {
         let json = keyring
-            .open(Context::DsrSubject, sealed)
+            .open(SealedField::DsrSubject, sealed)
             .context("opening a request's subject")?;
         serde_json::from_slice(&json).context("reading a request's subject")
     }
@@ -35,7 +35,7 @@ impl SealedSubject {
     /// Seals a subject for `dsr_requests.subject_ref`.
     pub fn seal(&self, keyring: &Keyring) -> anyhow::Result<Vec<u8>> {
         let json = serde_json::to_vec(self).context("encoding a request's subject")?;
-        Ok(keyring.seal(Context::DsrSubject, &json))
+        Ok(keyring.seal(SealedField::DsrSubject, &json))
     }
 }
 

@@ -1,13 +1,15 @@
 //! Everything held about one person, as the machine-readable JSON of an export (GDPR Art. 15
 //! and 20): profile, consent evidence, status and unsubscribes, delivery history, messages still
-//! queued for them, and their open requests.
+//! queued for them, and their open requests. Where each catalogued column appears is in
+//! [`crate::catalog`] (its [`Export`](crate::catalog::Export)); the integration tests check the
+//! document against it.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::crypto::{Context, Keyring};
+use crate::crypto::{Keyring, SealedField};
 use crate::dsr::{Status, Subject};
 use crate::requests;
 use crate::subject::Person;
@@ -113,11 +115,11 @@ pub async fn collect(
     keyring: &Keyring,
     person: &Person,
 ) -> anyhow::Result<Export> {
-    let psid = keyring.open_string(Context::SubscriberPsid, &person.psid)?;
+    let psid = keyring.open_string(SealedField::SubscriberPsid, &person.psid)?;
     let first_name = person
         .first_name
         .as_deref()
-        .map(|sealed| keyring.open_string(Context::SubscriberFirstName, sealed))
+        .map(|sealed| keyring.open_string(SealedField::SubscriberFirstName, sealed))
         .transpose()?;
     let deliveries: Vec<Delivery> = sqlx::query_as(
         "SELECT d.campaign_id, c.name AS campaign, d.status, d.reason, d.attempts,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
+use moonengage_privacy::catalog::{self, Erasure, Export, Keyed};
 use moonengage_privacy::dsr::DsrJob;
 use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
 use moonengage_privacy::exports;
@@ -174,6 +175,17 @@ async fn traces(h: &Harness, n: &Needles) -> Vec<String> {
     found
 }
 
+/// Rows of `table` whose `column` is the subscriber `id`.
+async fn count_about(h: &Harness, table: &str, column: &str, id: i64) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {table} WHERE {column} = $1"
+    )))
+    .bind(id)
+    .fetch_one(h.pool())
+    .await
+    .unwrap()
+}
+
 /// Everything about the other subscribers, as text, to compare before and after.
 async fn others(h: &Harness, target: i64) -> Vec<String> {
     sqlx::query_scalar(
@@ -239,9 +251,10 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     assert_eq!(count(&h, "SELECT count(*) FROM exports").await, 1);
 
     // An event of theirs not processed yet (stored without a job, as if the worker lagged).
-    let sealed_event = h
-        .keyring
-        .seal_str(moonengage_privacy::crypto::Context::WebhookEventPsid, &psid);
+    let sealed_event = h.keyring.seal_str(
+        moonengage_privacy::crypto::SealedField::WebhookEventPsid,
+        &psid,
+    );
     sqlx::query(
         "INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at)
          VALUES ($1, $2, $3, 'message', 'none', now())",
@@ -286,6 +299,17 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
             "{place} not found in {held:?}"
         );
     }
+    // Every place the scan finds them is catalogued (a column holding the person but missing
+    // from the catalog fails here).
+    let catalogued: Vec<String> = catalog::COLUMNS
+        .iter()
+        .map(|c| format!("public.{}.{}", c.table, c.column))
+        .collect();
+    let uncatalogued: Vec<&String> = held.iter().filter(|p| !catalogued.contains(p)).collect();
+    assert!(
+        uncatalogued.is_empty(),
+        "not in privacy::catalog: {uncatalogued:?}"
+    );
     let others_before = others(&h, target).await;
     assert!(!others_before.is_empty());
 
@@ -305,6 +329,15 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
 
     let left = traces(&h, &needles).await;
     assert!(left.is_empty(), "the person is still in {left:?}");
+    // Every catalogued row keyed by their subscriber id that erasure deletes is gone.
+    for c in catalog::COLUMNS {
+        if let (Keyed::Subscriber { column }, Erasure::DeleteRow | Erasure::Cascade { .. }) =
+            (c.keyed, c.erasure)
+        {
+            let rows = count_about(&h, c.table, column, target).await;
+            assert_eq!(rows, 0, "{}.{} still holds the person", c.table, c.column);
+        }
+    }
     assert_eq!(others(&h, target).await, others_before, "others changed");
     let (sent,): (i32,) = sqlx::query_as("SELECT sent FROM campaigns WHERE id = $1")
         .bind(campaign)
@@ -468,6 +501,17 @@ async fn an_export_holds_every_category_is_sealed_and_its_link_works_once() {
     );
     assert!(export["queued_messages"].is_array());
     assert!(export["not_kept"].is_string());
+    // Every catalogued column marked as exported has its field in the export.
+    for c in catalog::COLUMNS {
+        if let Export::Field(pointer) = c.export {
+            assert!(
+                export.pointer(pointer).is_some(),
+                "{}.{} should be at {pointer}: {export:#}",
+                c.table,
+                c.column
+            );
+        }
+    }
 
     // Once only: the row is gone and the link says so.
     assert_eq!(count(&h, "SELECT count(*) FROM exports").await, 0);

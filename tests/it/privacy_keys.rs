@@ -10,8 +10,9 @@ use chrono::Utc;
 use moonengage_core::campaigns;
 use moonengage_core::jobs::WebhookJob;
 use moonengage_core::subscribers::{self, NewSubscriber};
-use moonengage_privacy::crypto::{Context, CryptoError, Keyring, key_id_of};
-use moonengage_privacy::rotation::{self, SEALED_COLUMNS, SealedColumn};
+use moonengage_privacy::catalog::{self, Holds, SealedColumn};
+use moonengage_privacy::crypto::{CryptoError, Keyring, SealedField, key_id_of};
+use moonengage_privacy::rotation;
 use moonengage_queue::{Job, jobs};
 use moonengage_sandbox::MessageFilter;
 use sqlx::{AssertSqlSafe, PgPool};
@@ -20,23 +21,10 @@ use crate::helpers::{Harness, Person, TestDb, random_psid};
 
 const RECIPIENTS: usize = 2_500;
 
-/// `bytea` columns that hold hashes or wrapped keys, not sealed values.
-const NOT_SEALED: &[&str] = &[
-    "_sqlx_migrations.checksum",
-    "admin_tokens.token_hash",
-    "data_keys.wrapped",
-    "exports.token_hash",
-    "subscribers.consent_mid_hash",
-    "subscribers.psid_index",
-    "suppressions.psid_index",
-    "webhook_events.mid_hash",
-    "webhook_events.sender_index",
-];
-
 /// Every sealed value in the database, with the column it is in.
 async fn sealed_values(pool: &PgPool) -> Vec<(SealedColumn, Vec<u8>)> {
     let mut values = Vec::new();
-    for sealed in SEALED_COLUMNS {
+    for sealed in catalog::sealed_columns() {
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT {column} FROM {table} WHERE {column} IS NOT NULL",
             table = sealed.table,
@@ -45,7 +33,7 @@ async fn sealed_values(pool: &PgPool) -> Vec<(SealedColumn, Vec<u8>)> {
         .fetch_all(pool)
         .await
         .unwrap();
-        values.extend(rows.into_iter().map(|value| (*sealed, value)));
+        values.extend(rows.into_iter().map(|value| (sealed, value)));
     }
     values
 }
@@ -58,7 +46,7 @@ async fn seal_other_columns(pool: &PgPool, keyring: &Keyring) {
          VALUES ($1, '1001', $2, 'message', 'none', now())",
     )
     .bind(rand::random::<[u8; 32]>().to_vec())
-    .bind(keyring.seal_str(Context::WebhookEventPsid, &random_psid()))
+    .bind(keyring.seal_str(SealedField::WebhookEventPsid, &random_psid()))
     .execute(pool)
     .await
     .unwrap();
@@ -66,7 +54,7 @@ async fn seal_other_columns(pool: &PgPool, keyring: &Keyring) {
         "INSERT INTO dsr_requests (type, channel, due_at, confirmation_code, subject_ref)
          VALUES ('export', 'admin', now() + interval '30 days', 'ROTATE1', $1) RETURNING id",
     )
-    .bind(keyring.seal(Context::DsrSubject, b"{\"page\":\"1001\"}"))
+    .bind(keyring.seal(SealedField::DsrSubject, b"{\"page\":\"1001\"}"))
     .fetch_one(pool)
     .await
     .unwrap();
@@ -76,7 +64,7 @@ async fn seal_other_columns(pool: &PgPool, keyring: &Keyring) {
     )
     .bind(request)
     .bind(rand::random::<[u8; 32]>().to_vec())
-    .bind(keyring.seal(Context::ExportPayload, b"{\"subscriber\":{}}"))
+    .bind(keyring.seal(SealedField::ExportPayload, b"{\"subscriber\":{}}"))
     .execute(pool)
     .await
     .unwrap();
@@ -209,14 +197,27 @@ async fn key_rotation_during_a_running_campaign_sends_once_and_leaves_nothing_un
     .unwrap()
     .into_iter()
     .collect();
-    let listed: BTreeSet<String> = SEALED_COLUMNS
+    let listed: BTreeSet<String> = catalog::COLUMNS
         .iter()
-        .map(|c| format!("{}.{}", c.table, c.column))
-        .chain(NOT_SEALED.iter().map(|c| (*c).to_owned()))
+        .filter(|c| matches!(c.holds, Holds::Sealed(_) | Holds::BlindIndex | Holds::Hash))
+        .map(|c| (c.table, c.column))
+        .chain(catalog::NOT_PERSONAL.iter().map(|(t, c, _)| (*t, *c)))
+        .map(|(table, column)| format!("{table}.{column}"))
         .collect();
-    assert_eq!(bytea, listed, "a bytea column is neither rotated nor known");
+    let unknown: Vec<_> = bytea.difference(&listed).collect();
+    assert!(
+        unknown.is_empty(),
+        "bytea columns not in the catalog: {unknown:?}"
+    );
+    for sealed in catalog::sealed_columns() {
+        let name = format!("{}.{}", sealed.table, sealed.column);
+        assert!(
+            bytea.contains(&name),
+            "{name} is catalogued as sealed but is not bytea"
+        );
+    }
     let values = sealed_values(h.pool()).await;
-    for sealed in SEALED_COLUMNS {
+    for sealed in catalog::sealed_columns() {
         assert!(
             values
                 .iter()
@@ -241,8 +242,8 @@ async fn key_rotation_during_a_running_campaign_sends_once_and_leaves_nothing_un
             sealed.table,
             sealed.column
         );
-        let plain = new_only.open(sealed.context, value).unwrap();
-        if sealed.context == Context::SubscriberPsid {
+        let plain = new_only.open(sealed.field, value).unwrap();
+        if sealed.field == SealedField::SubscriberPsid {
             psids.insert(String::from_utf8(plain).unwrap());
         }
     }
@@ -261,7 +262,7 @@ async fn key_rotation_during_a_running_campaign_sends_once_and_leaves_nothing_un
         .unwrap();
     assert_eq!(old_only.current_key_id(), old_key);
     for (sealed, value) in &values {
-        let opened = old_only.open(sealed.context, value);
+        let opened = old_only.open(sealed.field, value);
         assert!(
             matches!(opened, Err(CryptoError::UnknownKey(id)) if id == new_key),
             "{}.{} opened with the old key",
@@ -367,7 +368,7 @@ async fn event(pool: &PgPool, keyring: &Keyring, processed: bool, age: &str) -> 
          RETURNING id",
     )
     .bind(rand::random::<[u8; 32]>().to_vec())
-    .bind((!processed).then(|| keyring.seal_str(Context::WebhookEventPsid, &random_psid())))
+    .bind((!processed).then(|| keyring.seal_str(SealedField::WebhookEventPsid, &random_psid())))
     .bind(age)
     .bind(processed)
     .fetch_one(pool)
@@ -424,7 +425,7 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
     .unwrap();
     let fresh = event(&pool, &h.keyring, false, "1 minute").await;
 
-    let subject = h.keyring.seal(Context::DsrSubject, b"{}");
+    let subject = h.keyring.seal(SealedField::DsrSubject, b"{}");
     for (code, status) in [
         ("DONE1", "completed"),
         ("OPEN1", "received"),
@@ -451,7 +452,7 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
         )
         .bind(code)
         .bind(rand::random::<[u8; 32]>().to_vec())
-        .bind(h.keyring.seal(Context::ExportPayload, b"{}"))
+        .bind(h.keyring.seal(SealedField::ExportPayload, b"{}"))
         .bind(expires)
         .execute(&pool)
         .await
@@ -567,5 +568,59 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
             cancelled_totals.skipped
         ),
         ("cancelled", 1, 2)
+    );
+}
+
+/// Every column of the schema that looks like personal data — `bytea`, named like a PSID, a
+/// name, an index, a hash, an IP, an e-mail or a phone number, or referencing `subscribers` —
+/// is in the catalog (or in its list of look-alikes), so a new one cannot be forgotten by
+/// rotation, erasure, export or retention; and every catalogued column exists.
+#[tokio::test]
+async fn every_column_that_looks_like_personal_data_is_in_the_catalog() {
+    let db = TestDb::new().await;
+    let columns: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT c.table_name::text, c.column_name::text,
+                c.data_type = 'bytea'
+                OR c.column_name ~ '(psid|name|subscriber|_index|hash|email|phone|address|^ip$|_ip$|^ip_)'
+                OR EXISTS (
+                    SELECT 1 FROM information_schema.key_column_usage k
+                    JOIN information_schema.referential_constraints r
+                      ON r.constraint_name = k.constraint_name
+                    JOIN information_schema.constraint_column_usage u
+                      ON u.constraint_name = r.unique_constraint_name
+                    WHERE k.table_name = c.table_name AND k.column_name = c.column_name
+                      AND u.table_name = 'subscribers')
+         FROM information_schema.columns c
+         JOIN information_schema.tables t
+           ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+         WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let known: BTreeSet<(&str, &str)> = catalog::COLUMNS
+        .iter()
+        .map(|c| (c.table, c.column))
+        .chain(catalog::NOT_PERSONAL.iter().map(|(t, c, _)| (*t, *c)))
+        .collect();
+    let looks_personal: Vec<String> = columns
+        .iter()
+        .filter(|(table, column, looks)| {
+            *looks && !known.contains(&(table.as_str(), column.as_str()))
+        })
+        .map(|(table, column, _)| format!("{table}.{column}"))
+        .collect();
+    assert!(
+        looks_personal.is_empty(),
+        "columns that look like personal data are not in privacy::catalog: {looks_personal:?}"
+    );
+    let in_schema: BTreeSet<(&str, &str)> = columns
+        .iter()
+        .map(|(table, column, _)| (table.as_str(), column.as_str()))
+        .collect();
+    let missing: Vec<_> = known.difference(&in_schema).collect();
+    assert!(
+        missing.is_empty(),
+        "catalogued but not in the schema: {missing:?}"
     );
 }

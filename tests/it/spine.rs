@@ -184,6 +184,14 @@ async fn a_database_dump_after_a_run_holds_no_psid_or_first_name_in_clear() {
         dump.contains("COPY public.deliveries") && dump.contains("COPY public.jobs"),
         "the dump includes the queue's rows"
     );
+    // The scan covers every table the catalog says holds personal data.
+    for c in moonengage_privacy::catalog::COLUMNS {
+        assert!(
+            dump.contains(&format!("COPY public.{} ", c.table)),
+            "{} is not in the dump",
+            c.table
+        );
+    }
     for person in &people {
         assert!(
             !dump.contains(&person.psid),

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use moonengage_core::jobs::{NotifyJob, NotifyKind};
 use moonengage_core::pages;
 use moonengage_messenger::{ErrorClass, OutgoingMessage};
-use moonengage_privacy::crypto::Context;
+use moonengage_privacy::crypto::SealedField;
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 
@@ -58,7 +58,7 @@ async fn notify(ctx: &Env, job: NotifyJob) -> Result<(), JobError> {
     };
     let psid = ctx
         .keyring
-        .open_string(Context::SubscriberPsid, &psid)
+        .open_string(SealedField::SubscriberPsid, &psid)
         .context("opening the PSID")?;
     let token = pages::open_token(&ctx.keyring, &token).context("opening the Page token")?;
     let text = text(job.kind, &page_name);

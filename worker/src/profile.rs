@@ -11,7 +11,7 @@ use moonengage_core::{pages, subscribers};
 use moonengage_messenger::limiter::Permit;
 use moonengage_messenger::{ErrorClass, SendError};
 use moonengage_ops::metrics;
-use moonengage_privacy::crypto::Context;
+use moonengage_privacy::crypto::SealedField;
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 
@@ -72,7 +72,7 @@ async fn fetch(ctx: &Env, subscriber_id: i64) -> Result<(), JobError> {
     }
     let psid = ctx
         .keyring
-        .open_string(Context::SubscriberPsid, &person.psid)
+        .open_string(SealedField::SubscriberPsid, &person.psid)
         .context("opening the PSID")?;
     let token =
         pages::open_token(&ctx.keyring, &person.access_token).context("opening the Page token")?;

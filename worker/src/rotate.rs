@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use moonengage_privacy::catalog;
+use moonengage_privacy::rotation;
 use moonengage_privacy::rotation::RotateJob;
-use moonengage_privacy::rotation::{self, SEALED_COLUMNS};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
 
@@ -50,8 +51,9 @@ async fn step(ctx: &Env, job: RotateJob) -> anyhow::Result<()> {
 
     let (mut column, mut after_id) = (job.column, job.after_id);
     let mut resealed = 0;
+    let sealed_columns = catalog::sealed_columns();
     for _ in 0..BATCHES_PER_STEP {
-        let Some(sealed) = SEALED_COLUMNS.get(column) else {
+        let Some(sealed) = sealed_columns.get(column) else {
             break;
         };
         let batch = rotation::reseal_batch(&ctx.pool, &ctx.keyring, sealed, after_id).await?;
@@ -67,7 +69,7 @@ async fn step(ctx: &Env, job: RotateJob) -> anyhow::Result<()> {
         resealed,
         "rotate step done"
     );
-    if column < SEALED_COLUMNS.len() {
+    if column < sealed_columns.len() {
         return next(ctx, job, column, after_id, Duration::ZERO).await;
     }
 

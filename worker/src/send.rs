@@ -14,7 +14,7 @@ use moonengage_core::template::Variables;
 use moonengage_core::{campaigns, pages, subscribers};
 use moonengage_messenger::{ErrorClass, OutgoingMessage, QuickReply, SendError};
 use moonengage_ops::metrics;
-use moonengage_privacy::crypto::Context;
+use moonengage_privacy::crypto::SealedField;
 use moonengage_privacy::unsubscribe::{self, UnsubscribeClaims};
 use moonengage_queue::backend::QueueBackend;
 use moonengage_queue::flush::Flusher;
@@ -127,13 +127,13 @@ async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
     // or a template that does not render puts nothing on the wire.
     let psid = env
         .keyring
-        .open_string(Context::SubscriberPsid, &send.psid)?;
+        .open_string(SealedField::SubscriberPsid, &send.psid)?;
     let first_name = send
         .first_name
         .as_deref()
         .map(|sealed| {
             env.keyring
-                .open_string(Context::SubscriberFirstName, sealed)
+                .open_string(SealedField::SubscriberFirstName, sealed)
         })
         .transpose()?;
     let page_token = pages::open_token(&env.keyring, &send.access_token)?;

@@ -9,7 +9,7 @@ use moonengage_core::{pages, subscribers};
 use moonengage_messenger::limiter::Permit;
 use moonengage_messenger::{ErrorClass, OutgoingMessage};
 use moonengage_ops::metrics;
-use moonengage_privacy::crypto::Context;
+use moonengage_privacy::crypto::SealedField;
 use moonengage_queue::JobError;
 
 use crate::env::Env;
@@ -59,7 +59,7 @@ pub(crate) async fn send_claimed(
 ) -> anyhow::Result<Option<ErrorClass>> {
     let psid = env
         .keyring
-        .open_string(Context::SubscriberPsid, sealed_psid)
+        .open_string(SealedField::SubscriberPsid, sealed_psid)
         .context("opening the PSID")?;
     let token = pages::open_token(&env.keyring, sealed_token).context("opening the Page token")?;
     let message = OutgoingMessage {

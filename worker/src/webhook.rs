@@ -16,7 +16,7 @@ use moonengage_core::subscribers::{self, Consent, Joined, OptOut};
 use moonengage_core::webhook::{self, EventRow};
 use moonengage_messenger::webhook::Intent;
 use moonengage_ops::metrics;
-use moonengage_privacy::crypto::Context;
+use moonengage_privacy::crypto::SealedField;
 use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
 use moonengage_privacy::export_link;
 use moonengage_privacy::incidents;
@@ -60,7 +60,7 @@ async fn act(
 ) -> anyhow::Result<()> {
     let psid = ctx
         .keyring
-        .open_string(Context::WebhookEventPsid, &event.psid)?;
+        .open_string(SealedField::WebhookEventPsid, &event.psid)?;
     // Facebook's clock may run ahead of ours; the window never opens in the future.
     let at = event.event_at.min(Utc::now());
     let intent = event.intent();

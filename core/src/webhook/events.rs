@@ -16,7 +16,7 @@ use crate::jobs::WebhookJob;
 use moonengage_messenger::webhook::Intent;
 use moonengage_messenger::webhook::{EventKind, InboundEvent};
 use moonengage_ops::metrics;
-use moonengage_privacy::crypto::{Context, Keyring};
+use moonengage_privacy::crypto::{Keyring, SealedField};
 use moonengage_queue::wake::Nudges;
 use moonengage_queue::{Job as _, jobs};
 
@@ -87,7 +87,7 @@ pub async fn store(
         .map(|event| NewEvent {
             mid_hash: mid_hash(keyring, event),
             sender_index: keyring.blind_index(&event.page_fb_id, &event.psid),
-            psid: keyring.seal_str(Context::WebhookEventPsid, &event.psid),
+            psid: keyring.seal_str(SealedField::WebhookEventPsid, &event.psid),
             event,
         })
         .collect();
@@ -181,7 +181,7 @@ async fn insert<'e>(
 pub struct EventRow {
     /// Facebook's id of the Page.
     pub page_fb_id: String,
-    /// The sealed sender (context [`Context::WebhookEventPsid`]).
+    /// The sealed sender (context [`SealedField::WebhookEventPsid`]).
     pub psid: Vec<u8>,
     /// `message` or `postback`.
     pub kind: String,

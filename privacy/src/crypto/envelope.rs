@@ -23,11 +23,11 @@ const TAG_LEN: usize = 16;
 /// A sealed empty value.
 const MIN_SEALED_LEN: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 
-/// The column a sealed value belongs to. It is authenticated with the value, so a ciphertext
-/// copied into another column (a PSID shown as a first name, one Page's token used for another
-/// field) fails to open. Add a variant for each new sealed column.
+/// The column a sealed value belongs to; its label is the context authenticated with the value,
+/// so a ciphertext copied into another column (a PSID shown as a first name, one Page's token
+/// used for another field) fails to open. Add a variant for each new sealed column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
+pub enum SealedField {
     /// `subscribers.psid`: the Page-scoped id Messenger sends to.
     SubscriberPsid,
     /// `subscribers.first_name`, kept only when configured.
@@ -42,31 +42,32 @@ pub enum Context {
     ExportPayload,
 }
 
-impl Context {
-    /// Every context, to tell a value opened under the wrong context from a tampered one.
-    const ALL: [Context; 6] = [
-        Context::SubscriberPsid,
-        Context::SubscriberFirstName,
-        Context::PageAccessToken,
-        Context::WebhookEventPsid,
-        Context::DsrSubject,
-        Context::ExportPayload,
+impl SealedField {
+    /// Every field, to tell a value opened under the wrong field from a tampered one (and for
+    /// the catalog's test that each is catalogued once).
+    pub const ALL: [SealedField; 6] = [
+        SealedField::SubscriberPsid,
+        SealedField::SubscriberFirstName,
+        SealedField::PageAccessToken,
+        SealedField::WebhookEventPsid,
+        SealedField::DsrSubject,
+        SealedField::ExportPayload,
     ];
 
     /// The stable label authenticated with the value; changing one makes its column unreadable.
     pub const fn label(self) -> &'static str {
         match self {
-            Context::SubscriberPsid => "subscriber.psid",
-            Context::SubscriberFirstName => "subscriber.first_name",
-            Context::PageAccessToken => "page.access_token",
-            Context::WebhookEventPsid => "webhook_event.psid",
-            Context::DsrSubject => "dsr_request.subject_ref",
-            Context::ExportPayload => "export.payload",
+            SealedField::SubscriberPsid => "subscriber.psid",
+            SealedField::SubscriberFirstName => "subscriber.first_name",
+            SealedField::PageAccessToken => "page.access_token",
+            SealedField::WebhookEventPsid => "webhook_event.psid",
+            SealedField::DsrSubject => "dsr_request.subject_ref",
+            SealedField::ExportPayload => "export.payload",
         }
     }
 }
 
-impl fmt::Display for Context {
+impl fmt::Display for SealedField {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
     }
@@ -84,7 +85,7 @@ pub fn key_id_of(sealed: &[u8]) -> Option<i32> {
 }
 
 /// Additional authenticated data: the header, then the context label.
-fn associated_data(header: &[u8], context: Context) -> Vec<u8> {
+fn associated_data(header: &[u8], context: SealedField) -> Vec<u8> {
     [header, context.label().as_bytes()].concat()
 }
 
@@ -92,7 +93,7 @@ fn associated_data(header: &[u8], context: Context) -> Vec<u8> {
 pub(crate) fn seal(
     cipher: &XChaCha20Poly1305,
     key_id: i32,
-    context: Context,
+    context: SealedField,
     plaintext: &[u8],
 ) -> Vec<u8> {
     let mut sealed = Vec::with_capacity(MIN_SEALED_LEN + plaintext.len());
@@ -117,7 +118,7 @@ pub(crate) fn seal(
 /// Opens a sealed value; `cipher_for` finds the data key named in its header.
 pub(crate) fn open<'k>(
     cipher_for: impl Fn(i32) -> Option<&'k XChaCha20Poly1305>,
-    context: Context,
+    context: SealedField,
     sealed: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     if sealed.len() < MIN_SEALED_LEN {
@@ -131,7 +132,7 @@ pub(crate) fn open<'k>(
     let (header, rest) = sealed.split_at(HEADER_LEN);
     let (nonce, rest) = rest.split_at(NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let attempt = |context: Context| {
+    let attempt = |context: SealedField| {
         let mut buffer = Zeroizing::new(ciphertext.to_vec());
         cipher
             .decrypt_in_place_detached(
@@ -146,12 +147,12 @@ pub(crate) fn open<'k>(
     if let Some(mut plaintext) = attempt(context) {
         return Ok(std::mem::take(&mut *plaintext));
     }
-    match Context::ALL
+    match SealedField::ALL
         .into_iter()
         .filter(|other| *other != context)
         .find(|other| attempt(*other).is_some())
     {
-        Some(found) => Err(CryptoError::WrongContext {
+        Some(found) => Err(CryptoError::WrongField {
             expected: context,
             found,
         }),

@@ -11,7 +11,7 @@ use secrecy::zeroize::Zeroize;
 use super::blind_index::BlindIndexKey;
 use super::data_key::DataKey;
 use super::store::{KeyState, Source};
-use super::{Context, CryptoError, envelope};
+use super::{CryptoError, SealedField, envelope};
 
 /// Seals and opens personal fields, and computes blind indexes. Built once at start by
 /// [`Keyring::load_or_create`]; cloning is cheap (shared), so handlers and jobs each keep one.
@@ -151,24 +151,24 @@ impl Keyring {
     }
 
     /// Encrypts a field for storage in the column named by `context`.
-    pub fn seal(&self, context: Context, plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal(&self, context: SealedField, plaintext: &[u8]) -> Vec<u8> {
         let keys = self.keys();
         envelope::seal(keys.current(), keys.current_id, context, plaintext)
     }
 
     /// Decrypts a field read from the column named by `context`.
-    pub fn open(&self, context: Context, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn open(&self, context: SealedField, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let keys = self.keys();
         envelope::open(|id| keys.ciphers.get(&id), context, sealed)
     }
 
     /// [`Keyring::seal`] for text fields.
-    pub fn seal_str(&self, context: Context, plaintext: &str) -> Vec<u8> {
+    pub fn seal_str(&self, context: SealedField, plaintext: &str) -> Vec<u8> {
         self.seal(context, plaintext.as_bytes())
     }
 
     /// [`Keyring::open`] for text fields.
-    pub fn open_string(&self, context: Context, sealed: &[u8]) -> Result<String, CryptoError> {
+    pub fn open_string(&self, context: SealedField, sealed: &[u8]) -> Result<String, CryptoError> {
         String::from_utf8(self.open(context, sealed)?).map_err(|e| {
             e.into_bytes().zeroize();
             CryptoError::NotUtf8
@@ -217,31 +217,36 @@ mod tests {
     #[test]
     fn round_trip_under_the_current_key() {
         let keyring = keyring();
-        let sealed = keyring.seal(Context::SubscriberPsid, b"24680");
+        let sealed = keyring.seal(SealedField::SubscriberPsid, b"24680");
         assert_eq!(key_id_of(&sealed), Some(7));
         assert_eq!(sealed.len(), 1 + 4 + 24 + 5 + 16);
         assert_eq!(
-            keyring.open(Context::SubscriberPsid, &sealed).unwrap(),
+            keyring.open(SealedField::SubscriberPsid, &sealed).unwrap(),
             b"24680"
         );
 
-        let sealed = keyring.seal_str(Context::SubscriberFirstName, "Zoë");
+        let sealed = keyring.seal_str(SealedField::SubscriberFirstName, "Zoë");
         assert_eq!(
             keyring
-                .open_string(Context::SubscriberFirstName, &sealed)
+                .open_string(SealedField::SubscriberFirstName, &sealed)
                 .unwrap(),
             "Zoë"
         );
-        let empty = keyring.seal(Context::PageAccessToken, b"");
-        assert_eq!(keyring.open(Context::PageAccessToken, &empty).unwrap(), b"");
+        let empty = keyring.seal(SealedField::PageAccessToken, b"");
+        assert_eq!(
+            keyring.open(SealedField::PageAccessToken, &empty).unwrap(),
+            b""
+        );
     }
 
     #[test]
     fn values_under_an_older_key_still_open() {
         let old = Keyring::new((3, key(2)), [], BlindIndexKey::new(&[9; 32]).unwrap());
-        let sealed = old.seal(Context::SubscriberPsid, b"13579");
+        let sealed = old.seal(SealedField::SubscriberPsid, b"13579");
         assert_eq!(
-            keyring().open(Context::SubscriberPsid, &sealed).unwrap(),
+            keyring()
+                .open(SealedField::SubscriberPsid, &sealed)
+                .unwrap(),
             b"13579"
         );
     }
@@ -249,9 +254,9 @@ mod tests {
     #[test]
     fn an_unknown_key_is_named() {
         let other = Keyring::new((8, key(5)), [], BlindIndexKey::new(&[9; 32]).unwrap());
-        let sealed = other.seal(Context::SubscriberPsid, b"1");
+        let sealed = other.seal(SealedField::SubscriberPsid, b"1");
         assert!(matches!(
-            keyring().open(Context::SubscriberPsid, &sealed),
+            keyring().open(SealedField::SubscriberPsid, &sealed),
             Err(CryptoError::UnknownKey(8))
         ));
     }
@@ -259,13 +264,15 @@ mod tests {
     #[test]
     fn every_single_byte_tamper_fails() {
         let keyring = keyring();
-        let sealed = keyring.seal(Context::SubscriberPsid, b"1234567890");
+        let sealed = keyring.seal(SealedField::SubscriberPsid, b"1234567890");
         for i in 0..sealed.len() {
             for flip in [0x01, 0x80, 0xff] {
                 let mut tampered = sealed.clone();
                 tampered[i] ^= flip;
                 assert!(
-                    keyring.open(Context::SubscriberPsid, &tampered).is_err(),
+                    keyring
+                        .open(SealedField::SubscriberPsid, &tampered)
+                        .is_err(),
                     "byte {i} ^ {flip:#x} accepted"
                 );
             }
@@ -273,13 +280,13 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered[sealed.len() - 1] ^= 1;
         assert!(matches!(
-            keyring.open(Context::SubscriberPsid, &tampered),
+            keyring.open(SealedField::SubscriberPsid, &tampered),
             Err(CryptoError::Tampered)
         ));
         tampered = sealed.clone();
         tampered[0] = 2;
         assert!(matches!(
-            keyring.open(Context::SubscriberPsid, &tampered),
+            keyring.open(SealedField::SubscriberPsid, &tampered),
             Err(CryptoError::UnsupportedVersion(2))
         ));
     }
@@ -287,13 +294,13 @@ mod tests {
     #[test]
     fn truncation_fails() {
         let keyring = keyring();
-        let sealed = keyring.seal(Context::SubscriberPsid, b"1234567890");
+        let sealed = keyring.seal(SealedField::SubscriberPsid, b"1234567890");
         for len in 0..sealed.len() {
-            let result = keyring.open(Context::SubscriberPsid, &sealed[..len]);
+            let result = keyring.open(SealedField::SubscriberPsid, &sealed[..len]);
             assert!(result.is_err(), "prefix of {len} bytes accepted");
         }
         assert!(matches!(
-            keyring.open(Context::SubscriberPsid, &sealed[..44]),
+            keyring.open(SealedField::SubscriberPsid, &sealed[..44]),
             Err(CryptoError::Truncated)
         ));
         assert_eq!(key_id_of(&sealed[..44]), None);
@@ -302,16 +309,16 @@ mod tests {
     #[test]
     fn the_wrong_context_fails_and_is_reported_as_such() {
         let keyring = keyring();
-        let sealed = keyring.seal(Context::SubscriberPsid, b"1234567890");
+        let sealed = keyring.seal(SealedField::SubscriberPsid, b"1234567890");
         let err = keyring
-            .open(Context::SubscriberFirstName, &sealed)
+            .open(SealedField::SubscriberFirstName, &sealed)
             .unwrap_err();
         assert!(
             matches!(
                 err,
-                CryptoError::WrongContext {
-                    expected: Context::SubscriberFirstName,
-                    found: Context::SubscriberPsid
+                CryptoError::WrongField {
+                    expected: SealedField::SubscriberFirstName,
+                    found: SealedField::SubscriberPsid
                 }
             ),
             "{err}"
@@ -321,8 +328,8 @@ mod tests {
     #[test]
     fn sealing_twice_differs() {
         let keyring = keyring();
-        let a = keyring.seal(Context::SubscriberPsid, b"same");
-        let b = keyring.seal(Context::SubscriberPsid, b"same");
+        let a = keyring.seal(SealedField::SubscriberPsid, b"same");
+        let b = keyring.seal(SealedField::SubscriberPsid, b"same");
         assert_ne!(a, b);
         assert_ne!(a[5..29], b[5..29], "nonces repeat");
     }
@@ -330,8 +337,10 @@ mod tests {
     #[test]
     fn errors_and_debug_reveal_no_plaintext() {
         let keyring = keyring();
-        let sealed = keyring.seal(Context::SubscriberPsid, b"SECRETPSID");
-        let err = keyring.open(Context::PageAccessToken, &sealed).unwrap_err();
+        let sealed = keyring.seal(SealedField::SubscriberPsid, b"SECRETPSID");
+        let err = keyring
+            .open(SealedField::PageAccessToken, &sealed)
+            .unwrap_err();
         assert!(!format!("{err} {err:?}").contains("SECRETPSID"));
         let shown = format!("{keyring:?}");
         assert_eq!(shown, "Keyring { current_key_id: 7, key_ids: [3, 7], .. }");
@@ -354,9 +363,9 @@ mod tests {
         let sealer = Keyring::new((1, key), [], BlindIndexKey::new(&[9; 32]).unwrap());
         let unwrapped = data_key::unwrap(1, &wrapped, &[identity]).unwrap();
         let opener = Keyring::new((1, unwrapped), [], BlindIndexKey::new(&[9; 32]).unwrap());
-        let sealed = sealer.seal(Context::PageAccessToken, b"EAAB...");
+        let sealed = sealer.seal(SealedField::PageAccessToken, b"EAAB...");
         assert_eq!(
-            opener.open(Context::PageAccessToken, &sealed).unwrap(),
+            opener.open(SealedField::PageAccessToken, &sealed).unwrap(),
             b"EAAB..."
         );
     }

@@ -17,7 +17,7 @@ mod settings;
 mod store;
 
 pub use data_key::generate_identity;
-pub use envelope::{Context, key_id_of};
+pub use envelope::{SealedField, key_id_of};
 pub use keyring::Keyring;
 pub use settings::{CryptoSettings, CryptoSettingsError};
 pub use store::add_data_key;
@@ -67,11 +67,11 @@ pub enum CryptoError {
     /// The sealed value is authentic but belongs to another column: a bug that stored or read the
     /// wrong field, or a swap of ciphertexts between columns.
     #[error("sealed value belongs to `{found}`, not `{expected}`")]
-    WrongContext {
-        /// The context the caller asked for.
-        expected: Context,
-        /// The context the value was sealed for.
-        found: Context,
+    WrongField {
+        /// The field the caller asked for.
+        expected: SealedField,
+        /// The field the value was sealed for.
+        found: SealedField,
     },
     /// The sealed value failed authentication: it was altered, or sealed by someone else.
     #[error("sealed value failed authentication (tampered or forged)")]

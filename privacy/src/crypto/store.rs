@@ -255,7 +255,7 @@ mod tests {
     use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
     use super::*;
-    use crate::crypto::Context;
+    use crate::crypto::SealedField;
 
     const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
@@ -302,9 +302,9 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 1);
         assert_eq!(a.current_key_id(), b.current_key_id());
-        let sealed = a.seal(Context::SubscriberPsid, b"1122334455");
+        let sealed = a.seal(SealedField::SubscriberPsid, b"1122334455");
         assert_eq!(
-            b.open(Context::SubscriberPsid, &sealed).unwrap(),
+            b.open(SealedField::SubscriberPsid, &sealed).unwrap(),
             b"1122334455"
         );
         assert_eq!(a.blind_index("1", "2"), b.blind_index("1", "2"));
@@ -323,10 +323,10 @@ mod tests {
         b.refresh().await.unwrap();
         assert_eq!(b.current_key_id(), added);
         assert!(!b.refresh().await.unwrap(), "nothing changed since");
-        let resealed = b.seal(Context::SubscriberPsid, b"1122334455");
+        let resealed = b.seal(SealedField::SubscriberPsid, b"1122334455");
         assert_eq!(
-            b.open(Context::SubscriberPsid, &sealed).unwrap(),
-            b.open(Context::SubscriberPsid, &resealed).unwrap()
+            b.open(SealedField::SubscriberPsid, &sealed).unwrap(),
+            b.open(SealedField::SubscriberPsid, &resealed).unwrap()
         );
         tokio::time::sleep(settings.refresh_interval() * 3).await;
         assert_eq!(a.current_key_id(), added, "the background refresh followed");

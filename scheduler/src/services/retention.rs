@@ -2,7 +2,8 @@
 //! good, what is left of processed webhook events, delivery rows of campaigns that ended long
 //! ago, subscribers inactive for long and unsubscribed people (keeping only a blind index of the
 //! latter), expired exports and the subject of completed data-subject requests: nothing else
-//! deletes them once their purpose is served.
+//! deletes them once their purpose is served. The rules for personal data are those of the
+//! catalog (`moonengage_privacy::catalog::Prune`), one statement each.
 //!
 //! A pass runs every `retention.interval_ms`. Every statement deletes at most [`BATCH`] rows
 //! (short locks, small transactions); a pass stops each rule after [`BATCHES_PER_PASS`], so every
@@ -13,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use moonengage_core::jobs::WebhookJob;
 use moonengage_core::settings::RetentionSettings;
+use moonengage_privacy::catalog::Prune;
 use moonengage_queue::Job;
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -121,26 +123,42 @@ async fn apply(pool: &PgPool, settings: &RetentionSettings) -> anyhow::Result<Pr
     Ok(pruned)
 }
 
-/// The rules, each deleting in batches of `$2` what is older than `$1` seconds.
+/// The rules, each deleting in batches of `$2` what is older than `$1` seconds: one for each
+/// rule of the personal-data catalog (`moonengage_privacy::catalog::Prune`), and the registry of
+/// dead workers.
 fn rules(settings: &RetentionSettings) -> Vec<Rule> {
-    vec![
-        Rule {
-            what: "failed jobs",
-            sql: moonengage_queue::jobs::PRUNE_FINISHED.into(),
-            age: Duration::from_secs(settings.finished_jobs_secs),
-        },
-        // Workers that stopped without saying so: an hour of silence is far past their leases.
-        Rule {
-            what: "dead workers",
-            sql: moonengage_queue::workers::PRUNE_DEAD.into(),
-            age: DEAD_WORKER,
-        },
+    // Workers that stopped without saying so: an hour of silence is far past their leases.
+    let dead_workers = Rule {
+        what: "dead workers",
+        sql: moonengage_queue::workers::PRUNE_DEAD.into(),
+        age: DEAD_WORKER,
+    };
+    Prune::ALL
+        .into_iter()
+        .map(|prune| {
+            let (sql, age) = prune_sql(prune, settings);
+            Rule {
+                what: prune.what(),
+                sql,
+                age,
+            }
+        })
+        .chain([dead_workers])
+        .collect()
+}
+
+/// The statement of a catalog rule, and the age it applies from.
+fn prune_sql(prune: Prune, settings: &RetentionSettings) -> (String, Duration) {
+    match prune {
+        Prune::FailedJobs => (
+            moonengage_queue::jobs::PRUNE_FINISHED.into(),
+            Duration::from_secs(settings.finished_jobs_secs),
+        ),
         // Processed events hold no personal data (their job erased the sender) but are kept a
         // while to recognise redeliveries; an event whose job failed for good or vanished still
         // holds its sealed sender and goes after the same time.
-        Rule {
-            what: "webhook events",
-            sql: format!(
+        Prune::WebhookEvents => (
+            format!(
                 "DELETE FROM webhook_events WHERE id IN (
                      SELECT e.id FROM webhook_events e
                      WHERE e.processed_at < now() - make_interval(secs => $1)
@@ -153,25 +171,23 @@ fn rules(settings: &RetentionSettings) -> Vec<Rule> {
                     "e.id::text"
                 )
             ),
-            age: Duration::from_secs(settings.webhook_events_secs),
-        },
+            Duration::from_secs(settings.webhook_events_secs),
+        ),
         // Only campaigns whose totals are frozen (`completed_at` set: completed, or cancelled
         // and settled): a running campaign's deliveries are its send-once claims.
-        Rule {
-            what: "deliveries",
-            sql: "DELETE FROM deliveries WHERE (campaign_id, subscriber_id) IN (
+        Prune::Deliveries => (
+            "DELETE FROM deliveries WHERE (campaign_id, subscriber_id) IN (
                       SELECT d.campaign_id, d.subscriber_id
                       FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id
                       WHERE c.completed_at < now() - make_interval(secs => $1)
                       LIMIT $2)"
                 .into(),
-            age: days(settings.deliveries_days),
-        },
+            days(settings.deliveries_days),
+        ),
         // People who stopped writing: no campaign can reach them any more. Someone with a send
         // of an unfinished campaign waits for it (their delivery row is its send-once claim).
-        Rule {
-            what: "inactive subscribers",
-            sql: format!(
+        Prune::InactiveSubscribers => (
+            format!(
                 "DELETE FROM subscribers WHERE id IN (
                      SELECT s.id FROM subscribers s
                      WHERE s.status <> 'unsubscribed'
@@ -179,13 +195,12 @@ fn rules(settings: &RetentionSettings) -> Vec<Rule> {
                        AND {NOT_IN_A_RUNNING_CAMPAIGN}
                      LIMIT $2)"
             ),
-            age: days(settings.inactive_subscriber_days),
-        },
+            days(settings.inactive_subscriber_days),
+        ),
         // Unsubscribed people: the blind index of their PSID is all that stays, so a re-import
         // or opt-in keeps them unsubscribed (the `subscribers_keep_suppressed` trigger).
-        Rule {
-            what: "unsubscribed people",
-            sql: format!(
+        Prune::UnsubscribedPeople => (
+            format!(
                 "WITH gone AS (
                      DELETE FROM subscribers WHERE id IN (
                          SELECT s.id FROM subscribers s
@@ -198,29 +213,27 @@ fn rules(settings: &RetentionSettings) -> Vec<Rule> {
                  INSERT INTO suppressions (page_id, psid_index)
                  SELECT page_id, psid_index FROM gone ON CONFLICT DO NOTHING"
             ),
-            age: days(settings.unsubscribed_days),
-        },
+            days(settings.unsubscribed_days),
+        ),
         // An export's lifetime is `privacy.export_ttl_days`, written into `expires_at`.
-        Rule {
-            what: "expired exports",
-            sql: "DELETE FROM exports WHERE id IN (
+        Prune::ExpiredExports => (
+            "DELETE FROM exports WHERE id IN (
                       SELECT id FROM exports
                       WHERE expires_at <= now() - make_interval(secs => $1)
                       LIMIT $2)"
                 .into(),
-            age: Duration::ZERO,
-        },
+            Duration::ZERO,
+        ),
         // Completing a request drops its subject; this catches any path that did not.
-        Rule {
-            what: "subjects of completed requests",
-            sql: "UPDATE dsr_requests SET subject_ref = NULL WHERE id IN (
+        Prune::CompletedRequestSubjects => (
+            "UPDATE dsr_requests SET subject_ref = NULL WHERE id IN (
                       SELECT id FROM dsr_requests
                       WHERE subject_ref IS NOT NULL AND status IN ('completed', 'refused')
                         AND coalesce(completed_at, received_at)
                             <= now() - make_interval(secs => $1)
                       LIMIT $2)"
                 .into(),
-            age: Duration::ZERO,
-        },
-    ]
+            Duration::ZERO,
+        ),
+    }
 }

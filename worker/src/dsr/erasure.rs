@@ -2,7 +2,7 @@
 //! about them goes, and the request completes, in one transaction.
 
 use anyhow::Context as _;
-use moonengage_privacy::crypto::Context;
+use moonengage_privacy::crypto::SealedField;
 use moonengage_privacy::dsr::Subject;
 use moonengage_privacy::requests::{self, Claimed};
 use moonengage_privacy::{erasure, subject};
@@ -22,7 +22,7 @@ pub(super) async fn run(
     let psid = match &person {
         Some(person) => Some(
             ctx.keyring
-                .open_string(Context::SubscriberPsid, &person.psid)?,
+                .open_string(SealedField::SubscriberPsid, &person.psid)?,
         ),
         None => subject.psid.clone(),
     };

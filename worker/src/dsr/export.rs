@@ -3,7 +3,7 @@
 //! else with the reply to their next message.
 
 use anyhow::Context as _;
-use moonengage_privacy::crypto::Context;
+use moonengage_privacy::crypto::SealedField;
 use moonengage_privacy::dsr::Subject;
 use moonengage_privacy::export_link as link;
 use moonengage_privacy::requests::{self, Claimed};
@@ -57,7 +57,7 @@ pub(super) async fn run(
     let told = if let (Some(sender), true) = (&sender, reachable(request, person.in_window)) {
         let psid = ctx
             .keyring
-            .open_string(Context::SubscriberPsid, &person.psid)?;
+            .open_string(SealedField::SubscriberPsid, &person.psid)?;
         notice::tell(ctx, request_id, sender, &psid, |page| {
             export_link::text(
                 ctx,

@@ -1,0 +1,294 @@
+//! The catalogued columns themselves, and the look-alikes that hold no personal data.
+
+use super::{Column, Erasure, Export, Holds, Keyed, Prune, Retention};
+use crate::crypto::SealedField;
+
+/// Columns whose type or name looks like personal data but which hold none, and why; the
+/// schema test accepts a column only if it is here or in [`COLUMNS`].
+pub const NOT_PERSONAL: &[(&str, &str, &str)] = &[
+    ("_sqlx_migrations", "checksum", "a migration's checksum"),
+    ("admin_tokens", "name", "an admin's label for their token"),
+    (
+        "admin_tokens",
+        "token_hash",
+        "an admin token's hash, about no subscriber",
+    ),
+    ("campaigns", "name", "the business's name for a campaign"),
+    ("data_keys", "wrapped", "a data key, wrapped with age"),
+    ("pages", "name", "the business's Page name, public"),
+    ("queue_workers", "name", "a worker process's name"),
+];
+
+/// A column of a row keyed by `subscriber_id` (or `id`, for `subscribers` itself) that erasure
+/// deletes.
+const fn of_subscriber(
+    table: &'static str,
+    column: &'static str,
+    holds: Holds,
+    export: Export,
+    retention: &'static [Retention],
+) -> Column {
+    Column {
+        table,
+        column,
+        holds,
+        keyed: Keyed::Subscriber {
+            column: "subscriber_id",
+        },
+        export,
+        erasure: Erasure::DeleteRow,
+        retention,
+    }
+}
+
+/// A subscriber's own column.
+const fn subscriber(column: &'static str, holds: Holds, export: Export) -> Column {
+    Column {
+        keyed: Keyed::Subscriber { column: "id" },
+        ..of_subscriber("subscribers", column, holds, export, SUBSCRIBER_RULES)
+    }
+}
+
+/// What ends a subscriber row.
+const SUBSCRIBER_RULES: &[Retention] = &[
+    Retention::Pass(Prune::InactiveSubscribers),
+    Retention::Pass(Prune::UnsubscribedPeople),
+];
+
+/// A column of a received webhook event, which erasure deletes.
+const fn webhook_event(
+    column: &'static str,
+    holds: Holds,
+    keyed: Keyed,
+    export: Export,
+    retention: &'static [Retention],
+) -> Column {
+    Column {
+        table: "webhook_events",
+        column,
+        holds,
+        keyed,
+        export,
+        erasure: Erasure::DeleteRow,
+        retention,
+    }
+}
+
+/// What ends the sender of a webhook event.
+const SENDER_RULES: &[Retention] = &[
+    Retention::ClearedWhenProcessed,
+    Retention::Pass(Prune::WebhookEvents),
+];
+
+/// Why a webhook event's sender is not exported.
+const EVENT_NOT_EXPORTED: &str = "held only until a worker processes the event (seconds); \
+                                  what the person wrote is never stored";
+
+/// What ends an export.
+const EXPORT_RULES: &[Retention] = &[
+    Retention::DeletedWhenDownloaded,
+    Retention::Pass(Prune::ExpiredExports),
+];
+
+/// What ends a delivery row.
+const DELIVERY_RULES: &[Retention] = &[Retention::Pass(Prune::Deliveries)];
+
+/// What ends a job row (one that succeeds is deleted at once).
+const JOB_RULES: &[Retention] = &[Retention::Pass(Prune::FailedJobs)];
+
+/// Every column holding personal data (and every sealed column). Sealed columns keep their
+/// relative order: see [`super::sealed_columns`].
+pub const COLUMNS: &[Column] = &[
+    Column {
+        table: "pages",
+        column: "access_token",
+        holds: Holds::Sealed(SealedField::PageAccessToken),
+        keyed: Keyed::NotAPerson,
+        export: Export::No("the Page's secret, not about the person"),
+        erasure: Erasure::Kept("the business's, not the person's"),
+        retention: &[Retention::WithPage],
+    },
+    subscriber("id", Holds::Reference, Export::No("an internal number")),
+    subscriber(
+        "page_id",
+        Holds::Reference,
+        Export::Field("/controller/facebook_page_id"),
+    ),
+    subscriber(
+        "psid_index",
+        Holds::BlindIndex,
+        Export::No("a keyed hash of the PSID, which the export gives in clear"),
+    ),
+    subscriber(
+        "psid",
+        Holds::Sealed(SealedField::SubscriberPsid),
+        Export::Field("/profile/page_scoped_id"),
+    ),
+    subscriber(
+        "first_name",
+        Holds::Sealed(SealedField::SubscriberFirstName),
+        Export::Field("/profile/first_name"),
+    ),
+    subscriber(
+        "status",
+        Holds::State,
+        Export::Field("/subscription/status"),
+    ),
+    subscriber(
+        "opted_in_at",
+        Holds::Timestamp,
+        Export::Field("/consent/opted_in_at"),
+    ),
+    subscriber(
+        "consent_source",
+        Holds::State,
+        Export::Field("/consent/source"),
+    ),
+    subscriber(
+        "consent_mid_hash",
+        Holds::Hash,
+        Export::Field("/consent/first_message_id_sha256"),
+    ),
+    subscriber(
+        "last_interaction_at",
+        Holds::Timestamp,
+        Export::Field("/profile/last_message_at"),
+    ),
+    subscriber(
+        "unsubscribed_at",
+        Holds::Timestamp,
+        Export::Field("/subscription/unsubscribed_at"),
+    ),
+    subscriber(
+        "unsubscribed_by",
+        Holds::State,
+        Export::Field("/subscription/unsubscribed_by"),
+    ),
+    subscriber(
+        "created_at",
+        Holds::Timestamp,
+        Export::Field("/profile/first_seen_at"),
+    ),
+    subscriber(
+        "policy_version_notified",
+        Holds::Reference,
+        Export::No("which policy version they were told of: the notice they received says it"),
+    ),
+    webhook_event(
+        "psid",
+        Holds::Sealed(SealedField::WebhookEventPsid),
+        Keyed::SealedPsid,
+        Export::No(EVENT_NOT_EXPORTED),
+        SENDER_RULES,
+    ),
+    webhook_event(
+        "sender_index",
+        Holds::BlindIndex,
+        Keyed::SealedPsid,
+        Export::No(EVENT_NOT_EXPORTED),
+        SENDER_RULES,
+    ),
+    webhook_event(
+        "mid_hash",
+        Holds::Hash,
+        Keyed::ConsentEvent,
+        Export::Field("/consent/first_message_id_sha256"),
+        &[Retention::Pass(Prune::WebhookEvents)],
+    ),
+    Column {
+        table: "dsr_requests",
+        column: "subject_ref",
+        holds: Holds::Sealed(SealedField::DsrSubject),
+        keyed: Keyed::Request,
+        export: Export::Field("/open_requests"),
+        erasure: Erasure::NullColumn,
+        retention: &[Retention::Pass(Prune::CompletedRequestSubjects)],
+    },
+    of_subscriber(
+        "exports",
+        "payload",
+        Holds::Sealed(SealedField::ExportPayload),
+        Export::No("it is the export"),
+        EXPORT_RULES,
+    ),
+    of_subscriber(
+        "exports",
+        "subscriber_id",
+        Holds::Reference,
+        Export::No("it is the export"),
+        EXPORT_RULES,
+    ),
+    of_subscriber(
+        "exports",
+        "token_hash",
+        Holds::Hash,
+        Export::No("the hash of the link that delivers the export"),
+        EXPORT_RULES,
+    ),
+    of_subscriber(
+        "deliveries",
+        "subscriber_id",
+        Holds::Reference,
+        Export::Field("/deliveries"),
+        DELIVERY_RULES,
+    ),
+    of_subscriber(
+        "deliveries",
+        "run_at",
+        Holds::Timestamp,
+        Export::Field("/queued_messages"),
+        DELIVERY_RULES,
+    ),
+    of_subscriber(
+        "deliveries",
+        "message_id",
+        Holds::Reference,
+        Export::No("Facebook's id of a message sent to them; the delivery is exported"),
+        DELIVERY_RULES,
+    ),
+    of_subscriber(
+        "jobs",
+        "subscriber_id",
+        Holds::Reference,
+        Export::No("work about them (a notice, a profile to fetch), done within minutes"),
+        JOB_RULES,
+    ),
+    of_subscriber(
+        "jobs",
+        "key",
+        Holds::Reference,
+        Export::No("ids only (the subscriber's, for jobs about one person)"),
+        JOB_RULES,
+    ),
+    of_subscriber(
+        "jobs",
+        "payload",
+        Holds::JobPayload,
+        Export::No("ids only, of the job's row about them"),
+        JOB_RULES,
+    ),
+    Column {
+        table: "incident_notices",
+        column: "subscriber_id",
+        holds: Holds::Reference,
+        keyed: Keyed::Subscriber {
+            column: "subscriber_id",
+        },
+        export: Export::No("a breach notice owed to them, which they receive"),
+        erasure: Erasure::Cascade {
+            from: "subscribers",
+        },
+        retention: &[Retention::WithSubscriber],
+    },
+    Column {
+        table: "suppressions",
+        column: "psid_index",
+        holds: Holds::BlindIndex,
+        keyed: Keyed::PsidIndex,
+        export: Export::No("kept only after their other data is deleted; no PSID to export"),
+        erasure: Erasure::Kept(
+            "the record that they said STOP, so a re-import never messages them again",
+        ),
+        retention: &[Retention::Kept("as long as their objection stands")],
+    },
+];
