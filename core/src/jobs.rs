@@ -6,21 +6,6 @@
 use moonengage_queue::Job;
 use serde::{Deserialize, Serialize};
 
-/// One received webhook event to process; the event's row holds the rest (sealed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookJob {
-    /// `webhook_events.id`.
-    pub event_id: i64,
-}
-
-impl Job for WebhookJob {
-    const KIND: &'static str = "webhook";
-
-    fn key(&self) -> String {
-        self.event_id.to_string()
-    }
-}
-
 /// One data-subject request to carry out; the request's row holds the rest (sealed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DsrJob {

@@ -12,9 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use moonengage_core::jobs::WebhookJob;
 use moonengage_core::settings::RetentionSettings;
-use moonengage_queue::Job;
 use sqlx::{AssertSqlSafe, PgPool};
 
 /// Rows deleted per statement.
@@ -134,24 +132,17 @@ fn rules(settings: &RetentionSettings) -> Vec<Rule> {
             sql: moonengage_queue::workers::PRUNE_DEAD.into(),
             age: DEAD_WORKER,
         },
-        // Processed events hold no personal data (their job erased the sender) but are kept a
-        // while to recognise redeliveries; an event whose job failed for good or vanished still
-        // holds its sealed sender and goes after the same time.
+        // Processed events hold no personal data (processing erased the sender) but are kept a
+        // while to recognise redeliveries; an event parked as failed still holds its sealed
+        // sender and goes the same time after it failed.
         Rule {
             what: "webhook events",
-            sql: format!(
-                "DELETE FROM webhook_events WHERE id IN (
-                     SELECT e.id FROM webhook_events e
-                     WHERE e.processed_at < now() - make_interval(secs => $1)
-                        OR (e.processed_at IS NULL
-                            AND e.received_at < now() - make_interval(secs => $1)
-                            AND NOT {})
-                     LIMIT $2)",
-                moonengage_queue::jobs::pending_sql(
-                    &format!("'{}'", WebhookJob::KIND),
-                    "e.id::text"
-                )
-            ),
+            sql: "DELETE FROM webhook_events WHERE id IN (
+                      SELECT e.id FROM webhook_events e
+                      WHERE e.processed_at < now() - make_interval(secs => $1)
+                         OR e.failed_at < now() - make_interval(secs => $1)
+                      LIMIT $2)"
+                .into(),
             age: Duration::from_secs(settings.webhook_events_secs),
         },
         // Only campaigns whose totals are frozen (`completed_at` set: completed, or cancelled

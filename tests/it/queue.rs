@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use moonengage_core::jobs::{Cause, DsrJob, NotifyJob, NotifyKind, RotateJob, WebhookJob};
+use moonengage_core::jobs::{Cause, DsrJob, NotifyJob, NotifyKind, RotateJob};
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
 use moonengage_core::privacy::export_link::{ExportLinkJob, LinkCause};
@@ -286,7 +286,6 @@ async fn every_kind_round_trips_through_the_generic_table() {
         .await
         .unwrap();
     let pool = h.pool();
-    round_trip(pool, WebhookJob { event_id: 11 }).await;
     round_trip(pool, DsrJob { request_id: 12 }).await;
     round_trip(
         pool,

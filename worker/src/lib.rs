@@ -27,7 +27,7 @@ use apalis::prelude::*;
 use moonengage_core::crypto::Keyring;
 use moonengage_core::email::Mailer;
 use moonengage_core::incidents::IncidentNoticeJob;
-use moonengage_core::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
+use moonengage_core::jobs::{DsrJob, NotifyJob, RotateJob};
 use moonengage_core::messenger;
 use moonengage_core::notify::AdminEvent;
 use moonengage_core::policy::PolicyNoticeJob;
@@ -38,7 +38,7 @@ use moonengage_core::settings::Settings;
 use moonengage_core::unsubscribe::UnsubscribeSigner;
 use moonengage_core::{db, metrics, shutdown};
 use moonengage_queue::wake::Wakers;
-use moonengage_queue::{Job, sends, workers};
+use moonengage_queue::{Job, events, sends, workers};
 
 use crate::env::Env;
 use crate::handle::register;
@@ -110,7 +110,7 @@ impl Worker {
         let queue = &settings.queue;
         let kinds: Vec<String> = [
             sends::KIND,
-            WebhookJob::KIND,
+            events::KIND,
             NotifyJob::KIND,
             AdminEvent::KIND,
             PolicyNoticeJob::KIND,
@@ -141,7 +141,7 @@ impl Worker {
             wakers,
         };
         let monitor = send::register(Monitor::new(), &registration);
-        let monitor = register::<WebhookJob>(monitor, &registration);
+        let monitor = webhook::register(monitor, &registration);
         let monitor = register::<NotifyJob>(monitor, &registration);
         let monitor = register::<AdminEvent>(monitor, &registration);
         let monitor = register::<PolicyNoticeJob>(monitor, &registration);

@@ -27,7 +27,7 @@ pub use layer::{JobMetrics, JobMetricsLayer};
 pub use serve::{handler, start};
 
 use crate::incidents::IncidentNoticeJob;
-use crate::jobs::{DsrJob, NotifyJob, RotateJob, WebhookJob};
+use crate::jobs::{DsrJob, NotifyJob, RotateJob};
 use crate::notify::AdminEvent;
 use crate::policy::PolicyNoticeJob;
 use crate::privacy::export_link::ExportLinkJob;
@@ -38,7 +38,7 @@ use moonengage_queue::{Job, sends};
 /// Every queue a dashboard shows, so each has series (at 0) before its first job.
 pub const QUEUES: &[&str] = &[
     sends::KIND,
-    WebhookJob::KIND,
+    moonengage_queue::events::KIND,
     DsrJob::KIND,
     NotifyJob::KIND,
     AdminEvent::KIND,

@@ -1,6 +1,7 @@
 //! Erasure (GDPR Art. 17): every row about a person, in every table, in one transaction — their
 //! subscriber row, deliveries, exports, the queued and finished jobs that name them, and the
-//! webhook events they sent — and their other open requests closed. Campaign counters stay:
+//! webhook events they sent, unprocessed ones included (an unprocessed event is its own queued
+//! work: deleting it is dequeuing it) — and their other open requests closed. Campaign counters stay:
 //! they are totals, not about anyone.
 
 use anyhow::Context as _;
@@ -10,8 +11,7 @@ use super::requests;
 use super::subject::Person;
 use crate::crypto::{Context, Keyring};
 use crate::dsr::Subject;
-use crate::jobs::WebhookJob;
-use moonengage_queue::{Job, jobs, sends};
+use moonengage_queue::{jobs, sends};
 
 /// What an erasure removed (counts only: the audit outcome holds no personal data).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,11 +68,7 @@ pub async fn erase(
         (None, psid) => psid.clone(),
     };
     let events = webhook_events_of(tx, keyring, subject.page_id, psid.as_deref(), person).await?;
-    let event_keys: Vec<String> = events.iter().map(i64::to_string).collect();
     let subscriber_id = person.map(|p| p.subscriber_id);
-    erased.jobs = jobs::delete_about(&mut *tx, subscriber_id, WebhookJob::KIND, &event_keys)
-        .await
-        .context("erasing jobs")?;
     erased.webhook_events = sqlx::query("DELETE FROM webhook_events WHERE id = ANY($1)")
         .bind(&events)
         .execute(&mut *tx)
@@ -80,6 +76,9 @@ pub async fn erase(
         .context("erasing webhook events")?
         .rows_affected();
     if let Some(id) = subscriber_id {
+        erased.jobs = jobs::delete_about(&mut *tx, id)
+            .await
+            .context("erasing jobs")?;
         erased.exports = sqlx::query("DELETE FROM exports WHERE subscriber_id = $1")
             .bind(id)
             .execute(&mut *tx)
