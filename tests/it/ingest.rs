@@ -283,13 +283,7 @@ async fn a_persons_events_are_acted_on_in_order() {
     assert_eq!(web.deliver(&payload).await.status(), 200);
     h.start_worker("order-1").await;
     h.start_worker("order-2").await;
-    wait_count(
-        &h,
-        "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        i64::try_from(2 * PEOPLE).unwrap(),
-        Duration::from_secs(60),
-    )
-    .await;
+    wait_processed(&h, 2 * PEOPLE).await;
     assert_eq!(
         count(
             &h,
@@ -299,6 +293,17 @@ async fn a_persons_events_are_acted_on_in_order() {
         i64::try_from(PEOPLE).unwrap(),
         "every newcomer who said hi then STOP is unsubscribed"
     );
+}
+
+/// Waits until `n` webhook events are processed.
+async fn wait_processed(h: &Harness, n: usize) {
+    wait_count(
+        h,
+        "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+        i64::try_from(n).unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
 }
 
 /// Messages from `people`, one each, at `at` (milliseconds), in one delivery.
@@ -344,13 +349,7 @@ async fn a_persons_events_are_acted_on_in_order_across_batches() {
     assert_eq!(web.deliver(&hi).await.status(), 200);
     h.start_worker("across-1").await;
     h.start_worker("across-2").await;
-    wait_count(
-        &h,
-        "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        i64::try_from(2 * PEOPLE).unwrap(),
-        Duration::from_secs(60),
-    )
-    .await;
+    wait_processed(&h, 2 * PEOPLE).await;
     let people = i64::try_from(PEOPLE).unwrap();
     assert_eq!(
         count(
@@ -443,13 +442,7 @@ async fn a_failing_event_is_retried_then_parked_without_holding_back_others() {
         "the others waited for the retries: {others_done:?}"
     );
     // The sender's later message is processed once the failed one is parked, not before.
-    wait_count(
-        &h,
-        "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        i64::try_from(OTHERS).unwrap() + 1,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_processed(&h, OTHERS + 1).await;
     let later_processed: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT processed_at FROM webhook_events WHERE mid_hash = $1")
             .bind(mid_hash("failing-later"))
@@ -515,13 +508,7 @@ async fn erasure_removes_a_persons_unprocessed_events() {
     assert_eq!(stored(&h, &theirs).await, 0);
 
     h.start_worker("erasure").await;
-    wait_count(
-        &h,
-        "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_processed(&h, 1).await;
     assert_eq!(count(&h, "SELECT count(*) FROM subscribers").await, 1);
     assert_eq!(
         count(&h, "SELECT count(*) FROM webhook_events").await,
