@@ -9,7 +9,7 @@ use moonengage_privacy::export_link::ExportLinkJob;
 use moonengage_privacy::incidents::IncidentNoticeJob;
 use moonengage_privacy::policy::PolicyNoticeJob;
 use moonengage_privacy::rotation::RotateJob;
-use moonengage_queue::{Job, sends};
+use moonengage_queue::{Job, events, sends};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::ProfileJob;
@@ -19,7 +19,7 @@ use crate::profile::ProfileJob;
 /// missing.
 pub const QUEUES: &[&str] = &[
     sends::KIND,
-    WebhookJob::KIND,
+    events::KIND,
     DsrJob::KIND,
     NotifyJob::KIND,
     AdminEvent::KIND,
@@ -29,21 +29,6 @@ pub const QUEUES: &[&str] = &[
     IncidentNoticeJob::KIND,
     RotateJob::KIND,
 ];
-
-/// One received webhook event to process; the event's row holds the rest (sealed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookJob {
-    /// `webhook_events.id`.
-    pub event_id: i64,
-}
-
-impl Job for WebhookJob {
-    const KIND: &'static str = "webhook";
-
-    fn key(&self) -> String {
-        self.event_id.to_string()
-    }
-}
 
 /// Which service message a notify job sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! Erasure (GDPR Art. 17): every row about a person, in every table, in one transaction — their
 //! subscriber row, deliveries, exports, the queued and finished jobs that name them, and the
-//! webhook events they sent — and their other open requests closed. Campaign counters stay:
-//! they are totals, not about anyone. What each column needs is in [`crate::catalog`] (its
+//! webhook events they sent, unprocessed ones included (an unprocessed event is its own queued
+//! work: deleting it is dequeuing it) — and their other open requests closed. Campaign counters
+//! stay: they are totals, not about anyone. What each column needs is in [`crate::catalog`] (its
 //! [`Erasure`](crate::catalog::Erasure)); the integration tests check this against it.
 
 use anyhow::Context as _;
@@ -12,10 +13,6 @@ use crate::dsr::Subject;
 use crate::requests;
 use crate::subject::Person;
 use moonengage_queue::{jobs, sends};
-
-/// The queue kind of webhook-event jobs (`moonengage_core::jobs::WebhookJob`), whose keys are
-/// event ids.
-const WEBHOOK_KIND: &str = "webhook";
 
 /// What an erasure removed (counts only: the audit outcome holds no personal data).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,11 +69,7 @@ pub async fn erase(
         (None, psid) => psid.clone(),
     };
     let events = webhook_events_of(tx, keyring, subject.page_id, psid.as_deref(), person).await?;
-    let event_keys: Vec<String> = events.iter().map(i64::to_string).collect();
     let subscriber_id = person.map(|p| p.subscriber_id);
-    erased.jobs = jobs::delete_about(&mut *tx, subscriber_id, WEBHOOK_KIND, &event_keys)
-        .await
-        .context("erasing jobs")?;
     erased.webhook_events = sqlx::query("DELETE FROM webhook_events WHERE id = ANY($1)")
         .bind(&events)
         .execute(&mut *tx)
@@ -84,6 +77,9 @@ pub async fn erase(
         .context("erasing webhook events")?
         .rows_affected();
     if let Some(id) = subscriber_id {
+        erased.jobs = jobs::delete_about(&mut *tx, id)
+            .await
+            .context("erasing jobs")?;
         erased.exports = sqlx::query("DELETE FROM exports WHERE subscriber_id = $1")
             .bind(id)
             .execute(&mut *tx)

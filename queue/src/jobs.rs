@@ -62,24 +62,6 @@ pub async fn enqueue_many<J: Job>(
     Ok(added)
 }
 
-/// The end of a caller's `WITH` statement that queues one job of kind `J` for each row of its
-/// last CTE, `source` (columns `key text, payload jsonb`, the payload as `J` serialises): a
-/// change and the jobs it causes in one round trip, with no transaction held open across the
-/// network. It adds the CTE `queued` (one row per new job). It sends no `NOTIFY`: the caller
-/// wakes the claimers after its commit through [`crate::wake::Nudges`].
-pub fn queue_each_of_source<J: Job>(max_attempts: i32) -> String {
-    format!(
-        "queued AS (
-             INSERT INTO jobs (kind, key, payload, run_at, max_attempts)
-             SELECT '{kind}', key, payload, now(), {max} FROM source
-             ON CONFLICT (kind, key) DO NOTHING
-             RETURNING 1
-         )",
-        kind = J::KIND,
-        max = J::MAX_ATTEMPTS.unwrap_or(max_attempts),
-    )
-}
-
 /// A job encoded for insertion.
 struct NewRow {
     key: String,
@@ -418,31 +400,11 @@ pub const PRUNE_FINISHED: &str = "DELETE FROM jobs WHERE id IN (
      WHERE status = 'failed' AND finished_at < now() - make_interval(secs => $1)
      LIMIT $2)";
 
-/// Whether a job of `kind` with `key` is still to run (queued, perhaps claimed): retention
-/// keeps a webhook event while its job may still need it.
-pub fn pending_sql(kind_param: &str, key_expr: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM jobs j WHERE j.kind = {kind_param} AND j.key = {key_expr}
-                 AND j.status = 'queued')"
-    )
-}
-
-/// Deletes the jobs about a person: those naming them (`subscriber_id`) and those of `kind`
-/// whose key is in `keys` (their webhook events). Both look-ups use an index. Returns how many.
-pub async fn delete_about(
-    conn: &mut sqlx::PgConnection,
-    subscriber_id: Option<i64>,
-    kind: &str,
-    keys: &[String],
-) -> sqlx::Result<u64> {
-    let deleted = sqlx::query(
-        "DELETE FROM jobs
-         WHERE ($1::bigint IS NOT NULL AND subscriber_id = $1) OR (kind = $2 AND key = ANY($3))",
-    )
-    .bind(subscriber_id)
-    .bind(kind)
-    .bind(keys)
-    .execute(conn)
-    .await?;
+/// Deletes the jobs naming a person (`subscriber_id`, an indexed look-up). Returns how many.
+pub async fn delete_about(conn: &mut sqlx::PgConnection, subscriber_id: i64) -> sqlx::Result<u64> {
+    let deleted = sqlx::query("DELETE FROM jobs WHERE subscriber_id = $1")
+        .bind(subscriber_id)
+        .execute(conn)
+        .await?;
     Ok(deleted.rows_affected())
 }

@@ -6,16 +6,19 @@
 //! - **Sends** are campaign deliveries: the `deliveries` row of a (campaign, subscriber) *is*
 //!   the send job (`queued → sending → sent | failed | unknown | skipped`), so the claim that
 //!   keeps anyone from getting a campaign twice and the job are one row ([`sends`]).
-//! - **Every other kind** (webhook events, requests, notices, e-mail, key rotation) is a row of
-//!   one typed `jobs` table: kind, a unique key per kind, an ids-only payload ([`jobs`]).
+//! - **Webhook events**: an unprocessed `webhook_events` row is the job of processing it,
+//!   claimed in batches and processed a batch per transaction ([`events`]).
+//! - **Every other kind** (requests, notices, e-mail, key rotation) is a row of one typed
+//!   `jobs` table: kind, a unique key per kind, an ids-only payload ([`jobs`]).
 //!
-//! Both are claimed in batches with `FOR UPDATE SKIP LOCKED` and a lease, handed to apalis
+//! All are claimed in batches with `FOR UPDATE SKIP LOCKED` and a lease, handed to apalis
 //! through a [`backend::QueueBackend`], and settled in batched flushes ([`flush`]); a retry or a
 //! deferral moves `run_at` of the same row. A lease outlives a dead worker only until it
 //! expires: a send left `sending` then settles `unknown` (never resent), any other job is
 //! retried. Wake-ups come from one `NOTIFY` per enqueuing statement ([`wake`]).
 
 pub mod backend;
+pub mod events;
 pub mod flush;
 pub mod job;
 pub mod jobs;

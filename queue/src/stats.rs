@@ -1,16 +1,16 @@
 //! What the queue holds, for the gauges the scheduler leader publishes. Every count reads a
-//! partial index or the small `jobs` table, never the whole history of deliveries.
+//! partial index or the small `jobs` table, never the whole history of deliveries or events.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::sends;
+use crate::{events, sends};
 
 /// Jobs by kind and state: `pending` (due), `scheduled` (due later, including parked),
 /// `running` (claimed), `dead` (failed for good). A job that succeeded is gone (its executions
 /// are counted by the workers); sends report no `dead`: their outcomes are deliveries,
-/// counted per campaign.
+/// counted per campaign. Webhook events report `dead` for those parked as failed.
 pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
     sqlx::query_as(
         "SELECT $1::text, CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END, count(*)
@@ -22,9 +22,17 @@ pub async fn depth(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
                            WHEN lease_until > now() THEN 'running'
                            WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
                 count(*)
-         FROM jobs GROUP BY 1, 2",
+         FROM jobs GROUP BY 1, 2
+         UNION ALL
+         SELECT $2::text, CASE WHEN lease_until > now() THEN 'running'
+                               WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
+                count(*)
+         FROM webhook_events WHERE processed_at IS NULL AND failed_at IS NULL GROUP BY 2
+         UNION ALL
+         SELECT $2::text, 'dead', count(*) FROM webhook_events WHERE failed_at IS NOT NULL",
     )
     .bind(sends::KIND)
+    .bind(events::KIND)
     .fetch_all(pool)
     .await
 }
@@ -48,9 +56,16 @@ pub async fn oldest_due(pool: &PgPool) -> sqlx::Result<Vec<(String, f64)>> {
          SELECT kind, extract(epoch FROM now() - min(run_at))::float8
          FROM jobs WHERE status = 'queued' AND run_at <= now()
            AND (lease_until IS NULL OR lease_until < now())
-         GROUP BY 1",
+         GROUP BY 1
+         UNION ALL
+         SELECT $2::text, extract(epoch FROM now() - min(run_at))::float8
+         FROM webhook_events
+         WHERE processed_at IS NULL AND failed_at IS NULL AND run_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         HAVING count(*) > 0",
     )
     .bind(sends::KIND)
+    .bind(events::KIND)
     .fetch_all(pool)
     .await
 }
@@ -73,9 +88,14 @@ pub async fn workers_busy(pool: &PgPool) -> sqlx::Result<Vec<(String, f64)>> {
          WHERE status = 'sending' HAVING count(*) > 0
          UNION ALL
          SELECT kind, count(DISTINCT locked_by)::float8 FROM jobs
-         WHERE status = 'queued' AND lease_until > now() GROUP BY 1",
+         WHERE status = 'queued' AND lease_until > now() GROUP BY 1
+         UNION ALL
+         SELECT $2::text, count(DISTINCT locked_by)::float8 FROM webhook_events
+         WHERE processed_at IS NULL AND failed_at IS NULL AND lease_until > now()
+         HAVING count(*) > 0",
     )
     .bind(sends::KIND)
+    .bind(events::KIND)
     .fetch_all(pool)
     .await
 }

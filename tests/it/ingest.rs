@@ -283,13 +283,7 @@ async fn a_persons_events_are_acted_on_in_order() {
     assert_eq!(web.deliver(&payload).await.status(), 200);
     h.start_worker("order-1").await;
     h.start_worker("order-2").await;
-    wait_count(
-        &h,
-        "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        i64::try_from(2 * PEOPLE).unwrap(),
-        Duration::from_secs(60),
-    )
-    .await;
+    wait_processed(&h, 2 * PEOPLE).await;
     assert_eq!(
         count(
             &h,
@@ -298,5 +292,226 @@ async fn a_persons_events_are_acted_on_in_order() {
         .await,
         i64::try_from(PEOPLE).unwrap(),
         "every newcomer who said hi then STOP is unsubscribed"
+    );
+}
+
+/// Waits until `n` webhook events are processed.
+async fn wait_processed(h: &Harness, n: usize) {
+    wait_count(
+        h,
+        "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+        i64::try_from(n).unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+/// Messages from `people`, one each, at `at` (milliseconds), in one delivery.
+fn messages(page: &str, people: &[(String, String)], text: &str, at: i64) -> serde_json::Value {
+    let events: Vec<_> = people
+        .iter()
+        .map(|(psid, mid)| {
+            serde_json::json!({
+                "sender": {"id": psid}, "recipient": {"id": page}, "timestamp": at,
+                "message": {"mid": mid, "text": text}
+            })
+        })
+        .collect();
+    serde_json::json!({"object": "page", "entry": [{"id": page, "time": at, "messaging": events}]})
+}
+
+/// Batches of 7 over two workers, and each person's STOP received (so claimed) before their
+/// earlier "hi": a batch acts on a sender's earlier events first, wherever they are queued, so
+/// everyone ends unsubscribed, each effect once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_persons_events_are_acted_on_in_order_across_batches() {
+    const PEOPLE: usize = 50;
+    let mut h = Harness::new().await;
+    h.settings.queue.batch_size = 7;
+    let page = format!("page-{}", random_psid());
+    h.add_page(&page).await;
+    let web = WebClient::start(&mut h).await;
+    let people: Vec<String> = (0..PEOPLE).map(|_| random_psid()).collect();
+    let now = chrono::Utc::now().timestamp_millis();
+    let stops: Vec<(String, String)> = people
+        .iter()
+        .enumerate()
+        .map(|(i, psid)| (psid.clone(), format!("across-{i}-stop")))
+        .collect();
+    let his: Vec<(String, String)> = people
+        .iter()
+        .enumerate()
+        .map(|(i, psid)| (psid.clone(), format!("across-{i}-hi")))
+        .collect();
+    let stop = messages(&page, &stops, "STOP", now);
+    assert_eq!(web.deliver(&stop).await.status(), 200);
+    let hi = messages(&page, &his, "hi", now - 1_000);
+    assert_eq!(web.deliver(&hi).await.status(), 200);
+    h.start_worker("across-1").await;
+    h.start_worker("across-2").await;
+    wait_processed(&h, 2 * PEOPLE).await;
+    let people = i64::try_from(PEOPLE).unwrap();
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM subscribers WHERE status = 'unsubscribed'"
+        )
+        .await,
+        people,
+        "everyone who said hi then STOP is unsubscribed"
+    );
+    h.wait_received(u64::try_from(PEOPLE).unwrap()).await;
+    for psid in &stops {
+        assert_eq!(h.texts_to(&psid.0).len(), 1, "each STOP is confirmed once");
+    }
+}
+
+/// An event that cannot be processed (its sealed sender is corrupt) is retried with a backoff
+/// and parked as failed after its last attempt, alone: everyone else in its batch is processed
+/// at once, and its sender's later message waits for it, then is processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_event_is_retried_then_parked_without_holding_back_others() {
+    const OTHERS: usize = 20;
+    let mut h = Harness::new().await;
+    h.settings.queue.max_attempts = 3;
+    h.settings.queue.retry_base_ms = 200;
+    h.settings.queue.retry_max_ms = 400;
+    let page = format!("page-{}", random_psid());
+    h.add_page(&page).await;
+    let web = WebClient::start(&mut h).await;
+    let unlucky = random_psid();
+    let bad: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_events
+           (mid_hash, page_fb_id, psid, kind, intent, event_at, sender_index)
+         VALUES ($1, $2, $3, 'message', 'none', now() - interval '1 minute', $4)
+         RETURNING id",
+    )
+    .bind(mid_hash("failing-corrupt"))
+    .bind(&page)
+    .bind(vec![7u8; 64])
+    .bind(h.keyring.blind_index(&page, &unlucky))
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    web.send_text(&page, &unlucky, "failing-later", "hi").await;
+    let others: Vec<(String, String)> = (0..OTHERS)
+        .map(|i| (random_psid(), format!("failing-other-{i}")))
+        .collect();
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        web.deliver(&messages(&page, &others, "hi", now))
+            .await
+            .status(),
+        200
+    );
+    let started = Instant::now();
+    h.start_worker("failing").await;
+    wait_count(
+        &h,
+        "SELECT count(*) FROM subscribers",
+        i64::try_from(OTHERS).unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let others_done = started.elapsed();
+    wait_count(
+        &h,
+        "SELECT count(*) FROM webhook_events WHERE failed_at IS NOT NULL",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (attempts, error, sealed, failed_at): (
+        i32,
+        Option<String>,
+        bool,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(
+        "SELECT attempts, last_error, psid IS NOT NULL, failed_at FROM webhook_events
+             WHERE id = $1",
+    )
+    .bind(bad)
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(attempts, 3, "tried max_attempts times");
+    assert!(error.is_some_and(|e| !e.is_empty()), "its error is kept");
+    assert!(sealed, "a failed event keeps its sender until retention");
+    assert!(
+        others_done < Duration::from_secs(5),
+        "the others waited for the retries: {others_done:?}"
+    );
+    // The sender's later message is processed once the failed one is parked, not before.
+    wait_processed(&h, OTHERS + 1).await;
+    let later_processed: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT processed_at FROM webhook_events WHERE mid_hash = $1")
+            .bind(mid_hash("failing-later"))
+            .fetch_one(h.pool())
+            .await
+            .unwrap();
+    assert!(
+        later_processed >= failed_at,
+        "processed before the earlier event was parked"
+    );
+    assert_eq!(
+        count(&h, "SELECT count(*) FROM subscribers").await,
+        i64::try_from(OTHERS).unwrap() + 1
+    );
+}
+
+/// Erasing someone whose events are still queued deletes those events (they are the queue):
+/// nothing of theirs is processed afterwards, and other people's events are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_removes_a_persons_unprocessed_events() {
+    let mut h = Harness::new().await;
+    let page = format!("page-{}", random_psid());
+    let page_id = h.add_page(&page).await;
+    let web = WebClient::start(&mut h).await;
+    let (erased, kept) = (random_psid(), random_psid());
+    for n in 0..3 {
+        web.send_text(&page, &erased, &format!("erase-me-{n}"), "hi")
+            .await;
+    }
+    web.send_text(&page, &kept, "keep-me", "hi").await;
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM webhook_events WHERE processed_at IS NULL"
+        )
+        .await,
+        4
+    );
+
+    let subject = moonengage_privacy::dsr::Subject {
+        page_id,
+        subscriber_id: None,
+        psid: Some(erased.clone()),
+    };
+    let mut tx = h.pool().begin().await.unwrap();
+    let filed = moonengage_privacy::dsr::file(
+        &mut tx,
+        &h.keyring,
+        moonengage_privacy::dsr::DsrType::Erasure,
+        moonengage_privacy::dsr::Channel::Admin,
+        &subject,
+        3,
+    )
+    .await
+    .unwrap();
+    let outcome = moonengage_privacy::erasure::erase(&mut tx, &h.keyring, filed.id, &subject, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(outcome.webhook_events, 3);
+    let theirs: Vec<String> = (0..3).map(|n| format!("erase-me-{n}")).collect();
+    assert_eq!(stored(&h, &theirs).await, 0);
+
+    h.start_worker("erasure").await;
+    wait_processed(&h, 1).await;
+    assert_eq!(count(&h, "SELECT count(*) FROM subscribers").await, 1);
+    assert_eq!(
+        count(&h, "SELECT count(*) FROM webhook_events").await,
+        1,
+        "only the other person's event is left"
     );
 }

@@ -250,14 +250,15 @@ async fn erasure_leaves_no_trace_of_the_person_in_any_column_and_spares_everyone
     let export_token = token_in(&link);
     assert_eq!(count(&h, "SELECT count(*) FROM exports").await, 1);
 
-    // An event of theirs not processed yet (stored without a job, as if the worker lagged).
+    // An event of theirs not processed yet (waiting for a retry an hour away, so the running
+    // worker leaves it queued).
     let sealed_event = h.keyring.seal_str(
         moonengage_privacy::crypto::SealedField::WebhookEventPsid,
         &psid,
     );
     sqlx::query(
-        "INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at)
-         VALUES ($1, $2, $3, 'message', 'none', now())",
+        "INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at, run_at)
+         VALUES ($1, $2, $3, 'message', 'none', now(), now() + interval '1 hour')",
     )
     .bind(Sha256::digest(b"m_erase_pending").to_vec())
     .bind(FB_PAGE)

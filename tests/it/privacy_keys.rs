@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use moonengage_core::campaigns;
-use moonengage_core::jobs::WebhookJob;
 use moonengage_core::subscribers::{self, NewSubscriber};
 use moonengage_privacy::catalog::{self, Holds, SealedColumn};
 use moonengage_privacy::crypto::{CryptoError, Keyring, SealedField, key_id_of};
@@ -412,17 +411,20 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
 
     let processed_old = event(&pool, &h.keyring, true, "2 days").await;
     let processed_recent = event(&pool, &h.keyring, true, "1 hour").await;
-    let orphan_old = event(&pool, &h.keyring, false, "2 days").await;
+    // Parked as failed two days ago: nobody will process it.
+    let failed_old = event(&pool, &h.keyring, false, "2 days").await;
+    sqlx::query("UPDATE webhook_events SET failed_at = now() - interval '2 days' WHERE id = $1")
+        .bind(failed_old)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Received two days ago and still queued (its retries are due later): kept.
     let queued_old = event(&pool, &h.keyring, false, "2 days").await;
-    jobs::enqueue(
-        &pool,
-        &WebhookJob {
-            event_id: queued_old,
-        },
-        8,
-    )
-    .await
-    .unwrap();
+    sqlx::query("UPDATE webhook_events SET run_at = now() + interval '1 hour' WHERE id = $1")
+        .bind(queued_old)
+        .execute(&pool)
+        .await
+        .unwrap();
     let fresh = event(&pool, &h.keyring, false, "1 minute").await;
 
     let subject = h.keyring.seal(SealedField::DsrSubject, b"{}");
@@ -528,7 +530,7 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
         events,
         BTreeSet::from([processed_recent, queued_old, fresh])
     );
-    assert!(!events.contains(&processed_old) && !events.contains(&orphan_old));
+    assert!(!events.contains(&processed_old) && !events.contains(&failed_old));
 
     // Exports: the expired one went; requests: completed ones no longer say who.
     let exports: Vec<String> = sqlx::query_scalar(

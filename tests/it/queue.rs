@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind, WebhookJob};
+use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
 use moonengage_core::profile::ProfileJob;
 use moonengage_ops::alerts::AdminEvent;
 use moonengage_privacy::dsr::DsrJob;
@@ -288,7 +288,6 @@ async fn every_kind_round_trips_through_the_generic_table() {
         .await
         .unwrap();
     let pool = h.pool();
-    round_trip(pool, WebhookJob { event_id: 11 }).await;
     round_trip(pool, DsrJob { request_id: 12 }).await;
     round_trip(
         pool,

@@ -1,6 +1,6 @@
 //! `/webhooks/messenger`: Facebook's verification handshake, and event delivery. A delivery is
 //! checked (size, signature over the raw bytes, JSON), its events are classified in memory and
-//! stored with their jobs in one transaction, and it is answered at once: the work is queued.
+//! stored in one statement, and it is answered at once: a stored event is queued work.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -100,14 +100,8 @@ pub(crate) async fn receive(
     })?;
     let parsed = parse(&body, &state.settings.keywords, &state.signer)
         .map_err(|error| rejected(ApiError::BadRequest(error.to_string())))?;
-    let outcome = webhook::store(
-        &state.pool,
-        &state.nudges,
-        &state.keyring,
-        &parsed.events,
-        state.settings.queue.max_attempts,
-    )
-    .await?;
+    let outcome =
+        webhook::store(&state.pool, &state.nudges, &state.keyring, &parsed.events).await?;
     Ok((
         StatusCode::OK,
         Json(Received {

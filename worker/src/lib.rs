@@ -27,7 +27,7 @@ use crate::mailer::Mailer;
 use anyhow::Context as _;
 use apalis::prelude::*;
 use moonengage_core::db;
-use moonengage_core::jobs::{self, NotifyJob, WebhookJob};
+use moonengage_core::jobs::{self, NotifyJob};
 use moonengage_core::profile::ProfileJob;
 use moonengage_core::settings::Settings;
 use moonengage_messenger as messenger;
@@ -43,7 +43,7 @@ use moonengage_privacy::policy::PolicyNoticeJob;
 use moonengage_privacy::rotation::RotateJob;
 use moonengage_privacy::unsubscribe::UnsubscribeSigner;
 use moonengage_queue::wake::Wakers;
-use moonengage_queue::{Job, sends, workers};
+use moonengage_queue::{Job, events, sends, workers};
 
 use crate::env::Env;
 use crate::handle::register;
@@ -115,7 +115,7 @@ impl Worker {
         let queue = &settings.queue;
         let kinds: Vec<String> = [
             sends::KIND,
-            WebhookJob::KIND,
+            events::KIND,
             NotifyJob::KIND,
             AdminEvent::KIND,
             PolicyNoticeJob::KIND,
@@ -146,7 +146,7 @@ impl Worker {
             wakers,
         };
         let monitor = send::register(Monitor::new(), &registration);
-        let monitor = register::<WebhookJob>(monitor, &registration);
+        let monitor = webhook::register(monitor, &registration);
         let monitor = register::<NotifyJob>(monitor, &registration);
         let monitor = register::<AdminEvent>(monitor, &registration);
         let monitor = register::<PolicyNoticeJob>(monitor, &registration);

@@ -1,4 +1,5 @@
-//! `webhook_events`: one minimal row per received event, queued in the same transaction.
+//! `webhook_events`: one minimal row per received event; an unprocessed row is the job of
+//! processing it (claimed in batches by workers, see `moonengage_queue::events`).
 //!
 //! The row holds the Page, the sender sealed, a SHA-256 hash of the message id (unique: the
 //! same event delivered again is not stored again), the time and the classification. Once a
@@ -12,18 +13,16 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
-use crate::jobs::WebhookJob;
-use moonengage_messenger::webhook::Intent;
-use moonengage_messenger::webhook::{EventKind, InboundEvent};
+use moonengage_messenger::webhook::{EventKind, InboundEvent, Intent};
 use moonengage_ops::metrics;
 use moonengage_privacy::crypto::{Keyring, SealedField};
+use moonengage_queue::events::KIND;
 use moonengage_queue::wake::Nudges;
-use moonengage_queue::{Job as _, jobs};
 
 /// How many events of a request were new.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreOutcome {
-    /// Stored and queued.
+    /// Stored (and so queued).
     pub stored: usize,
     /// Already stored by an earlier delivery.
     pub duplicates: usize,
@@ -67,16 +66,14 @@ impl NewEvent<'_> {
     }
 }
 
-/// Stores the events of one request and queues a job for each new one. A usual delivery is one
-/// statement: the insert and its jobs in one round trip, atomic, with no transaction held open
-/// across the network. One too large for a statement (see `STATEMENT_BYTES`) is stored in runs
+/// Stores the events of one request; each new row is queued for the workers by being stored. A
+/// usual delivery is one statement, with no transaction held open across the network. One too large for a statement (see `STATEMENT_BYTES`) is stored in runs
 /// inside a transaction, so a delivery is always stored whole or not at all.
 pub async fn store(
     pool: &PgPool,
     nudges: &Nudges,
     keyring: &Keyring,
     events: &[InboundEvent],
-    max_attempts: i32,
 ) -> anyhow::Result<StoreOutcome> {
     let mut outcome = StoreOutcome::default();
     if events.is_empty() {
@@ -94,16 +91,16 @@ pub async fn store(
     let runs = moonengage_queue::runs(&rows, NewEvent::bytes);
     let mut stored: HashSet<Vec<u8>> = HashSet::with_capacity(rows.len());
     if let [run] = runs.as_slice() {
-        stored.extend(insert(pool, run, max_attempts).await?);
+        stored.extend(insert(pool, run).await?);
     } else {
         let mut tx = pool.begin().await.context("starting to store events")?;
         for run in runs {
-            stored.extend(insert(&mut *tx, run, max_attempts).await?);
+            stored.extend(insert(&mut *tx, run).await?);
         }
         tx.commit().await.context("committing webhook events")?;
     }
     if !stored.is_empty() {
-        nudges.wake(WebhookJob::KIND);
+        nudges.wake(KIND);
     }
     for row in &rows {
         // The first event with a stored hash is the one stored; a repeat in the same delivery
@@ -120,60 +117,49 @@ pub async fn store(
     Ok(outcome)
 }
 
-/// One statement: stores `rows` that are new and queues a webhook job for each; returns the
-/// hashes of the events stored.
+/// One statement: stores `rows` that are new; returns the hashes of the events stored.
 async fn insert<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     rows: &[NewEvent<'_>],
-    max_attempts: i32,
 ) -> anyhow::Result<Vec<Vec<u8>>> {
-    let statement = format!(
-        "WITH stored AS (
-             INSERT INTO webhook_events
-               (mid_hash, page_fb_id, psid, kind, intent, event_at, sender_index)
-             SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[],
-                                  $6::timestamptz[], $7::bytea[])
-             ON CONFLICT (mid_hash) DO NOTHING
-             RETURNING id, mid_hash
-         ),
-         source AS (
-             SELECT id::text AS key, jsonb_build_object('event_id', id) AS payload FROM stored
-         ),
-         {}
-         SELECT mid_hash FROM stored",
-        jobs::queue_each_of_source::<WebhookJob>(max_attempts)
-    );
-    sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
-        .bind(
-            rows.iter()
-                .map(|r| r.mid_hash.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.event.page_fb_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.psid.as_slice()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.event.kind.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.event.intent.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.event.event_at).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.sender_index.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(executor)
-        .await
-        .context("storing webhook events and queuing their jobs")
+    sqlx::query_scalar(
+        "INSERT INTO webhook_events
+           (mid_hash, page_fb_id, psid, kind, intent, event_at, sender_index)
+         SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[],
+                              $6::timestamptz[], $7::bytea[])
+         ON CONFLICT (mid_hash) DO NOTHING
+         RETURNING mid_hash",
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.mid_hash.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.event.page_fb_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.psid.as_slice()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.event.kind.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.event.intent.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.event.event_at).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.sender_index.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(executor)
+    .await
+    .context("storing webhook events")
 }
 
 /// A stored event waiting to be processed.
@@ -205,33 +191,37 @@ impl EventRow {
     }
 }
 
-/// Locks an unprocessed event for the transaction `conn` is in, together with its sender's
-/// earlier unprocessed events, oldest first: one person's events are acted on in the order they
-/// happened whichever job gets there first (a job for an earlier event then finds it done).
-/// Locks are taken in that order, so two jobs of one person wait for each other, never
-/// deadlock. Empty when the event was processed already (a redelivered job) or is gone.
+/// Locks the unprocessed events `ids` for the transaction `conn` is in, together with their
+/// senders' earlier unprocessed ones, all in the order they happened: one person's events are
+/// acted on in that order whichever batch gets there first (a batch holding an earlier event
+/// then finds it done). Every batch locks in that one order, so two batches wait for each
+/// other, never deadlock. An event processed already or parked as failed is left out.
 pub async fn load_in_order(
     conn: &mut PgConnection,
-    id: i64,
+    ids: &[i64],
 ) -> anyhow::Result<Vec<(i64, EventRow)>> {
     let rows: Vec<PendingRow> = sqlx::query_as(
-        "WITH this AS (
+        "WITH these AS (
              SELECT id, sender_index, event_at FROM webhook_events
-             WHERE id = $1 AND processed_at IS NULL
+             WHERE id = ANY($1) AND processed_at IS NULL AND failed_at IS NULL
+         ),
+         wanted AS (
+             SELECT id FROM these
+             UNION
+             SELECT e.id FROM these t JOIN webhook_events e
+                 ON e.sender_index = t.sender_index AND (e.event_at, e.id) < (t.event_at, t.id)
+             WHERE e.processed_at IS NULL AND e.failed_at IS NULL
          )
          SELECT e.id, e.page_fb_id, e.psid, e.kind, e.intent, e.event_at, e.mid_hash
-         FROM webhook_events e, this
-         WHERE e.processed_at IS NULL
-           AND (e.id = this.id
-                OR (e.sender_index = this.sender_index
-                    AND (e.event_at, e.id) < (this.event_at, this.id)))
+         FROM webhook_events e JOIN wanted w ON w.id = e.id
+         WHERE e.processed_at IS NULL AND e.failed_at IS NULL
          ORDER BY e.event_at, e.id
          FOR UPDATE OF e",
     )
-    .bind(id)
+    .bind(ids)
     .fetch_all(conn)
     .await
-    .context("loading a webhook event and its sender's earlier ones")?;
+    .context("loading webhook events and their senders' earlier ones")?;
     Ok(rows.into_iter().map(|row| (row.id, row.event)).collect())
 }
 
@@ -243,16 +233,17 @@ struct PendingRow {
     event: EventRow,
 }
 
-/// Marks an event processed and erases its sealed sender and its sender index; the hash of
-/// the message id alone stays for dedupe.
-pub async fn finish(conn: &mut PgConnection, id: i64) -> anyhow::Result<()> {
+/// Marks events processed, in one statement, and erases their sealed senders and sender
+/// indexes; the hash of the message id alone stays for dedupe.
+pub async fn finish(conn: &mut PgConnection, ids: &[i64]) -> anyhow::Result<()> {
     sqlx::query(
-        "UPDATE webhook_events SET psid = NULL, sender_index = NULL, processed_at = now()
-         WHERE id = $1",
+        "UPDATE webhook_events SET psid = NULL, sender_index = NULL, processed_at = now(),
+             lease_until = NULL, locked_by = NULL
+         WHERE id = ANY($1)",
     )
-    .bind(id)
+    .bind(ids)
     .execute(conn)
     .await
-    .context("finishing a webhook event")?;
+    .context("finishing webhook events")?;
     Ok(())
 }

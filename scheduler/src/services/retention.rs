@@ -12,10 +12,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use moonengage_core::jobs::WebhookJob;
 use moonengage_core::settings::RetentionSettings;
 use moonengage_privacy::catalog::Prune;
-use moonengage_queue::Job;
 use sqlx::{AssertSqlSafe, PgPool};
 
 use super::Service;
@@ -154,23 +152,16 @@ fn prune_sql(prune: Prune, settings: &RetentionSettings) -> (String, Duration) {
             moonengage_queue::jobs::PRUNE_FINISHED.into(),
             Duration::from_secs(settings.finished_jobs_secs),
         ),
-        // Processed events hold no personal data (their job erased the sender) but are kept a
-        // while to recognise redeliveries; an event whose job failed for good or vanished still
-        // holds its sealed sender and goes after the same time.
+        // Processed events hold no personal data (processing erased the sender) but are kept a
+        // while to recognise redeliveries; an event parked as failed still holds its sealed
+        // sender and goes the same time after it failed.
         Prune::WebhookEvents => (
-            format!(
-                "DELETE FROM webhook_events WHERE id IN (
-                     SELECT e.id FROM webhook_events e
-                     WHERE e.processed_at < now() - make_interval(secs => $1)
-                        OR (e.processed_at IS NULL
-                            AND e.received_at < now() - make_interval(secs => $1)
-                            AND NOT {})
-                     LIMIT $2)",
-                moonengage_queue::jobs::pending_sql(
-                    &format!("'{}'", WebhookJob::KIND),
-                    "e.id::text"
-                )
-            ),
+            "DELETE FROM webhook_events WHERE id IN (
+                 SELECT e.id FROM webhook_events e
+                 WHERE e.processed_at < now() - make_interval(secs => $1)
+                    OR e.failed_at < now() - make_interval(secs => $1)
+                 LIMIT $2)"
+                .into(),
             Duration::from_secs(settings.webhook_events_secs),
         ),
         // Only campaigns whose totals are frozen (`completed_at` set: completed, or cancelled
