@@ -7,6 +7,42 @@ use sqlx::PgPool;
 
 use moonengage_privacy::crypto::{Context, Keyring};
 
+/// Whether a Page may send (`pages.status`; the SQL of this crate and the queue names the same
+/// values). A halted Page sends nothing until an admin resumes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum PageStatus {
+    /// Sending.
+    Active,
+    /// Facebook refused the Page for good (token, permissions, restriction): nothing is sent
+    /// from it and its campaigns are paused.
+    Halted,
+}
+
+impl PageStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PageStatus::Active => "active",
+            PageStatus::Halted => "halted",
+        }
+    }
+}
+
+impl std::str::FromStr for PageStatus {
+    type Err = anyhow::Error;
+
+    /// Reads a status a query returned as text (the queue's claim).
+    fn from_str(value: &str) -> anyhow::Result<PageStatus> {
+        match value {
+            "active" => Ok(PageStatus::Active),
+            "halted" => Ok(PageStatus::Halted),
+            other => anyhow::bail!("unknown Page status {other:?}"),
+        }
+    }
+}
+
 /// Facebook's limit of messages per second per Page: no Page is ever set faster.
 pub const MAX_SEND_RATE: i32 = 300;
 
@@ -148,8 +184,8 @@ pub struct PageSummary {
     pub name: String,
     /// Messages per second.
     pub send_rate: i32,
-    /// `active` or `halted`.
-    pub status: String,
+    /// Whether it sends.
+    pub status: PageStatus,
     /// Why it was halted.
     pub halted_reason: Option<String>,
     /// When it was registered.

@@ -254,7 +254,7 @@ impl Source for Sends {
                     c.state AS campaign_state, c.template, c.page_id, p.name AS page_name,
                     p.status AS page_status, p.access_token, p.send_rate,
                     s.status AS subscriber_status, s.psid, s.first_name,
-                    s.last_interaction_at > now() - interval '24 hours' AS in_window
+                    in_messaging_window(s.last_interaction_at) AS in_window
              FROM claimed cl
              JOIN campaigns c ON c.id = cl.campaign_id
              JOIN pages p ON p.id = c.page_id
@@ -349,7 +349,7 @@ pub async fn fan_out(
          batch AS (
              SELECT s.id,
                     CASE WHEN s.status <> 'active' THEN s.status
-                         WHEN s.last_interaction_at <= now() - interval '24 hours'
+                         WHEN NOT in_messaging_window(s.last_interaction_at)
                               THEN 'outside_window' END AS skip
              FROM subscribers s, campaign
              WHERE s.page_id = campaign.page_id AND s.id > $2

@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 use sqlx::PgPool;
 
+use moonengage_core::campaigns::CampaignState;
 use moonengage_ops::alerts::{self, AdminEvent};
 use moonengage_queue::sends;
 
@@ -43,7 +44,7 @@ pub async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
     sends::fold_tallies(&mut tx)
         .await
         .context("folding outcome counts into campaigns")?;
-    let completed = freeze(&mut tx, "running", "completed")
+    let completed = freeze(&mut tx, CampaignState::Running, CampaignState::Completed)
         .await
         .context("completing finished campaigns")?;
     for &(campaign_id, sent, failed) in &completed {
@@ -69,7 +70,7 @@ pub async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
     sends::fold_tallies(&mut tx)
         .await
         .context("folding outcome counts into campaigns")?;
-    let frozen = freeze(&mut tx, "cancelled", "cancelled")
+    let frozen = freeze(&mut tx, CampaignState::Cancelled, CampaignState::Cancelled)
         .await
         .context("freezing cancelled campaigns")?;
     tx.commit().await.context("committing settled campaigns")?;
@@ -81,8 +82,8 @@ pub async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
 /// id, sent and failed counts.
 async fn freeze(
     conn: &mut sqlx::PgConnection,
-    from: &str,
-    to: &str,
+    from: CampaignState,
+    to: CampaignState,
 ) -> sqlx::Result<Vec<(i64, i32, i32)>> {
     sqlx::query_as(
         "UPDATE campaigns SET state = $2, completed_at = now()
