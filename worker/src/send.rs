@@ -149,8 +149,8 @@ async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
         campaign_id: send.campaign_id,
     });
     let footer = env
-        .signer
-        .link(&token)
+        .settings
+        .unsubscribe_link(&token)
         .map(|link| format!("\n\nUnsubscribe: {link}"))
         .unwrap_or_default();
     let text = match template.render(
