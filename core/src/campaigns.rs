@@ -31,6 +31,16 @@ pub enum CampaignState {
 }
 
 impl CampaignState {
+    /// Every state, in the order of a campaign's life.
+    pub const ALL: [CampaignState; 6] = [
+        CampaignState::Draft,
+        CampaignState::Scheduled,
+        CampaignState::Running,
+        CampaignState::Paused,
+        CampaignState::Completed,
+        CampaignState::Cancelled,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,17 +65,12 @@ impl std::str::FromStr for CampaignState {
 
     /// Reads a state the queue's claim returned as text.
     fn from_str(value: &str) -> anyhow::Result<CampaignState> {
-        [
-            CampaignState::Draft,
-            CampaignState::Scheduled,
-            CampaignState::Running,
-            CampaignState::Paused,
-            CampaignState::Completed,
-            CampaignState::Cancelled,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == value)
-        .with_context(|| format!("unknown campaign state {value:?}"))
+        crate::stored::parse(
+            &CampaignState::ALL,
+            CampaignState::as_str,
+            "campaign state",
+            value,
+        )
     }
 }
 
@@ -362,4 +367,18 @@ async fn transition(
         None => CampaignError::NotFound("campaign"),
         Some(state) => CampaignError::WrongState(state),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_read_back_what_they_store() {
+        for state in CampaignState::ALL {
+            assert_eq!(state.as_str().parse::<CampaignState>().unwrap(), state);
+        }
+        let error = "stopped".parse::<CampaignState>().unwrap_err();
+        assert_eq!(error.to_string(), "unknown campaign state \"stopped\"");
+    }
 }

@@ -35,11 +35,8 @@ impl std::str::FromStr for PageStatus {
 
     /// Reads a status a query returned as text (the queue's claim).
     fn from_str(value: &str) -> anyhow::Result<PageStatus> {
-        match value {
-            "active" => Ok(PageStatus::Active),
-            "halted" => Ok(PageStatus::Halted),
-            other => anyhow::bail!("unknown Page status {other:?}"),
-        }
+        let all = [PageStatus::Active, PageStatus::Halted];
+        crate::stored::parse(&all, PageStatus::as_str, "Page status", value)
     }
 }
 

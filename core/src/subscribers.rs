@@ -109,12 +109,12 @@ impl std::str::FromStr for SubscriberStatus {
 
     /// Reads a status the queue's claim returned as text.
     fn from_str(value: &str) -> anyhow::Result<SubscriberStatus> {
-        match value {
-            "active" => Ok(SubscriberStatus::Active),
-            "unsubscribed" => Ok(SubscriberStatus::Unsubscribed),
-            "unreachable" => Ok(SubscriberStatus::Unreachable),
-            other => anyhow::bail!("unknown subscriber status {other:?}"),
-        }
+        let all = [
+            SubscriberStatus::Active,
+            SubscriberStatus::Unsubscribed,
+            SubscriberStatus::Unreachable,
+        ];
+        crate::stored::parse(&all, SubscriberStatus::as_str, "subscriber status", value)
     }
 }
 

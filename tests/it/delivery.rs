@@ -62,7 +62,10 @@ async fn the_messaging_window_is_inlined_by_the_planner() {
     .await
     .unwrap();
     let plan = plan.join("\n");
-    assert!(!plan.contains("in_messaging_window"), "not inlined:\n{plan}");
+    assert!(
+        !plan.contains("in_messaging_window"),
+        "not inlined:\n{plan}"
+    );
     assert!(plan.contains("last_interaction_at >"), "{plan}");
 }
 
@@ -393,7 +396,11 @@ async fn a_huge_campaign_does_not_starve_a_small_one_of_another_page() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(big_progress.state, CampaignState::Running, "the big one was still going");
+    assert_eq!(
+        big_progress.state,
+        CampaignState::Running,
+        "the big one was still going"
+    );
     campaigns::cancel(h.pool(), big_campaign).await.unwrap();
 }
 

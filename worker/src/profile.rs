@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use moonengage_core::profile::ProfileJob;
 use moonengage_core::pages::{self, PageStatus};
+use moonengage_core::profile::ProfileJob;
 use moonengage_core::subscribers;
 use moonengage_messenger::limiter::Permit;
 use moonengage_messenger::{ErrorClass, SendError};

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
-use moonengage_core::template::Variables;
 use moonengage_core::campaigns::{self, CampaignState};
 use moonengage_core::pages::{self, PageStatus};
 use moonengage_core::subscribers::{self, SubscriberStatus};
+use moonengage_core::template::Variables;
 use moonengage_messenger::{ErrorClass, OutgoingMessage, QuickReply, SendError};
 use moonengage_ops::metrics;
 use moonengage_privacy::crypto::Context;

@@ -302,7 +302,11 @@ mod tests {
         settings.web.public_base_url = None;
         settings.unsubscribe.base_url = None;
         assert_eq!(settings.configured_public_base_url(), None);
-        assert_eq!(settings.unsubscribe_link("t"), None, "no link unless asked for");
+        assert_eq!(
+            settings.unsubscribe_link("t"),
+            None,
+            "no link unless asked for"
+        );
 
         settings.unsubscribe.base_url = Some("https://old.example.com/".into());
         assert_eq!(
