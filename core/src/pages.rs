@@ -110,8 +110,9 @@ pub fn open_token(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<SecretStri
 
 /// Halts a Page that Facebook refuses for good (token, permission, block): nothing more is
 /// sent from it, and its running campaigns are paused, until an admin resumes it. Admins are
-/// e-mailed (once per halt: only the call that halted an active Page reports it). Returns the
-/// campaigns it paused, or `None` when the Page was halted already.
+/// e-mailed, the halt counted and logged (once per halt: only the call that halted an active
+/// Page reports it), whichever job met the refusal. Returns the campaigns it paused, or `None`
+/// when the Page was halted already.
 pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<Option<Vec<i64>>> {
     let mut tx = pool.begin().await.context("halting a Page")?;
     let halted = sqlx::query(
@@ -136,6 +137,8 @@ pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<O
     )
     .await?;
     tx.commit().await.context("committing a Page's halt")?;
+    moonengage_ops::metrics::page_halted(page_id);
+    tracing::warn!(page_id, "Page halted; its campaigns are paused");
     Ok(Some(paused))
 }
 

@@ -255,14 +255,7 @@ async fn failed(env: &Env, send: &Send, error: &SendError) -> anyhow::Result<Out
             Outcome::Failed(reason)
         }
         ErrorClass::PageFatal => {
-            let paused = pages::halt(&env.pool, send.page_id, class.as_str()).await?;
-            if paused.is_some() {
-                metrics::page_halted(send.page_id);
-                tracing::warn!(
-                    page_id = send.page_id,
-                    "Page halted; its campaigns are paused"
-                );
-            }
+            pages::halt(&env.pool, send.page_id, class.as_str()).await?;
             // Not sent: this person's message waits with the paused campaign.
             Outcome::Park
         }
