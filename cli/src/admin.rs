@@ -193,15 +193,15 @@ pub async fn seed(
         added += subscribers::insert_batch(pool, keyring, page_id, &fb_page_id, chunk).await?;
     }
     if unsubscribed > 0 {
-        sqlx::query(
-            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now()
-             WHERE id IN (SELECT id FROM subscribers WHERE page_id = $1
-                          ORDER BY id DESC LIMIT $2)",
+        let last: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM subscribers WHERE page_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(page_id)
         .bind(unsubscribed as i64)
-        .execute(pool)
+        .fetch_all(pool)
         .await?;
+        let mut conn = pool.acquire().await?;
+        subscribers::unsubscribe_by_admin(&mut conn, page_id, &last).await?;
     }
     Ok(added)
 }

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use chrono::Utc;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use moonengage_core::campaigns;
+use moonengage_core::campaigns::{self, CampaignState};
 use moonengage_core::db;
 use moonengage_core::pages::{self, NewPage};
 use moonengage_core::settings::Settings;
@@ -246,7 +246,7 @@ impl Summary {
         self.skipped += progress.skipped;
         self.failed += progress.failed;
         self.unknown += progress.unknown;
-        self.completed += usize::from(progress.state == "completed");
+        self.completed += usize::from(progress.state == CampaignState::Completed);
         self.fanned_out += usize::from(progress.fanout_done);
     }
 

@@ -6,7 +6,73 @@ use moonengage_queue::sends;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
+use crate::pages::PageStatus;
 use crate::template::{Template, TemplateError};
+
+/// Where a campaign is in its life (`campaigns.state`; the SQL of this crate, the queue and the
+/// scheduler names the same values): `draft → scheduled → running ⇄ paused → completed`, or
+/// `cancelled` from any state before `completed`. Serialized as the stored name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum CampaignState {
+    /// Created, not scheduled yet.
+    Draft,
+    /// Waiting for its start time.
+    Scheduled,
+    /// Being fanned out and sent.
+    Running,
+    /// Stopped by an admin or its Page's halt ([`PausedBy`]); nothing is claimed from it.
+    Paused,
+    /// Every recipient has an outcome.
+    Completed,
+    /// Cancelled: what was not sent is recorded as skipped.
+    Cancelled,
+}
+
+impl CampaignState {
+    /// Every state, in the order of a campaign's life.
+    pub const ALL: [CampaignState; 6] = [
+        CampaignState::Draft,
+        CampaignState::Scheduled,
+        CampaignState::Running,
+        CampaignState::Paused,
+        CampaignState::Completed,
+        CampaignState::Cancelled,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Draft => "draft",
+            CampaignState::Scheduled => "scheduled",
+            CampaignState::Running => "running",
+            CampaignState::Paused => "paused",
+            CampaignState::Completed => "completed",
+            CampaignState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for CampaignState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CampaignState {
+    type Err = anyhow::Error;
+
+    /// Reads a state the queue's claim returned as text.
+    fn from_str(value: &str) -> anyhow::Result<CampaignState> {
+        crate::stored::parse(
+            &CampaignState::ALL,
+            CampaignState::as_str,
+            "campaign state",
+            value,
+        )
+    }
+}
 
 /// Why a campaign cannot be created or scheduled.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +85,7 @@ pub enum CampaignError {
     NotFound(&'static str),
     /// The campaign is not in a state that allows this.
     #[error("campaign is {0}")]
-    WrongState(String),
+    WrongState(CampaignState),
     /// The campaign's Page is halted: nothing can be sent from it until the Page is resumed,
     /// which resumes the campaigns its halt paused.
     #[error(
@@ -66,13 +132,14 @@ pub async fn create(
 
 /// Schedules a draft campaign; the scheduler leader starts it once `at` has passed.
 pub async fn schedule(pool: &PgPool, id: i64, at: DateTime<Utc>) -> Result<(), CampaignError> {
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    match state.as_deref() {
+    let state: Option<CampaignState> =
+        sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    match state {
         None => Err(CampaignError::NotFound("campaign")),
-        Some("draft" | "scheduled") => {
+        Some(CampaignState::Draft | CampaignState::Scheduled) => {
             sqlx::query(
                 "UPDATE campaigns SET state = 'scheduled', scheduled_at = $2
                  WHERE id = $1 AND state IN ('draft', 'scheduled')",
@@ -83,7 +150,7 @@ pub async fn schedule(pool: &PgPool, id: i64, at: DateTime<Utc>) -> Result<(), C
             .await?;
             Ok(())
         }
-        Some(other) => Err(CampaignError::WrongState(other.into())),
+        Some(other) => Err(CampaignError::WrongState(other)),
     }
 }
 
@@ -92,8 +159,8 @@ pub async fn schedule(pool: &PgPool, id: i64, at: DateTime<Utc>) -> Result<(), C
 pub struct Progress {
     /// Campaign id.
     pub id: i64,
-    /// `draft`, `scheduled`, `running`, `paused`, `completed` or `cancelled`.
-    pub state: String,
+    /// Where it is in its life.
+    pub state: CampaignState,
     /// Whether every recipient has been turned into a job or a skip.
     pub fanout_done: bool,
     /// People the campaign addressed so far (grows during fan-out).
@@ -130,24 +197,15 @@ pub async fn progress(pool: &PgPool, id: i64) -> anyhow::Result<Option<Progress>
     .context("reading campaign progress")
 }
 
-/// Who paused a campaign (`campaigns.paused_by`): resuming a Page restarts only what its halt
-/// paused, never a campaign an admin paused on purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who paused a campaign (`campaigns.paused_by`: `admin` or `page_halt`): resuming a Page
+/// restarts only what its halt paused, never a campaign an admin paused on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum PausedBy {
     /// An admin, through the API or the CLI.
     Admin,
     /// The halt of its Page (Facebook refused the Page for good).
     PageHalt,
-}
-
-impl PausedBy {
-    /// The value stored in `campaigns.paused_by`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PausedBy::Admin => "admin",
-            PausedBy::PageHalt => "page_halt",
-        }
-    }
 }
 
 /// Pauses a running (or scheduled) campaign at an admin's request. No row moves: workers claim
@@ -158,8 +216,8 @@ pub async fn pause(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     transition(
         &mut conn,
         id,
-        &["running", "scheduled"],
-        "paused",
+        &[CampaignState::Running, CampaignState::Scheduled],
+        CampaignState::Paused,
         Some(PausedBy::Admin),
     )
     .await
@@ -173,7 +231,7 @@ pub async fn pause_for_halt(conn: &mut PgConnection, page_id: i64) -> anyhow::Re
          WHERE page_id = $1 AND state IN ('running', 'scheduled') RETURNING id",
     )
     .bind(page_id)
-    .bind(PausedBy::PageHalt.as_str())
+    .bind(PausedBy::PageHalt)
     .fetch_all(&mut *conn)
     .await
     .context("pausing the campaigns of a halted Page")
@@ -187,7 +245,7 @@ pub async fn pause_unrenderable(pool: &PgPool, id: i64) -> anyhow::Result<()> {
         "UPDATE campaigns SET state = 'paused', paused_by = $2 WHERE id = $1 AND state = 'running'",
     )
     .bind(id)
-    .bind(PausedBy::Admin.as_str())
+    .bind(PausedBy::Admin)
     .execute(pool)
     .await
     .context("pausing a campaign whose template does not render")?;
@@ -200,7 +258,7 @@ pub async fn pause_unrenderable(pool: &PgPool, id: i64) -> anyhow::Result<()> {
 /// (nothing is touched): the Page must be resumed first.
 pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     let mut tx = pool.begin().await?;
-    let page: Option<(i64, String, Option<String>)> = sqlx::query_as(
+    let page: Option<(i64, PageStatus, Option<String>)> = sqlx::query_as(
         "SELECT p.id, p.status, p.halted_reason
          FROM campaigns c JOIN pages p ON p.id = c.page_id WHERE c.id = $1 FOR SHARE OF p",
     )
@@ -209,7 +267,7 @@ pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     .await?;
     match page {
         None => return Err(CampaignError::NotFound("campaign")),
-        Some((page_id, status, reason)) if status == "halted" => {
+        Some((page_id, PageStatus::Halted, reason)) => {
             return Err(CampaignError::PageHalted {
                 page_id,
                 reason: reason.unwrap_or_else(|| "no reason recorded".into()),
@@ -230,7 +288,7 @@ pub async fn resume_after_halt(conn: &mut PgConnection, page_id: i64) -> anyhow:
          FOR UPDATE",
     )
     .bind(page_id)
-    .bind(PausedBy::PageHalt.as_str())
+    .bind(PausedBy::PageHalt)
     .fetch_all(&mut *conn)
     .await
     .context("finding the campaigns a halt paused")?;
@@ -244,7 +302,14 @@ pub async fn resume_after_halt(conn: &mut PgConnection, page_id: i64) -> anyhow:
 
 /// Moves a paused campaign back to running and re-paces its queued sends.
 async fn restart(conn: &mut PgConnection, id: i64) -> Result<(), CampaignError> {
-    transition(conn, id, &["paused"], "running", None).await?;
+    transition(
+        conn,
+        id,
+        &[CampaignState::Paused],
+        CampaignState::Running,
+        None,
+    )
+    .await?;
     sends::repace(conn, id).await?;
     Ok(())
 }
@@ -254,15 +319,15 @@ async fn restart(conn: &mut PgConnection, id: i64) -> Result<(), CampaignError> 
 /// under way finish and are recorded as they end.
 pub async fn cancel(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     let mut tx = pool.begin().await?;
-    let state: Option<String> =
+    let state: Option<CampaignState> =
         sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    match state.as_deref() {
+    match state {
         None => return Err(CampaignError::NotFound("campaign")),
-        Some("completed" | "cancelled") => {
-            return Err(CampaignError::WrongState(state.unwrap_or_default()));
+        Some(done @ (CampaignState::Completed | CampaignState::Cancelled)) => {
+            return Err(CampaignError::WrongState(done));
         }
         Some(_) => {}
     }
@@ -276,29 +341,44 @@ pub async fn cancel(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
 async fn transition(
     conn: &mut PgConnection,
     id: i64,
-    from: &[&str],
-    to: &str,
+    from: &[CampaignState],
+    to: CampaignState,
     paused_by: Option<PausedBy>,
 ) -> Result<(), CampaignError> {
-    let from: Vec<String> = from.iter().map(|s| (*s).to_owned()).collect();
+    let from: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
     let moved = sqlx::query(
         "UPDATE campaigns SET state = $3, paused_by = $4 WHERE id = $1 AND state = ANY($2)",
     )
     .bind(id)
     .bind(&from)
     .bind(to)
-    .bind(paused_by.map(PausedBy::as_str))
+    .bind(paused_by)
     .execute(&mut *conn)
     .await?;
     if moved.rows_affected() == 1 {
         return Ok(());
     }
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let state: Option<CampaignState> =
+        sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     Err(match state {
         None => CampaignError::NotFound("campaign"),
         Some(state) => CampaignError::WrongState(state),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_read_back_what_they_store() {
+        for state in CampaignState::ALL {
+            assert_eq!(state.as_str().parse::<CampaignState>().unwrap(), state);
+        }
+        let error = "stopped".parse::<CampaignState>().unwrap_err();
+        assert_eq!(error.to_string(), "unknown campaign state \"stopped\"");
+    }
 }

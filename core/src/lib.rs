@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod pages;
 pub mod profile;
 pub mod settings;
+mod stored;
 pub mod subscribers;
 pub mod template;
 pub mod webhook;

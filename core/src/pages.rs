@@ -7,6 +7,39 @@ use sqlx::PgPool;
 
 use moonengage_privacy::crypto::{Keyring, SealedField};
 
+/// Whether a Page may send (`pages.status`; the SQL of this crate and the queue names the same
+/// values). A halted Page sends nothing until an admin resumes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum PageStatus {
+    /// Sending.
+    Active,
+    /// Facebook refused the Page for good (token, permissions, restriction): nothing is sent
+    /// from it and its campaigns are paused.
+    Halted,
+}
+
+impl PageStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PageStatus::Active => "active",
+            PageStatus::Halted => "halted",
+        }
+    }
+}
+
+impl std::str::FromStr for PageStatus {
+    type Err = anyhow::Error;
+
+    /// Reads a status a query returned as text (the queue's claim).
+    fn from_str(value: &str) -> anyhow::Result<PageStatus> {
+        let all = [PageStatus::Active, PageStatus::Halted];
+        crate::stored::parse(&all, PageStatus::as_str, "Page status", value)
+    }
+}
+
 /// Facebook's limit of messages per second per Page: no Page is ever set faster.
 pub const MAX_SEND_RATE: i32 = 300;
 
@@ -77,8 +110,9 @@ pub fn open_token(keyring: &Keyring, sealed: &[u8]) -> anyhow::Result<SecretStri
 
 /// Halts a Page that Facebook refuses for good (token, permission, block): nothing more is
 /// sent from it, and its running campaigns are paused, until an admin resumes it. Admins are
-/// e-mailed (once per halt: only the call that halted an active Page reports it). Returns the
-/// campaigns it paused, or `None` when the Page was halted already.
+/// e-mailed, the halt counted and logged (once per halt: only the call that halted an active
+/// Page reports it), whichever job met the refusal. Returns the campaigns it paused, or `None`
+/// when the Page was halted already.
 pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<Option<Vec<i64>>> {
     let mut tx = pool.begin().await.context("halting a Page")?;
     let halted = sqlx::query(
@@ -103,6 +137,8 @@ pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<O
     )
     .await?;
     tx.commit().await.context("committing a Page's halt")?;
+    moonengage_ops::metrics::page_halted(page_id);
+    tracing::warn!(page_id, "Page halted; its campaigns are paused");
     Ok(Some(paused))
 }
 
@@ -148,8 +184,8 @@ pub struct PageSummary {
     pub name: String,
     /// Messages per second.
     pub send_rate: i32,
-    /// `active` or `halted`.
-    pub status: String,
+    /// Whether it sends.
+    pub status: PageStatus,
     /// Why it was halted.
     pub halted_reason: Option<String>,
     /// When it was registered.

@@ -32,9 +32,10 @@ impl Job for DsrJob {
     }
 }
 
-/// What the person asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What the person asks for (`dsr_requests.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum DsrType {
     /// A machine-readable copy of their data (Art. 15/20).
     Export,
@@ -55,8 +56,10 @@ impl DsrType {
     }
 }
 
-/// How the request reached us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the request reached us (`dsr_requests.channel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Channel {
     /// A keyword or postback in the conversation with the Page.
     Messenger,
@@ -73,6 +76,34 @@ impl Channel {
             Channel::Messenger => "messenger",
             Channel::FacebookCallback => "facebook_callback",
             Channel::Admin => "admin",
+        }
+    }
+}
+
+/// Where a request is (`dsr_requests.status`; the SQL of `requests` names the same values):
+/// `received → processing → completed`, or `refused`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum DsrStatus {
+    /// Filed, not picked up yet.
+    Received,
+    /// Its job is carrying it out.
+    Processing,
+    /// Answered.
+    Completed,
+    /// Not carried out, with the reason in the outcome.
+    Refused,
+}
+
+impl DsrStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DsrStatus::Received => "received",
+            DsrStatus::Processing => "processing",
+            DsrStatus::Completed => "completed",
+            DsrStatus::Refused => "refused",
         }
     }
 }
@@ -189,14 +220,14 @@ pub async fn file_sealed(
 pub struct Status {
     /// `dsr_requests.id`.
     pub id: i64,
-    /// `export`, `erasure` or `objection`.
+    /// What was asked for.
     #[sqlx(rename = "type")]
     #[serde(rename = "type")]
-    pub kind: String,
-    /// `messenger`, `facebook_callback` or `admin`.
-    pub channel: String,
-    /// `received`, `processing`, `completed` or `refused`.
-    pub status: String,
+    pub kind: DsrType,
+    /// How it reached us.
+    pub channel: Channel,
+    /// Where it is.
+    pub status: DsrStatus,
     /// When it was filed.
     pub received_at: DateTime<Utc>,
     /// When it must be answered by.

@@ -512,7 +512,7 @@ pub async fn decide_notice(
              WHERE s.status <> 'unreachable' AND ($2::bigint IS NULL OR s.page_id = $2)
              RETURNING subscriber_id
          )
-         SELECT s.id, s.last_interaction_at > now() - interval '24 hours'
+         SELECT s.id, in_messaging_window(s.last_interaction_at)
          FROM owed o JOIN subscribers s ON s.id = o.subscriber_id",
     )
     .bind(id)
@@ -596,7 +596,7 @@ pub async fn claim(
              FROM subscribers s
              WHERE n.incident_id = $1 AND n.subscriber_id = $2 AND n.told_at IS NULL
                AND s.id = n.subscriber_id AND s.status <> 'unreachable'
-               AND s.last_interaction_at > now() - interval '24 hours'
+               AND in_messaging_window(s.last_interaction_at)
              RETURNING n.incident_id
          )
          SELECT i.detected_at, i.categories, i.description

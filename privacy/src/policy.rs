@@ -157,7 +157,7 @@ pub async fn publish(
     let people: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM subscribers
          WHERE status <> 'unreachable'
-           AND last_interaction_at > now() - interval '24 hours'
+           AND in_messaging_window(last_interaction_at)
            AND coalesce(policy_version_notified, 0) < $1",
     )
     .bind(id)
@@ -252,7 +252,7 @@ pub async fn claim(
                AND coalesce(old.previous, 0) < $2
                AND $2 = (SELECT max(id) FROM policy_versions)
                AND s.status <> 'unreachable'
-               AND s.last_interaction_at > now() - interval '24 hours'
+               AND in_messaging_window(s.last_interaction_at)
              RETURNING old.previous
          )
          SELECT claimed.previous, v.version, v.summary, v.url

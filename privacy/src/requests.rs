@@ -6,32 +6,28 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::crypto::Keyring;
-use crate::dsr::{Status, Subject};
+use crate::dsr::{Channel, DsrType, Status, Subject};
 use crate::subject::SealedSubject;
 use moonengage_ops::alerts::{self, AdminEvent};
 
 /// An open request a job is carrying out.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Claimed {
-    /// `export`, `erasure` or `objection`.
+    /// What is asked for.
     #[sqlx(rename = "type")]
-    pub kind: String,
-    /// `messenger`, `facebook_callback` or `admin`.
-    pub channel: String,
+    pub kind: DsrType,
+    /// How it reached us.
+    pub channel: Channel,
     /// The code the person quotes.
     pub confirmation_code: String,
     /// When it was filed.
     pub received_at: DateTime<Utc>,
     /// Who it is about, sealed; `None` only if a previous run dropped it without completing.
     pub subject_ref: Option<Vec<u8>>,
-}
-
-impl Claimed {
-    /// A request filed in the conversation came with a message, which opened the person's
-    /// 24-hour window even if they have no subscriber row to record it.
-    pub fn opened_window(&self) -> bool {
-        self.channel == "messenger" && self.received_at > Utc::now() - chrono::Duration::hours(24)
-    }
+    /// Whether the request was filed in the conversation inside the last 24 hours: its
+    /// message opened the person's window even if they have no subscriber row to record it
+    /// (`in_messaging_window(received_at)`).
+    pub opened_window: bool,
 }
 
 /// Marks a request `processing` and returns it; `None` when it is completed or refused already,
@@ -43,7 +39,8 @@ pub async fn claim(
     sqlx::query_as(
         "UPDATE dsr_requests SET status = 'processing'
          WHERE id = $1 AND status IN ('received', 'processing')
-         RETURNING type, channel, confirmation_code, received_at, subject_ref",
+         RETURNING type, channel, confirmation_code, received_at, subject_ref,
+                   channel = 'messenger' AND in_messaging_window(received_at) AS opened_window",
     )
     .bind(request_id)
     .fetch_optional(executor)

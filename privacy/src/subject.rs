@@ -99,7 +99,7 @@ pub async fn find_person(
         "SELECT s.id AS subscriber_id, s.page_id, p.fb_page_id, p.name AS page_name, s.psid,
                 s.first_name, s.status, s.opted_in_at, s.consent_source, s.consent_mid_hash,
                 s.last_interaction_at, s.unsubscribed_at, s.unsubscribed_by, s.created_at,
-                s.last_interaction_at > now() - interval '24 hours' AS in_window
+                in_messaging_window(s.last_interaction_at) AS in_window
          FROM subscribers s JOIN pages p ON p.id = s.page_id
          WHERE s.page_id = $1
            AND CASE WHEN $2::bytea IS NOT NULL THEN s.psid_index = $2 ELSE s.id = $3 END

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::crypto::{Keyring, SealedField};
-use crate::dsr::{Status, Subject};
+use crate::dsr::{Channel, DsrStatus, DsrType, Status, Subject};
 use crate::requests;
 use crate::subject::Person;
 
@@ -88,9 +88,9 @@ struct Queued {
 #[derive(Debug, Serialize)]
 struct OpenRequest {
     #[serde(rename = "type")]
-    kind: String,
-    channel: String,
-    status: String,
+    kind: DsrType,
+    channel: Channel,
+    status: DsrStatus,
     received_at: DateTime<Utc>,
     due_at: DateTime<Utc>,
     confirmation_code: String,

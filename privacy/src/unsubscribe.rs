@@ -45,8 +45,9 @@ pub struct UnsubscribeSettings {
     pub keys: Vec<UnsubscribeKey>,
     /// Id of the key that signs new tokens.
     pub current_key: u8,
-    /// Public base URL of the web process, where `/u/{token}` links point (e.g.
-    /// `https://engage.example.com`); none means messages carry only the quick reply.
+    /// Set (e.g. `https://engage.example.com`) to put a `/u/{token}` link in every message; none
+    /// means messages carry only the quick reply. The link points, like every link we send, at
+    /// `Settings::public_base_url` (`web.public_base_url`, else this).
     #[serde(default)]
     pub base_url: Option<String>,
 }
@@ -164,7 +165,6 @@ pub struct UnsubscribeSigner {
     current: Hmac<Sha256>,
     /// Every key, the current one included, keyed and with the domain absorbed.
     keys: HashMap<u8, Hmac<Sha256>>,
-    base_url: Option<String>,
 }
 
 impl UnsubscribeSigner {
@@ -191,18 +191,17 @@ impl UnsubscribeSigner {
         let current = keys.get(&settings.current_key).cloned().ok_or(
             UnsubscribeSettingsError::UnknownCurrentKey(settings.current_key),
         )?;
-        let base_url = match &settings.base_url {
-            None => None,
-            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
-                Some(url.trim_end_matches('/').to_owned())
-            }
-            Some(_) => return Err(UnsubscribeSettingsError::InvalidBaseUrl),
-        };
+        if settings
+            .base_url
+            .as_deref()
+            .is_some_and(|url| !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            return Err(UnsubscribeSettingsError::InvalidBaseUrl);
+        }
         Ok(Self {
             current_id: settings.current_key,
             current,
             keys,
-            base_url,
         })
     }
 
@@ -261,13 +260,6 @@ impl UnsubscribeSigner {
         }
         Ok(claims)
     }
-
-    /// The `/u/{token}` link to show in a message, when `unsubscribe.base_url` is configured.
-    pub fn link(&self, token: &str) -> Option<String> {
-        self.base_url
-            .as_ref()
-            .map(|base| format!("{base}/u/{token}"))
-    }
 }
 
 impl fmt::Debug for UnsubscribeSigner {
@@ -277,7 +269,6 @@ impl fmt::Debug for UnsubscribeSigner {
         f.debug_struct("UnsubscribeSigner")
             .field("current_key", &self.current_id)
             .field("key_ids", &ids)
-            .field("base_url", &self.base_url)
             .finish_non_exhaustive()
     }
 }

@@ -139,11 +139,34 @@ pub struct Queued<J> {
     pub job: J,
 }
 
+/// What settling does to a row of `jobs` (`jobs.status`; the SQL of this module names the same
+/// values): a job that succeeded is deleted, others are queued again or failed for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Succeeded: the row is deleted (never stored).
+    Done,
+    /// Due again at its run time (a retry, a deferral, a job given back).
+    Queued,
+    /// Failed for good; kept for a while for inspection.
+    Failed,
+}
+
+impl JobStatus {
+    /// The stored name (`done` only ever travels to the settle statement, which deletes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Done => "done",
+            JobStatus::Queued => "queued",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
 /// How a job's row is settled.
 #[derive(Debug)]
 pub struct Settled {
     id: i64,
-    status: &'static str,
+    status: JobStatus,
     delay: Option<f64>,
     refund: bool,
     error: Option<String>,
@@ -152,7 +175,7 @@ pub struct Settled {
 impl Settled {
     /// Parameter bytes of the outcome in a settle statement.
     fn bytes(&self) -> usize {
-        60 + self.status.len() + self.error.as_ref().map_or(0, String::len)
+        60 + self.status.as_str().len() + self.error.as_ref().map_or(0, String::len)
     }
 
     /// What `result` of attempt `attempt` (of `max_attempts`) does to the row of job `id`.
@@ -164,12 +187,12 @@ impl Settled {
         settings: &QueueSettings,
     ) -> Settled {
         let (status, delay, refund, error) = match result {
-            Ok(()) => ("done", None, false, None),
+            Ok(()) => (JobStatus::Done, None, false, None),
             Err(JobError::Retry {
                 spend_attempt: true,
                 reason,
                 ..
-            }) if attempt >= max_attempts => ("failed", None, false, Some(reason.clone())),
+            }) if attempt >= max_attempts => (JobStatus::Failed, None, false, Some(reason.clone())),
             Err(JobError::Retry {
                 after,
                 spend_attempt,
@@ -179,14 +202,14 @@ impl Settled {
                     settings.backoff(u32::try_from(attempt.max(1) - 1).unwrap_or(0))
                 });
                 (
-                    "queued",
+                    JobStatus::Queued,
                     Some(after.as_secs_f64()),
                     !spend_attempt,
                     Some(reason.clone()),
                 )
             }
-            Err(JobError::Park) => ("queued", Some(f64::INFINITY), true, None),
-            Err(JobError::Fatal(reason)) => ("failed", None, false, Some(reason.clone())),
+            Err(JobError::Park) => (JobStatus::Queued, Some(f64::INFINITY), true, None),
+            Err(JobError::Fatal(reason)) => (JobStatus::Failed, None, false, Some(reason.clone())),
         };
         Settled {
             id,
@@ -239,10 +262,10 @@ impl<J: Job> Jobs<J> {
 
     async fn settle_run(&self, batch: &[Settled]) -> sqlx::Result<()> {
         let (done, rest): (Vec<&Settled>, Vec<&Settled>) =
-            batch.iter().partition(|s| s.status == "done");
+            batch.iter().partition(|s| s.status == JobStatus::Done);
         let done: Vec<i64> = done.iter().map(|s| s.id).collect();
         let ids: Vec<i64> = rest.iter().map(|s| s.id).collect();
-        let statuses: Vec<&str> = rest.iter().map(|s| s.status).collect();
+        let statuses: Vec<&str> = rest.iter().map(|s| s.status.as_str()).collect();
         let parked: Vec<bool> = rest
             .iter()
             .map(|s| s.delay.is_some_and(f64::is_infinite))
@@ -330,7 +353,7 @@ impl<J: Job> Source for Jobs<J> {
                 // Its last attempt's worker died holding it.
                 failed.push(Settled {
                     id: row.id,
-                    status: "failed",
+                    status: JobStatus::Failed,
                     delay: None,
                     refund: false,
                     error: Some("lease expired on the last attempt".into()),
@@ -352,7 +375,7 @@ impl<J: Job> Source for Jobs<J> {
                     tracing::error!(kind = J::KIND, job_id = row.id, %error, "unreadable job payload; failed for good");
                     failed.push(Settled {
                         id: row.id,
-                        status: "failed",
+                        status: JobStatus::Failed,
                         delay: None,
                         refund: false,
                         error: Some(format!("unreadable payload: {error}")),
@@ -371,7 +394,7 @@ impl<J: Job> Source for Jobs<J> {
             .into_iter()
             .map(|queued| Settled {
                 id: queued.id,
-                status: "queued",
+                status: JobStatus::Queued,
                 delay: Some(0.0),
                 refund: true,
                 error: None,

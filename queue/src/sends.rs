@@ -97,30 +97,63 @@ impl Settled {
     /// Parameter bytes of the outcome in a settle statement.
     fn bytes(&self) -> usize {
         let (status, reason, message_id, ..) = columns(&self.outcome);
-        60 + status.len() + reason.map_or(0, str::len) + message_id.map_or(0, str::len)
+        60 + status.as_str().len() + reason.map_or(0, str::len) + message_id.map_or(0, str::len)
+    }
+}
+
+/// Where a delivery (a send job) is (`deliveries.status`; the SQL of this module names the same
+/// values): `queued → sending → sent | failed | unknown | skipped`, back to `queued` for a
+/// retry or a deferral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Due at its run time.
+    Queued,
+    /// Claimed by a worker (leased).
+    Sending,
+    /// Facebook accepted it.
+    Sent,
+    /// Not sent, with the reason.
+    Skipped,
+    /// Failed for good.
+    Failed,
+    /// May or may not have reached the person: never resent.
+    Unknown,
+}
+
+impl DeliveryStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Unknown => "unknown",
+        }
     }
 }
 
 /// The columns an outcome writes: status, reason, message id, delay before the next run, and
 /// whether the attempt is given back.
-fn columns(outcome: &Outcome) -> (&'static str, Option<&str>, Option<&str>, f64, bool) {
+fn columns(outcome: &Outcome) -> (DeliveryStatus, Option<&str>, Option<&str>, f64, bool) {
     match outcome {
-        Outcome::Sent { message_id } => ("sent", None, Some(message_id), 0.0, false),
-        Outcome::Skipped(reason) => ("skipped", Some(reason), None, 0.0, false),
-        Outcome::Failed(reason) => ("failed", Some(reason), None, 0.0, false),
-        Outcome::Unknown(reason) => ("unknown", Some(reason), None, 0.0, false),
+        Outcome::Sent { message_id } => (DeliveryStatus::Sent, None, Some(message_id), 0.0, false),
+        Outcome::Skipped(reason) => (DeliveryStatus::Skipped, Some(reason), None, 0.0, false),
+        Outcome::Failed(reason) => (DeliveryStatus::Failed, Some(reason), None, 0.0, false),
+        Outcome::Unknown(reason) => (DeliveryStatus::Unknown, Some(reason), None, 0.0, false),
         Outcome::Retry {
             after,
             spend_attempt,
             reason,
         } => (
-            "queued",
+            DeliveryStatus::Queued,
             Some(reason),
             None,
             after.as_secs_f64(),
             !spend_attempt,
         ),
-        Outcome::Park => ("queued", None, None, 0.0, true),
+        Outcome::Park => (DeliveryStatus::Queued, None, None, 0.0, true),
     }
 }
 
@@ -166,7 +199,7 @@ impl Sends {
             let (status, reason, message_id, delay, refund) = columns(&settled.outcome);
             campaigns.push(settled.campaign_id);
             subscribers.push(settled.subscriber_id);
-            statuses.push(status);
+            statuses.push(status.as_str());
             reasons.push(reason.map(str::to_owned));
             message_ids.push(message_id.map(str::to_owned));
             delays.push(delay);
@@ -254,7 +287,7 @@ impl Source for Sends {
                     c.state AS campaign_state, c.template, c.page_id, p.name AS page_name,
                     p.status AS page_status, p.access_token, p.send_rate,
                     s.status AS subscriber_status, s.psid, s.first_name,
-                    s.last_interaction_at > now() - interval '24 hours' AS in_window
+                    in_messaging_window(s.last_interaction_at) AS in_window
              FROM claimed cl
              JOIN campaigns c ON c.id = cl.campaign_id
              JOIN pages p ON p.id = c.page_id
@@ -349,7 +382,7 @@ pub async fn fan_out(
          batch AS (
              SELECT s.id,
                     CASE WHEN s.status <> 'active' THEN s.status
-                         WHEN s.last_interaction_at <= now() - interval '24 hours'
+                         WHEN NOT in_messaging_window(s.last_interaction_at)
                               THEN 'outside_window' END AS skip
              FROM subscribers s, campaign
              WHERE s.page_id = campaign.page_id AND s.id > $2

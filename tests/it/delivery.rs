@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use moonengage_core::campaigns;
+use moonengage_core::campaigns::{self, CampaignState};
 use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, PsidFault, RandomFault};
 use nix::sys::signal::Signal;
 
-use crate::helpers::{Harness, Person, Process, RedisProxy, RedisServer, busiest, wait_completed};
+use crate::helpers::{
+    Harness, Person, Process, RedisProxy, RedisServer, TestDb, busiest, wait_completed,
+};
 
 const TEMPLATE: &str = "Hello {{first_name default=\"there\"}}";
 
@@ -24,6 +26,47 @@ async fn count(h: &Harness, sql: &'static str, campaign: i64) -> i64 {
         .fetch_one(h.pool())
         .await
         .unwrap()
+}
+
+/// The 24-hour window has one definition, `in_messaging_window` (SQL): open until exactly 24
+/// hours after the person's last message, closed from then on.
+#[tokio::test]
+async fn the_messaging_window_closes_exactly_24_hours_after_the_last_message() {
+    let db = TestDb::new().await;
+    // One statement: now() is the same instant in every call.
+    let (now, just_inside, exactly_24h, older): (bool, bool, bool, bool) = sqlx::query_as(
+        "SELECT in_messaging_window(now()),
+                in_messaging_window(now() - interval '24 hours' + interval '1 microsecond'),
+                in_messaging_window(now() - interval '24 hours'),
+                in_messaging_window(now() - interval '25 hours')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (now, just_inside, exactly_24h, older),
+        (true, true, false, false)
+    );
+}
+
+/// The window function is inlined into the queries that call it, so an index on
+/// `last_interaction_at` still serves them and no function call runs per row.
+#[tokio::test]
+async fn the_messaging_window_is_inlined_by_the_planner() {
+    let db = TestDb::new().await;
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (VERBOSE, COSTS OFF)
+         SELECT id FROM subscribers WHERE in_messaging_window(last_interaction_at)",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        !plan.contains("in_messaging_window"),
+        "not inlined:\n{plan}"
+    );
+    assert!(plan.contains("last_interaction_at >"), "{plan}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +243,7 @@ async fn an_invalid_page_token_halts_only_that_page() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(progress.state, "paused");
+    assert_eq!(progress.state, CampaignState::Paused);
     assert_eq!(progress.sent, 0);
     let from_bad = h.sandbox.messages(&MessageFilter {
         page_id: Some("1401".into()),
@@ -321,7 +364,7 @@ async fn cancelling_removes_the_rest_and_the_counters_add_up() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(progress.state, "cancelled");
+    assert_eq!(progress.state, CampaignState::Cancelled);
     assert!(progress.sent < 1_000);
     assert_eq!(progress.sent + progress.skipped, 1_000, "{progress:?}");
     assert_eq!(h.sandbox.stats().received_total as i64, progress.sent);
@@ -353,7 +396,11 @@ async fn a_huge_campaign_does_not_starve_a_small_one_of_another_page() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(big_progress.state, "running", "the big one was still going");
+    assert_eq!(
+        big_progress.state,
+        CampaignState::Running,
+        "the big one was still going"
+    );
     campaigns::cancel(h.pool(), big_campaign).await.unwrap();
 }
 

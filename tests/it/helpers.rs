@@ -448,7 +448,7 @@ pub async fn wait_completed(pool: &PgPool, campaign_id: i64, within: Duration) -
             .await
             .expect("progress")
             .expect("campaign exists");
-        if progress.state == "completed" {
+        if progress.state == campaigns::CampaignState::Completed {
             return progress;
         }
         assert!(

@@ -228,7 +228,7 @@ async fn a_halted_page_keeps_its_campaigns_and_its_resume_restarts_only_what_the
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(progress.state, "paused");
+        assert_eq!(progress.state, campaigns::CampaignState::Paused);
     }
     assert_eq!(count(&h, "SELECT count(*) FROM jobs").await, jobs_before);
     assert_eq!(count(&h, "SELECT count(*) FROM deliveries").await, 0);
@@ -410,7 +410,8 @@ async fn retention_deletes_inactive_and_unsubscribed_people_keeping_only_a_blind
     .await;
     for (person, at) in [(&quit_long_ago, days_ago(40)), (&quit_lately, days_ago(1))] {
         let id = subscriber(&h, page, &person.psid).await.unwrap();
-        subscribers::unsubscribe(h.pool(), id, page, subscribers::OptOut::Stop)
+        let mut conn = h.pool().acquire().await.unwrap();
+        subscribers::unsubscribe_by_admin(&mut conn, page, &[id])
             .await
             .unwrap();
         sqlx::query("UPDATE subscribers SET unsubscribed_at = $2 WHERE id = $1")

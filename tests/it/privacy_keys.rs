@@ -37,12 +37,13 @@ async fn sealed_values(pool: &PgPool) -> Vec<(SealedColumn, Vec<u8>)> {
     values
 }
 
-/// A value in each sealed column the campaign does not fill: a received event, a data-subject
-/// request and its export.
+/// A value in each sealed column the campaign does not fill: a received event (due in an hour,
+/// so no worker processes it and opts its sender in to the campaign), a data-subject request and
+/// its export.
 async fn seal_other_columns(pool: &PgPool, keyring: &Keyring) {
     sqlx::query(
-        "INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at)
-         VALUES ($1, '1001', $2, 'message', 'none', now())",
+        "INSERT INTO webhook_events (mid_hash, page_fb_id, psid, kind, intent, event_at, run_at)
+         VALUES ($1, '1001', $2, 'message', 'none', now(), now() + interval '1 hour')",
     )
     .bind(rand::random::<[u8; 32]>().to_vec())
     .bind(keyring.seal_str(SealedField::WebhookEventPsid, &random_psid()))

@@ -402,7 +402,7 @@ async fn postgres_crashing_during_outcome_flushes_loses_no_outcome() {
     let started = std::time::Instant::now();
     let done = loop {
         if let Ok(Some(progress)) = moonengage_core::campaigns::progress(h.pool(), campaign).await
-            && progress.state == "completed"
+            && progress.state == moonengage_core::campaigns::CampaignState::Completed
         {
             break progress;
         }

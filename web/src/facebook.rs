@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use moonengage_messenger::signed_request::{self, SignedRequestError};
-use moonengage_privacy::dsr::{self, Channel, DsrType, Status};
+use moonengage_privacy::dsr::{self, Channel, DsrStatus, DsrType, Status};
 use moonengage_privacy::requests;
 use moonengage_privacy::subject::SealedSubject;
 use secrecy::ExposeSecret;
@@ -144,21 +144,21 @@ pub(crate) async fn status(
 
 /// The status of a request, for the person who made it.
 fn describe(request: &Status) -> String {
-    let what = match request.kind.as_str() {
-        "export" => "a copy of your data",
-        "objection" => "that your data is no longer used for messages",
-        _ => "the deletion of your data",
+    let what = match request.kind {
+        DsrType::Export => "a copy of your data",
+        DsrType::Objection => "that your data is no longer used for messages",
+        DsrType::Erasure => "the deletion of your data",
     };
     let mut html = format!(
         "<p>Confirmation code <strong>{}</strong>: you asked for {what} on {}.</p>",
         request.confirmation_code,
         day(request.received_at)
     );
-    html.push_str(&match (request.status.as_str(), request.completed_at) {
-        ("completed", Some(at)) => {
+    html.push_str(&match (request.status, request.completed_at) {
+        (DsrStatus::Completed, Some(at)) => {
             format!("<p>Status: <strong>completed</strong> on {}.</p>", day(at))
         }
-        ("refused", _) => format!(
+        (DsrStatus::Refused, _) => format!(
             "<p>Status: <strong>refused</strong>. Reason: {}.</p>",
             escape(request.outcome.as_deref().unwrap_or("not given"))
         ),
@@ -167,7 +167,7 @@ fn describe(request: &Status) -> String {
             day(request.due_at)
         ),
     });
-    if request.channel == Channel::FacebookCallback.as_str() {
+    if request.channel == Channel::FacebookCallback {
         html.push_str(
             "<p>Facebook tells us which conversations with our Pages your app-scoped id belongs \
              to; everything we hold about you in each of them is erased.</p>",

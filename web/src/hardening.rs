@@ -75,9 +75,7 @@ fn forwarded_proto(headers: &HeaderMap) -> Option<String> {
 fn https_redirect(policy: &Policy, request: &Request) -> Response {
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let base = match &policy.public_base_url {
-        Some(base) => base
-            .trim_end_matches('/')
-            .replacen("http://", "https://", 1),
+        Some(base) => base.replacen("http://", "https://", 1),
         None => match request
             .headers()
             .get(header::HOST)

@@ -112,7 +112,7 @@ fn routes(state: AppState, tls: bool) -> Router {
     let policy = Arc::new(hardening::Policy {
         tls,
         require_https: web.require_https,
-        public_base_url: web.public_base_url.clone(),
+        public_base_url: state.settings.configured_public_base_url(),
     });
     let timeout = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(hardening::timed_out))

@@ -2,11 +2,11 @@
 //! HTML form: no JavaScript, no cookies); `POST` unsubscribes, idempotently, and also serves
 //! one-click clients that post without showing the page first.
 
+use anyhow::Context as _;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use moonengage_core::subscribers::{self, OptOut, Unsubscribed};
-use moonengage_ops::metrics;
+use moonengage_core::subscribers::{self, SubscriberStatus, Unsubscribed, Via};
 use moonengage_privacy::unsubscribe::UnsubscribeClaims;
 
 use crate::error::ApiError;
@@ -21,9 +21,9 @@ pub(crate) async fn show(
         return Ok(invalid_link());
     };
     let status = subscribers::status(&state.pool, claims.subscriber_id, claims.page_id).await?;
-    Ok(match status.as_deref() {
+    Ok(match status {
         None => nothing_left(),
-        Some("unsubscribed") => done(),
+        Some(SubscriberStatus::Unsubscribed) => done(),
         Some(_) => page(
             StatusCode::OK,
             "Unsubscribe?",
@@ -44,18 +44,22 @@ pub(crate) async fn confirm(
     let Some(claims) = verified(&state, &token) else {
         return Ok(invalid_link());
     };
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .context("connecting to unsubscribe")?;
+    let max_attempts = state.settings.queue.max_attempts;
     match subscribers::unsubscribe(
-        &state.pool,
+        &mut conn,
         claims.subscriber_id,
         claims.page_id,
-        OptOut::Stop,
+        Via::Link,
+        max_attempts,
     )
     .await?
     {
-        Unsubscribed::Done => {
-            metrics::unsubscribed("link");
-            Ok(done())
-        }
+        Unsubscribed::Done => Ok(done()),
         Unsubscribed::Gone => Ok(nothing_left()),
     }
 }

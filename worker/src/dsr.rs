@@ -36,12 +36,7 @@ async fn carry_out(ctx: &Env, request_id: i64) -> anyhow::Result<()> {
     let Some(request) = requests::claim(&ctx.pool, request_id).await? else {
         return Ok(());
     };
-    let kind = match request.kind.as_str() {
-        "export" => DsrType::Export,
-        "erasure" => DsrType::Erasure,
-        "objection" => DsrType::Objection,
-        other => anyhow::bail!("request {request_id} has unknown type {other}"),
-    };
+    let kind = request.kind;
     let subject = request
         .subject_ref
         .as_deref()
@@ -72,5 +67,5 @@ async fn complete(ctx: &Env, request_id: i64, outcome: &str) -> anyhow::Result<(
 
 /// Whether the person can be sent a message now: their 24-hour window is open.
 fn reachable(request: &Claimed, in_window: bool) -> bool {
-    in_window || request.opened_window()
+    in_window || request.opened_window
 }

@@ -5,6 +5,7 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use moonengage_core::pages::PageStatus;
 use moonengage_privacy::export_link::{self, ExportLinkJob};
 use moonengage_queue::JobError;
 use moonengage_queue::run::Run;
@@ -33,7 +34,7 @@ struct Waiting {
     subscriber_id: i64,
     page_id: i64,
     send_rate: i32,
-    page_status: String,
+    page_status: PageStatus,
     page_name: String,
     access_token: Vec<u8>,
     psid: Vec<u8>,
@@ -51,7 +52,7 @@ async fn deliver(env: &Env, request_id: i64) -> Result<(), JobError> {
     let waiting: Option<Waiting> = sqlx::query_as(
         "SELECT s.id AS subscriber_id, p.id AS page_id, p.send_rate, p.status AS page_status,
                 p.name AS page_name, p.access_token, s.psid,
-                s.last_interaction_at > now() - interval '24 hours' AS in_window,
+                in_messaging_window(s.last_interaction_at) AS in_window,
                 d.confirmation_code
          FROM exports e
          JOIN subscribers s ON s.id = e.subscriber_id
@@ -67,7 +68,7 @@ async fn deliver(env: &Env, request_id: i64) -> Result<(), JobError> {
     let Some(waiting) = waiting else {
         return Ok(());
     };
-    if !waiting.in_window || waiting.page_status != "active" {
+    if !waiting.in_window || waiting.page_status != PageStatus::Active {
         // It goes with the reply to their next message (after the Page is resumed).
         return Ok(());
     }

@@ -6,6 +6,7 @@
 use std::future::Future;
 
 use anyhow::Context as _;
+use moonengage_core::pages::PageStatus;
 use moonengage_queue::JobError;
 use sqlx::PgPool;
 
@@ -41,7 +42,7 @@ pub(crate) trait Notice: Send + Sync {
 struct Recipient {
     page_id: i64,
     send_rate: i32,
-    page_status: String,
+    page_status: PageStatus,
     page_name: String,
     access_token: Vec<u8>,
     psid: Vec<u8>,
@@ -71,7 +72,7 @@ pub(crate) async fn deliver<N: Notice>(ctx: &Env, notice: &N) -> Result<(), JobE
     else {
         return Ok(());
     };
-    if page_status != "active" {
+    if page_status != PageStatus::Active {
         // A halted Page sends nothing; the person is told with their next reply after it resumes.
         return Ok(());
     }

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use moonengage_core::pages::{self, PageStatus};
 use moonengage_core::profile::ProfileJob;
-use moonengage_core::{pages, subscribers};
+use moonengage_core::subscribers;
 use moonengage_messenger::limiter::Permit;
 use moonengage_messenger::{ErrorClass, SendError};
 use moonengage_ops::metrics;
@@ -25,7 +26,7 @@ const HALTED_PAGE_RECHECK: Duration = Duration::from_secs(300);
 struct Lookup {
     page_id: i64,
     send_rate: i32,
-    page_status: String,
+    page_status: PageStatus,
     /// Seconds the Page stays paused after a rate limit (0 when it is not).
     paused_for: f64,
     access_token: Vec<u8>,
@@ -53,7 +54,7 @@ async fn fetch(ctx: &Env, subscriber_id: i64) -> Result<(), JobError> {
     let Some(person) = row else {
         return Ok(());
     };
-    if person.page_status != "active" {
+    if person.page_status != PageStatus::Active {
         return Err(JobError::defer(HALTED_PAGE_RECHECK, "page_halted"));
     }
     if person.paused_for > 0.0 {

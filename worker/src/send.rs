@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
+use moonengage_core::campaigns::{self, CampaignState};
+use moonengage_core::pages::{self, PageStatus};
+use moonengage_core::subscribers::{self, SubscriberStatus};
 use moonengage_core::template::Variables;
-use moonengage_core::{campaigns, pages, subscribers};
 use moonengage_messenger::{ErrorClass, OutgoingMessage, QuickReply, SendError};
 use moonengage_ops::metrics;
 use moonengage_privacy::crypto::SealedField;
@@ -108,16 +110,19 @@ fn final_status(outcome: &Outcome) -> Option<&'static str> {
 }
 
 async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
-    match send.campaign_state.as_str() {
-        "running" => {}
-        "cancelled" => return Ok(Outcome::Skipped("cancelled".into())),
+    match send.campaign_state.parse()? {
+        CampaignState::Running => {}
+        cancelled @ CampaignState::Cancelled => {
+            return Ok(Outcome::Skipped(cancelled.as_str().into()));
+        }
         _ => return Ok(Outcome::Park),
     }
-    if send.page_status != "active" {
+    if send.page_status.parse::<PageStatus>()? != PageStatus::Active {
         return Ok(Outcome::Park);
     }
-    if send.subscriber_status != "active" {
-        return Ok(Outcome::Skipped(send.subscriber_status));
+    let status: SubscriberStatus = send.subscriber_status.parse()?;
+    if status != SubscriberStatus::Active {
+        return Ok(Outcome::Skipped(status.as_str().into()));
     }
     if !send.in_window {
         return Ok(Outcome::Skipped("outside_window".into()));
@@ -144,8 +149,8 @@ async fn run(env: &Env, send: Send) -> anyhow::Result<Outcome> {
         campaign_id: send.campaign_id,
     });
     let footer = env
-        .signer
-        .link(&token)
+        .settings
+        .unsubscribe_link(&token)
         .map(|link| format!("\n\nUnsubscribe: {link}"))
         .unwrap_or_default();
     let text = match template.render(
@@ -250,14 +255,7 @@ async fn failed(env: &Env, send: &Send, error: &SendError) -> anyhow::Result<Out
             Outcome::Failed(reason)
         }
         ErrorClass::PageFatal => {
-            let paused = pages::halt(&env.pool, send.page_id, class.as_str()).await?;
-            if paused.is_some() {
-                metrics::page_halted(send.page_id);
-                tracing::warn!(
-                    page_id = send.page_id,
-                    "Page halted; its campaigns are paused"
-                );
-            }
+            pages::halt(&env.pool, send.page_id, class.as_str()).await?;
             // Not sent: this person's message waits with the paused campaign.
             Outcome::Park
         }

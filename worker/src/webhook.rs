@@ -20,9 +20,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use apalis::prelude::*;
 use chrono::Utc;
-use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
 use moonengage_core::profile::ProfileJob;
-use moonengage_core::subscribers::{self, Consent, Joined, OptOut};
+use moonengage_core::subscribers::{self, Consent, Joined, Via};
 use moonengage_core::webhook::{self, EventRow};
 use moonengage_messenger::webhook::Intent;
 use moonengage_ops::metrics;
@@ -210,23 +209,13 @@ async fn act(
             let Some(subscriber_id) = subscriber else {
                 return Ok(());
             };
-            subscribers::unsubscribe(&mut *tx, subscriber_id, page_id, OptOut::Stop).await?;
-            jobs::enqueue(
-                &mut *tx,
-                &NotifyJob {
-                    subscriber_id,
-                    kind: NotifyKind::Unsubscribed,
-                    cause: Cause::Event(event_id),
-                },
-                ctx.settings.queue.max_attempts,
-            )
-            .await?;
-            tracing::debug!(event_id, subscriber_id, "unsubscribed by message");
-            metrics::unsubscribed(if intent == Intent::Stop {
-                "keyword"
+            let via = if intent == Intent::Stop {
+                Via::Keyword(event_id)
             } else {
-                "quick_reply"
-            });
+                Via::QuickReply(event_id)
+            };
+            let max_attempts = ctx.settings.queue.max_attempts;
+            subscribers::unsubscribe(&mut *tx, subscriber_id, page_id, via, max_attempts).await?;
         }
         Intent::Export | Intent::Erase => {
             let kind = if intent == Intent::Export {

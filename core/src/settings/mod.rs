@@ -272,11 +272,63 @@ impl Settings {
     /// Production cannot start without an https one; a local run without either links to its
     /// own port on localhost, never to the interface it binds (`0.0.0.0` is no address).
     pub fn public_base_url(&self) -> String {
+        self.configured_public_base_url()
+            .unwrap_or_else(|| format!("http://localhost:{}", self.web.port))
+    }
+
+    /// [`Settings::public_base_url`] when a setting gives one, `None` on a local run without
+    /// either: the HTTPS redirect then keeps the request's own host.
+    pub fn configured_public_base_url(&self) -> Option<String> {
         self.web
             .public_base_url
             .as_deref()
             .or(self.unsubscribe.base_url.as_deref())
             .map(|url| url.trim_end_matches('/').to_owned())
-            .unwrap_or_else(|| format!("http://localhost:{}", self.web.port))
+    }
+
+    /// The `/u/{token}` link a message carries when `unsubscribe.base_url` asks for one (else
+    /// only the quick reply unsubscribes); it points, like every link, at
+    /// [`Settings::public_base_url`].
+    pub fn unsubscribe_link(&self, token: &str) -> Option<String> {
+        self.unsubscribe
+            .base_url
+            .as_ref()
+            .map(|_| format!("{}/u/{token}", self.public_base_url()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repository_settings() -> Settings {
+        Settings::load_from(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"))
+            .expect("the repository's settings")
+    }
+
+    #[test]
+    fn every_link_points_at_the_public_base_url() {
+        let mut settings = repository_settings();
+        settings.web.public_base_url = None;
+        settings.unsubscribe.base_url = None;
+        assert_eq!(settings.configured_public_base_url(), None);
+        assert_eq!(
+            settings.unsubscribe_link("t"),
+            None,
+            "no link unless asked for"
+        );
+
+        settings.unsubscribe.base_url = Some("https://old.example.com/".into());
+        assert_eq!(
+            settings.unsubscribe_link("t").as_deref(),
+            Some("https://old.example.com/u/t")
+        );
+
+        settings.web.public_base_url = Some("https://engage.example.com/".into());
+        assert_eq!(settings.public_base_url(), "https://engage.example.com");
+        assert_eq!(
+            settings.unsubscribe_link("t").as_deref(),
+            Some("https://engage.example.com/u/t")
+        );
     }
 }

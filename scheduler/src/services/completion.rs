@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use moonengage_core::campaigns::CampaignState;
 use moonengage_core::settings::SchedulerSettings;
 use moonengage_ops::alerts::{self, AdminEvent};
 use moonengage_queue::sends;
@@ -56,7 +57,7 @@ async fn complete_finished(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
     sends::fold_tallies(&mut tx)
         .await
         .context("folding outcome counts into campaigns")?;
-    let completed = freeze(&mut tx, "running", "completed")
+    let completed = freeze(&mut tx, CampaignState::Running, CampaignState::Completed)
         .await
         .context("completing finished campaigns")?;
     for &(campaign_id, sent, failed) in &completed {
@@ -82,7 +83,7 @@ async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
     sends::fold_tallies(&mut tx)
         .await
         .context("folding outcome counts into campaigns")?;
-    let frozen = freeze(&mut tx, "cancelled", "cancelled")
+    let frozen = freeze(&mut tx, CampaignState::Cancelled, CampaignState::Cancelled)
         .await
         .context("freezing cancelled campaigns")?;
     tx.commit().await.context("committing settled campaigns")?;
@@ -94,8 +95,8 @@ async fn freeze_cancelled(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
 /// id, sent and failed counts.
 async fn freeze(
     conn: &mut sqlx::PgConnection,
-    from: &str,
-    to: &str,
+    from: CampaignState,
+    to: CampaignState,
 ) -> sqlx::Result<Vec<(i64, i32, i32)>> {
     sqlx::query_as(
         "UPDATE campaigns SET state = $2, completed_at = now()

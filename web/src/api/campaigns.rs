@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use moonengage_core::campaigns::{self, Progress};
+use moonengage_core::campaigns::{self, CampaignState, Progress};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -54,7 +54,7 @@ pub(crate) struct CampaignView {
 impl From<Progress> for CampaignView {
     fn from(p: Progress) -> CampaignView {
         let finished = p.finished();
-        let progress_percent = if p.state == "completed" {
+        let progress_percent = if p.state == CampaignState::Completed {
             100.0
         } else if p.recipients > 0 {
             (finished as f64 * 100.0 / p.recipients as f64).min(100.0)
@@ -63,7 +63,7 @@ impl From<Progress> for CampaignView {
         };
         CampaignView {
             id: p.id,
-            state: p.state,
+            state: p.state.as_str().to_owned(),
             fanout_done: p.fanout_done,
             recipients: p.recipients,
             sent: p.sent,

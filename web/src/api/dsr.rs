@@ -123,9 +123,9 @@ pub(crate) async fn show(
         .ok_or(ApiError::NotFound("request"))?;
     Ok(Json(StatusView {
         id: s.id,
-        kind: s.kind,
-        channel: s.channel,
-        status: s.status,
+        kind: s.kind.as_str().to_owned(),
+        channel: s.channel.as_str().to_owned(),
+        status: s.status.as_str().to_owned(),
         received_at: s.received_at,
         due_at: s.due_at,
         completed_at: s.completed_at,

@@ -52,7 +52,7 @@ impl From<PageSummary> for PageView {
             fb_page_id: p.fb_page_id,
             name: p.name,
             send_rate: p.send_rate,
-            status: p.status,
+            status: p.status.as_str().to_owned(),
             halted_reason: p.halted_reason,
             created_at: p.created_at,
         }

@@ -1,13 +1,12 @@
 //! Objection (GDPR Art. 21): the person is unsubscribed from every campaign of the Page — the
 //! same effect as STOP: their queued sends are skipped — and told so inside their window. Unlike
-//! a STOP, their next message to the Page is a new opt-in.
+//! a STOP, their next message to the Page is a new opt-in. `subscribers::unsubscribe` queues
+//! the confirmation when they are inside their window.
 
 use anyhow::Context as _;
-use moonengage_core::jobs::{Cause, NotifyJob, NotifyKind};
-use moonengage_core::subscribers::{self, OptOut, Unsubscribed};
+use moonengage_core::subscribers::{self, Via};
 use moonengage_privacy::dsr::Subject;
 use moonengage_privacy::{requests, subject};
-use moonengage_queue::jobs;
 
 use super::NOTHING_HELD;
 use crate::env::Env;
@@ -22,25 +21,14 @@ pub(super) async fn run(ctx: &Env, request_id: i64, subject: &Subject) -> anyhow
     let outcome = match person {
         None => NOTHING_HELD,
         Some(person) => {
-            let done = subscribers::unsubscribe(
-                &mut *tx,
+            subscribers::unsubscribe(
+                &mut tx,
                 person.subscriber_id,
                 person.page_id,
-                OptOut::Objection,
+                Via::Objection(request_id),
+                ctx.settings.queue.max_attempts,
             )
             .await?;
-            if done == Unsubscribed::Done && person.in_window {
-                jobs::enqueue(
-                    &mut *tx,
-                    &NotifyJob {
-                        subscriber_id: person.subscriber_id,
-                        kind: NotifyKind::Unsubscribed,
-                        cause: Cause::Request(request_id),
-                    },
-                    ctx.settings.queue.max_attempts,
-                )
-                .await?;
-            }
             UNSUBSCRIBED
         }
     };

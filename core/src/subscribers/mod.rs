@@ -1,11 +1,21 @@
 //! People who opted in to a Page. Written in sets (one statement per batch), with the PSID and
 //! the optional first name sealed and the PSID's blind index kept for look-ups.
+//!
+//! **The 24-hour window.** Facebook lets a Page message a person only within 24 hours of that
+//! person's last message to it (`last_interaction_at`). The rule has one home: the SQL function
+//! `in_messaging_window(last_interaction_at)` (migration `20261206004000_messaging_window.sql`),
+//! which every query asking "may we message them now?" calls — fan-out, the send claim, notices,
+//! export links, requests and [`counts`]. It is inlined by the planner, so it costs nothing.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use moonengage_privacy::crypto::{Keyring, SealedField};
+
+mod unsubscribe;
+
+pub use unsubscribe::{OptOut, Unsubscribed, Via, unsubscribe, unsubscribe_by_admin};
 
 /// One person to add, with the evidence of their opt-in.
 #[derive(Debug, Clone)]
@@ -70,61 +80,42 @@ pub async fn insert_batch(
     Ok(inserted.rows_affected())
 }
 
-/// What unsubscribing through a token did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsubscribed {
-    /// The person is unsubscribed now (or was already).
-    Done,
-    /// No such person on that Page: erased, so there is nothing left to unsubscribe.
-    Gone,
+/// Where a person stands with a Page (`subscribers.status`; the SQL of this module names the
+/// same values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum SubscriberStatus {
+    /// Opted in and reachable: campaigns inside their window reach them.
+    Active,
+    /// Asked to receive nothing more (see [`OptOut`] for who and what brings them back).
+    Unsubscribed,
+    /// Facebook says they cannot be reached from this Page.
+    Unreachable,
 }
 
-/// Who took a person off a Page's campaigns, which decides what brings them back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptOut {
-    /// The person said stop (keyword, quick reply, link) or an admin did: only a start keyword
-    /// subscribes them again.
-    Stop,
-    /// An objection (GDPR Art. 21): their next message is a new opt-in.
-    Objection,
-}
-
-impl OptOut {
-    /// The stored name (`subscribers.unsubscribed_by`).
+impl SubscriberStatus {
+    /// The stored value, which is also the skip reason of a send to someone not active.
     pub fn as_str(self) -> &'static str {
         match self {
-            OptOut::Stop => "stop",
-            OptOut::Objection => "objection",
+            SubscriberStatus::Active => "active",
+            SubscriberStatus::Unsubscribed => "unsubscribed",
+            SubscriberStatus::Unreachable => "unreachable",
         }
     }
 }
 
-/// Unsubscribes a person at once; idempotent. The Page must match, so a token minted for one
-/// Page cannot act on another. Their queued sends are skipped by the send job, which reads the
-/// status before sending. A stop outlasts a later objection: only a start keyword undoes it.
-pub async fn unsubscribe(
-    executor: impl sqlx::PgExecutor<'_>,
-    subscriber_id: i64,
-    page_id: i64,
-    by: OptOut,
-) -> anyhow::Result<Unsubscribed> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "UPDATE subscribers
-         SET status = 'unsubscribed', unsubscribed_at = coalesce(unsubscribed_at, now()),
-             unsubscribed_by = CASE WHEN status = 'unsubscribed' AND unsubscribed_by = 'stop'
-                                    THEN 'stop' ELSE $3 END
-         WHERE id = $1 AND page_id = $2 RETURNING id",
-    )
-    .bind(subscriber_id)
-    .bind(page_id)
-    .bind(by.as_str())
-    .fetch_optional(executor)
-    .await
-    .context("unsubscribing")?;
-    Ok(match found {
-        Some(_) => Unsubscribed::Done,
-        None => Unsubscribed::Gone,
-    })
+impl std::str::FromStr for SubscriberStatus {
+    type Err = anyhow::Error;
+
+    /// Reads a status the queue's claim returned as text.
+    fn from_str(value: &str) -> anyhow::Result<SubscriberStatus> {
+        let all = [
+            SubscriberStatus::Active,
+            SubscriberStatus::Unsubscribed,
+            SubscriberStatus::Unreachable,
+        ];
+        crate::stored::parse(&all, SubscriberStatus::as_str, "subscriber status", value)
+    }
 }
 
 /// A message that opts its sender in, and the evidence it is.
@@ -177,12 +168,13 @@ enum Standing {
 }
 
 impl Standing {
-    fn of(status: &str, by: Option<&str>) -> Standing {
+    fn of(status: SubscriberStatus, by: Option<OptOut>) -> Standing {
         match (status, by) {
-            ("unreachable", _) => Standing::Unreachable,
-            ("unsubscribed", Some("objection")) => Standing::Unsubscribed(OptOut::Objection),
-            ("unsubscribed", _) => Standing::Unsubscribed(OptOut::Stop),
-            _ => Standing::Active,
+            (SubscriberStatus::Unreachable, _) => Standing::Unreachable,
+            (SubscriberStatus::Unsubscribed, by) => {
+                Standing::Unsubscribed(by.unwrap_or(OptOut::Stop))
+            }
+            (SubscriberStatus::Active, _) => Standing::Active,
         }
     }
 
@@ -205,7 +197,7 @@ pub async fn opt_in(
     consent: &Consent<'_>,
 ) -> anyhow::Result<Joined> {
     let index = keyring.blind_index(consent.fb_page_id, consent.psid);
-    let known: Option<(i64, String, Option<String>)> = sqlx::query_as(
+    let known: Option<(i64, SubscriberStatus, Option<OptOut>)> = sqlx::query_as(
         "SELECT id, status, unsubscribed_by FROM subscribers
          WHERE page_id = $1 AND psid_index = $2 FOR UPDATE",
     )
@@ -240,7 +232,7 @@ pub async fn opt_in(
             Joined::Known(id)
         });
     };
-    if !Standing::of(&status, by.as_deref()).comes_back(consent.start) {
+    if !Standing::of(status, by).comes_back(consent.start) {
         touch(&mut *conn, id, consent.at).await?;
         return Ok(Joined::Known(id));
     }
@@ -333,7 +325,7 @@ pub async fn status(
     pool: &PgPool,
     subscriber_id: i64,
     page_id: i64,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<SubscriberStatus>> {
     sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1 AND page_id = $2")
         .bind(subscriber_id)
         .bind(page_id)
@@ -362,7 +354,7 @@ pub async fn counts(pool: &PgPool, page_id: i64) -> anyhow::Result<Counts> {
                 count(*) FILTER (WHERE status = 'unsubscribed') AS unsubscribed,
                 count(*) FILTER (WHERE status = 'unreachable') AS unreachable,
                 count(*) FILTER (WHERE status = 'active'
-                                   AND last_interaction_at > now() - interval '24 hours')
+                                   AND in_messaging_window(last_interaction_at))
                   AS in_window
          FROM subscribers WHERE page_id = $1",
     )
@@ -375,17 +367,26 @@ pub async fn counts(pool: &PgPool, page_id: i64) -> anyhow::Result<Counts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use SubscriberStatus::{Active, Unreachable, Unsubscribed};
 
     #[test]
     fn who_comes_back_and_how() {
-        let standing = |status, by| Standing::of(status, by);
+        let standing = Standing::of;
         for start in [false, true] {
-            assert!(!standing("active", None).comes_back(start));
-            assert!(standing("unreachable", None).comes_back(start));
-            assert!(standing("unsubscribed", Some("objection")).comes_back(start));
+            assert!(!standing(Active, None).comes_back(start));
+            assert!(standing(Unreachable, None).comes_back(start));
+            assert!(standing(Unsubscribed, Some(OptOut::Objection)).comes_back(start));
         }
-        assert!(!standing("unsubscribed", Some("stop")).comes_back(false));
-        assert!(standing("unsubscribed", Some("stop")).comes_back(true));
-        assert!(!standing("unsubscribed", None).comes_back(false));
+        assert!(!standing(Unsubscribed, Some(OptOut::Stop)).comes_back(false));
+        assert!(standing(Unsubscribed, Some(OptOut::Stop)).comes_back(true));
+        assert!(!standing(Unsubscribed, None).comes_back(false));
+    }
+
+    #[test]
+    fn statuses_read_back_what_they_store() {
+        for status in [Active, Unsubscribed, Unreachable] {
+            assert_eq!(status.as_str().parse::<SubscriberStatus>().unwrap(), status);
+        }
+        assert!("gone".parse::<SubscriberStatus>().is_err());
     }
 }
