@@ -6,7 +6,6 @@ use moonengage_queue::sends;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use crate::pages::PageStatus;
 use crate::template::{Template, TemplateError};
 
 /// Where a campaign is in its life (`campaigns.state`; the SQL of this crate, the queue and the
@@ -258,8 +257,8 @@ pub async fn pause_unrenderable(pool: &PgPool, id: i64) -> anyhow::Result<()> {
 /// (nothing is touched): the Page must be resumed first.
 pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     let mut tx = pool.begin().await?;
-    let page: Option<(i64, PageStatus, Option<String>)> = sqlx::query_as(
-        "SELECT p.id, p.status, p.halted_reason
+    let page: Option<(i64, bool, Option<String>)> = sqlx::query_as(
+        "SELECT p.id, p.status = 'halted', p.halted_reason
          FROM campaigns c JOIN pages p ON p.id = c.page_id WHERE c.id = $1 FOR SHARE OF p",
     )
     .bind(id)
@@ -267,7 +266,7 @@ pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
     .await?;
     match page {
         None => return Err(CampaignError::NotFound("campaign")),
-        Some((page_id, PageStatus::Halted, reason)) => {
+        Some((page_id, true, reason)) => {
             return Err(CampaignError::PageHalted {
                 page_id,
                 reason: reason.unwrap_or_else(|| "no reason recorded".into()),
