@@ -23,6 +23,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum_server::tls_rustls::RustlsConfig;
 use moonengage_core::settings::Settings;
+use moonengage_core::webhook::GroupWriter;
 use moonengage_core::{db, jobs};
 use moonengage_ops::metrics;
 use moonengage_ops::shutdown;
@@ -62,6 +63,7 @@ impl App {
             .with_context(|| format!("binding web.host:web.port ({address})"))?;
         let state = AppState {
             nudges: Nudges::start(pool.clone()),
+            webhook_writer: GroupWriter::start(pool.clone()),
             pool,
             keyring,
             signer,

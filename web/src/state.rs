@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use moonengage_core::settings::Settings;
+use moonengage_core::webhook::GroupWriter;
 use moonengage_privacy::crypto::Keyring;
 use moonengage_privacy::unsubscribe::UnsubscribeSigner;
 use moonengage_queue::wake::Nudges;
@@ -16,6 +17,8 @@ pub(crate) struct AppState {
     pub pool: PgPool,
     /// Wakes workers after webhook events are stored (coalesced, outside transactions).
     pub nudges: Nudges,
+    /// Stores webhook deliveries in groups (see `moonengage_core::webhook::GroupWriter`).
+    pub webhook_writer: GroupWriter,
     /// Seals PSIDs and Page tokens.
     pub keyring: Keyring,
     /// Verifies unsubscribe tokens.

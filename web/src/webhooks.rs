@@ -100,8 +100,14 @@ pub(crate) async fn receive(
     })?;
     let parsed = parse(&body, &state.settings.keywords, &state.signer)
         .map_err(|error| rejected(ApiError::BadRequest(error.to_string())))?;
-    let outcome =
-        webhook::store(&state.pool, &state.nudges, &state.keyring, &parsed.events).await?;
+    let outcome = webhook::store(
+        &state.pool,
+        &state.webhook_writer,
+        &state.nudges,
+        &state.keyring,
+        &parsed.events,
+    )
+    .await?;
     Ok((
         StatusCode::OK,
         Json(Received {

@@ -19,6 +19,8 @@ use moonengage_privacy::crypto::{Keyring, SealedField};
 use moonengage_queue::events::KIND;
 use moonengage_queue::wake::Nudges;
 
+use super::group::GroupWriter;
+
 /// How many events of a request were new.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreOutcome {
@@ -45,20 +47,36 @@ fn mid_hash(keyring: &Keyring, event: &InboundEvent) -> Vec<u8> {
 }
 
 /// An event sealed and hashed for storing; `bytes` is its share of a statement's parameters.
-struct NewEvent<'a> {
+/// Owned, so the group writer can store it with other requests' events.
+pub(super) struct NewEvent {
     mid_hash: Vec<u8>,
     sender_index: Vec<u8>,
     psid: Vec<u8>,
-    event: &'a InboundEvent,
+    page_fb_id: String,
+    kind: &'static str,
+    intent: &'static str,
+    event_at: DateTime<Utc>,
 }
 
-impl NewEvent<'_> {
-    fn bytes(&self) -> usize {
+impl NewEvent {
+    fn new(keyring: &Keyring, event: &InboundEvent) -> NewEvent {
+        NewEvent {
+            mid_hash: mid_hash(keyring, event),
+            sender_index: keyring.blind_index(&event.page_fb_id, &event.psid),
+            psid: keyring.seal_str(SealedField::WebhookEventPsid, &event.psid),
+            page_fb_id: event.page_fb_id.clone(),
+            kind: event.kind.as_str(),
+            intent: event.intent.as_str(),
+            event_at: event.event_at,
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
         // Lengths and values of the seven columns (a timestamp is 8 bytes).
         7 * 4
             + self.mid_hash.len()
             + self.sender_index.len()
-            + self.event.page_fb_id.len()
+            + self.page_fb_id.len()
             + self.psid.len()
             + 8
             + 16
@@ -66,11 +84,14 @@ impl NewEvent<'_> {
     }
 }
 
-/// Stores the events of one request; each new row is queued for the workers by being stored. A
-/// usual delivery is one statement, with no transaction held open across the network. One too large for a statement (see `STATEMENT_BYTES`) is stored in runs
-/// inside a transaction, so a delivery is always stored whole or not at all.
+/// Stores the events of one request; each new row is queued for the workers by being stored.
+/// A usual delivery goes to the group writer, which stores it with the deliveries of other
+/// requests waiting at the same moment in one statement (`group`); one too large for a statement
+/// (see `STATEMENT_BYTES`) is stored alone in runs inside a transaction. Either way a delivery
+/// is stored whole or not at all, and durable before this returns.
 pub async fn store(
     pool: &PgPool,
+    writer: &GroupWriter,
     nudges: &Nudges,
     keyring: &Keyring,
     events: &[InboundEvent],
@@ -79,48 +100,50 @@ pub async fn store(
     if events.is_empty() {
         return Ok(outcome);
     }
-    let rows: Vec<NewEvent> = events
-        .iter()
-        .map(|event| NewEvent {
-            mid_hash: mid_hash(keyring, event),
-            sender_index: keyring.blind_index(&event.page_fb_id, &event.psid),
-            psid: keyring.seal_str(SealedField::WebhookEventPsid, &event.psid),
-            event,
-        })
-        .collect();
+    let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let rows: Vec<NewEvent> = events.iter().map(|e| NewEvent::new(keyring, e)).collect();
     let runs = moonengage_queue::runs(&rows, NewEvent::bytes);
-    let mut stored: HashSet<Vec<u8>> = HashSet::with_capacity(rows.len());
-    if let [run] = runs.as_slice() {
-        stored.extend(insert(pool, run).await?);
+    let stored = if runs.len() == 1 {
+        writer.store(rows).await?
     } else {
         let mut tx = pool.begin().await.context("starting to store events")?;
+        let mut hashes: HashSet<Vec<u8>> = HashSet::with_capacity(rows.len());
         for run in runs {
-            stored.extend(insert(&mut *tx, run).await?);
+            let refs: Vec<&NewEvent> = run.iter().collect();
+            hashes.extend(insert(&mut *tx, &refs).await?);
         }
         tx.commit().await.context("committing webhook events")?;
-    }
-    if !stored.is_empty() {
+        first_stored(&rows, &mut hashes)
+    };
+    if stored.contains(&true) {
         nudges.wake(KIND);
     }
-    for row in &rows {
-        // The first event with a stored hash is the one stored; a repeat in the same delivery
-        // or an event stored by an earlier delivery is a duplicate.
-        let result = if stored.remove(&row.mid_hash) {
+    for (kind, stored) in kinds.into_iter().zip(stored) {
+        let result = if stored {
             outcome.stored += 1;
             "accepted"
         } else {
             outcome.duplicates += 1;
             "duplicate"
         };
-        metrics::webhook_received(row.event.kind.as_str(), result);
+        metrics::webhook_received(kind, result);
     }
     Ok(outcome)
 }
 
+/// Which of `rows` were stored, given the hashes a statement stored: the first row with a
+/// stored hash is the one stored; a repeat in the same statement, or an event stored by an
+/// earlier delivery, is a duplicate.
+pub(super) fn first_stored(rows: &[NewEvent], stored: &mut HashSet<Vec<u8>>) -> Vec<bool> {
+    rows.iter()
+        .map(|row| stored.remove(&row.mid_hash))
+        .collect()
+}
+
 /// One statement: stores `rows` that are new; returns the hashes of the events stored.
-async fn insert<'e>(
+pub(super) async fn insert<'e>(
     executor: impl sqlx::PgExecutor<'e>,
-    rows: &[NewEvent<'_>],
+    rows: &[&NewEvent],
 ) -> anyhow::Result<Vec<Vec<u8>>> {
     sqlx::query_scalar(
         "INSERT INTO webhook_events
@@ -137,21 +160,13 @@ async fn insert<'e>(
     )
     .bind(
         rows.iter()
-            .map(|r| r.event.page_fb_id.as_str())
+            .map(|r| r.page_fb_id.as_str())
             .collect::<Vec<_>>(),
     )
     .bind(rows.iter().map(|r| r.psid.as_slice()).collect::<Vec<_>>())
-    .bind(
-        rows.iter()
-            .map(|r| r.event.kind.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        rows.iter()
-            .map(|r| r.event.intent.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|r| r.event.event_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.intent).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_at).collect::<Vec<_>>())
     .bind(
         rows.iter()
             .map(|r| r.sender_index.as_slice())

@@ -2,5 +2,7 @@
 //! hash of the message id and the classification) until a worker processes it.
 
 mod events;
+mod group;
 
 pub use events::{EventRow, StoreOutcome, finish, load_in_order, store};
+pub use group::GroupWriter;
