@@ -252,6 +252,42 @@ async fn a_large_delivery_is_stored_whole() {
     .await;
 }
 
+/// Deliveries arriving together are stored together (group commit), yet each is answered for
+/// itself: 300 concurrent deliveries, each sharing one message id with the next (as Facebook's
+/// resends do), all get 200 and between them store every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_are_stored_together_and_answered_each() {
+    const DELIVERIES: usize = 300;
+    let mut h = Harness::new().await;
+    let page = format!("page-{}", random_psid());
+    h.add_page(&page).await;
+    let web = std::sync::Arc::new(WebClient::start(&mut h).await);
+    let mids: Vec<String> = (0..=DELIVERIES).map(|i| format!("group-{i}")).collect();
+    let answers = futures::future::join_all((0..DELIVERIES).map(|i| {
+        let web = web.clone();
+        let (body, signature) = delivery(&web.secret, &page, [&mids[i], &mids[i + 1]]);
+        async move {
+            let response = web.post_raw(body, Some(signature)).await;
+            assert_eq!(response.status(), 200);
+            let answer: serde_json::Value = response.json().await.unwrap();
+            (
+                answer["stored"].as_u64().unwrap(),
+                answer["duplicates"].as_u64().unwrap(),
+            )
+        }
+    }))
+    .await;
+    let stored: u64 = answers.iter().map(|(s, _)| s).sum();
+    let duplicates: u64 = answers.iter().map(|(_, d)| d).sum();
+    assert_eq!(
+        stored,
+        mids.len() as u64,
+        "each event stored by one delivery"
+    );
+    assert_eq!(stored + duplicates, 2 * DELIVERIES as u64);
+    assert_eq!(self::stored(&h, &mids).await, mids.len() as i64);
+}
+
 /// One person's events are acted on in the order they happened, however their jobs race: a
 /// newcomer's "hi" and "STOP" in one delivery always end unsubscribed.
 #[tokio::test]
