@@ -176,7 +176,7 @@ pub async fn file(
     file_sealed(conn, kind, channel, sealed, max_attempts).await
 }
 
-/// [`file`] for a subject already sealed (context [`SealedField::DsrSubject`]): Facebook's
+/// [`file()`] for a subject already sealed (context [`SealedField::DsrSubject`]): Facebook's
 /// data-deletion callback names a person by an app-scoped id, not by a Page and PSID.
 pub async fn file_sealed(
     conn: &mut PgConnection,
