@@ -55,14 +55,11 @@ impl Unfinished {
     /// Processing `event` failed with `error`: it runs again after a backoff, or is parked as
     /// failed when that was its last attempt.
     pub fn retry(event: &ClaimedEvent, error: String, settings: &QueueSettings) -> Unfinished {
-        let attempt = event.attempt.max(1);
         Unfinished {
             id: event.id,
-            delay: settings
-                .backoff(u32::try_from(attempt - 1).unwrap_or(0))
-                .as_secs_f64(),
+            delay: settings.backoff_after(event.attempt).as_secs_f64(),
             refund: false,
-            failed: attempt >= settings.max_attempts,
+            failed: event.attempt.max(1) >= settings.max_attempts,
             error: Some(error),
         }
     }

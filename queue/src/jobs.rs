@@ -102,9 +102,7 @@ impl Settled {
                 spend_attempt,
                 reason,
             }) => {
-                let after = after.unwrap_or_else(|| {
-                    settings.backoff(u32::try_from(attempt.max(1) - 1).unwrap_or(0))
-                });
+                let after = after.unwrap_or_else(|| settings.backoff_after(attempt));
                 (
                     JobStatus::Queued,
                     Some(after.as_secs_f64()),

@@ -99,6 +99,12 @@ impl QueueSettings {
         let half = ceiling / 2;
         Duration::from_millis(half + rand::random::<u64>() % (ceiling - half + 1))
     }
+
+    /// The backoff after failed attempt number `attempt` (counted from 1, as the queue's rows
+    /// count them): the first failure waits about `retry_base`, each later one twice as long.
+    pub fn backoff_after(&self, attempt: i32) -> Duration {
+        self.backoff(u32::try_from(attempt.max(1) - 1).unwrap_or(0))
+    }
 }
 
 #[cfg(test)]
