@@ -100,7 +100,6 @@ pub async fn store(
     if events.is_empty() {
         return Ok(outcome);
     }
-    let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
     let rows: Vec<NewEvent> = events.iter().map(|e| NewEvent::new(keyring, e)).collect();
     let runs = moonengage_queue::runs(&rows, NewEvent::bytes);
     let stored = if runs.len() == 1 {
@@ -118,7 +117,7 @@ pub async fn store(
     if stored.contains(&true) {
         nudges.wake(KIND);
     }
-    for (kind, stored) in kinds.into_iter().zip(stored) {
+    for (event, stored) in events.iter().zip(stored) {
         let result = if stored {
             outcome.stored += 1;
             "accepted"
@@ -126,7 +125,7 @@ pub async fn store(
             outcome.duplicates += 1;
             "duplicate"
         };
-        metrics::webhook_received(kind, result);
+        metrics::webhook_received(event.kind.as_str(), result);
     }
     Ok(outcome)
 }
