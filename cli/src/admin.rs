@@ -16,6 +16,9 @@ use sqlx::PgPool;
 pub enum PageCommand {
     /// Register a Page (or update its name, token and rate); prints its id.
     Add {
+        /// The workspace that owns it.
+        #[arg(long)]
+        workspace: i64,
         /// Facebook's id of the Page.
         #[arg(long)]
         fb_page_id: String,
@@ -85,6 +88,7 @@ pub enum SubscribersCommand {
 /// Runs a `page` command.
 pub async fn page(pool: &PgPool, settings: &Settings, command: PageCommand) -> anyhow::Result<()> {
     let PageCommand::Add {
+        workspace,
         fb_page_id,
         name,
         access_token,
@@ -95,6 +99,7 @@ pub async fn page(pool: &PgPool, settings: &Settings, command: PageCommand) -> a
         pool,
         &keyring,
         &NewPage {
+            workspace_id: workspace,
             fb_page_id: &fb_page_id,
             name: &name,
             access_token: &SecretString::from(access_token),

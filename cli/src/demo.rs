@@ -70,6 +70,9 @@ pub async fn run(settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The demo workspace's owner: a reserved example address, nobody's mailbox.
+const DEMO_OWNER: &str = "owner@mooncafe.example";
+
 async fn demo(
     settings: &Settings,
     args: &DemoArgs,
@@ -117,6 +120,8 @@ async fn demo(
     );
 
     let keyring = Keyring::load_or_create(pool, &settings.crypto).await?;
+    let workspace =
+        moonengage_accounts::workspaces::create(pool, "Moon Cafe (demo)", DEMO_OWNER).await?;
     let mut campaign_ids = Vec::new();
     for index in 0..args.pages {
         let fb_page_id = format!("10{index:013}");
@@ -124,6 +129,7 @@ async fn demo(
             pool,
             &keyring,
             &NewPage {
+                workspace_id: workspace.workspace_id,
                 fb_page_id: &fb_page_id,
                 name: &format!("Moon Cafe #{}", index + 1),
                 access_token: &SecretString::from(format!("sandbox-token-{fb_page_id}")),

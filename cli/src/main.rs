@@ -7,7 +7,7 @@ mod dsr;
 mod incident;
 mod keys;
 mod policy;
-mod tokens;
+mod workspace;
 
 use clap::{Parser, Subcommand};
 use moonengage_core::db;
@@ -37,9 +37,9 @@ enum Command {
     /// Manage Pages.
     #[command(subcommand)]
     Page(admin::PageCommand),
-    /// Create or revoke bearer tokens of the admin API.
+    /// Create workspaces and their owners (the first API token cannot come from the API).
     #[command(subcommand)]
-    AdminToken(tokens::TokenCommand),
+    Workspace(workspace::WorkspaceCommand),
     /// Manage campaigns.
     #[command(subcommand)]
     Campaign(admin::CampaignCommand),
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 Command::Page(command) => admin::page(&pool, &settings, command).await,
-                Command::AdminToken(command) => tokens::run(&pool, command).await,
+                Command::Workspace(command) => workspace::run(&pool, &settings, command).await,
                 Command::Campaign(command) => admin::campaign(&pool, command).await,
                 Command::Subscribers(command) => {
                     admin::subscribers(&pool, &settings, command).await

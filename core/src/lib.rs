@@ -4,7 +4,6 @@
 //! Encryption and people's rights live in `moonengage-privacy`, Facebook's edge in
 //! `moonengage-messenger`, metrics and alerts in `moonengage-ops`.
 
-pub mod admin_tokens;
 pub mod campaigns;
 pub mod db;
 pub mod jobs;

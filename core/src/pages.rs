@@ -67,6 +67,8 @@ pub fn check_send_rate(rate: i32) -> Result<i32, InvalidSendRate> {
 /// A Page to register (or update, when its Facebook id is known already).
 #[derive(Debug)]
 pub struct NewPage<'a> {
+    /// The workspace that owns it.
+    pub workspace_id: i64,
     /// Facebook's id of the Page.
     pub fb_page_id: &'a str,
     /// Display name, used in templates and dashboards.
@@ -77,7 +79,13 @@ pub struct NewPage<'a> {
     pub send_rate: i32,
 }
 
-/// Registers a Page or refreshes its name, token and rate; returns its internal id.
+/// A Facebook Page can be connected to one workspace only.
+#[derive(Debug, thiserror::Error)]
+#[error("this Facebook Page is connected to another workspace")]
+pub struct PageTaken;
+
+/// Registers a Page or refreshes its name, token and rate; returns its internal id. A Page
+/// another workspace has connected is refused with [`PageTaken`] (and left as it is).
 pub async fn register(pool: &PgPool, keyring: &Keyring, page: &NewPage<'_>) -> anyhow::Result<i64> {
     check_send_rate(page.send_rate)?;
     let sealed = keyring.seal(
@@ -85,19 +93,23 @@ pub async fn register(pool: &PgPool, keyring: &Keyring, page: &NewPage<'_>) -> a
         page.access_token.expose_secret().as_bytes(),
     );
     sqlx::query_scalar(
-        "INSERT INTO pages (fb_page_id, name, access_token, send_rate) VALUES ($1, $2, $3, $4)
+        "INSERT INTO pages (workspace_id, fb_page_id, name, access_token, send_rate)
+         VALUES ($5, $1, $2, $3, $4)
          ON CONFLICT (fb_page_id) DO UPDATE
            SET name = EXCLUDED.name, access_token = EXCLUDED.access_token,
                send_rate = EXCLUDED.send_rate
+           WHERE pages.workspace_id = EXCLUDED.workspace_id
          RETURNING id",
     )
     .bind(page.fb_page_id)
     .bind(page.name)
     .bind(sealed)
     .bind(page.send_rate)
-    .fetch_one(pool)
+    .bind(page.workspace_id)
+    .fetch_optional(pool)
     .await
-    .context("registering a Page")
+    .context("registering a Page")?
+    .ok_or_else(|| PageTaken.into())
 }
 
 /// Opens a sealed Page token; a failure means the keyring lacks the key it was sealed with.

@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use moonengage_core::admin_tokens;
 use moonengage_core::subscribers;
 use moonengage_sandbox::{ErrorSpec, Faults, ProfileRegistration};
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -200,11 +198,11 @@ async fn creating_a_campaign_whose_template_needs_a_name_is_refused_naming_the_v
     let mut h = Harness::new().await;
     let page = h.add_page("10003").await;
     let web = h.start_web().await;
-    let token = admin_tokens::create(h.pool(), "it").await.unwrap().token;
+    let token = h.owner_token().await;
     let create = |template: &'static str| {
         reqwest::Client::new()
             .post(format!("{web}/api/v1/campaigns"))
-            .bearer_auth(token.expose_secret())
+            .bearer_auth(&token)
             .json(&json!({"page_id": page, "name": "Spring", "template": template}))
             .send()
     };
@@ -400,11 +398,11 @@ async fn people_who_come_back_are_active_again_and_a_stop_needs_start() {
     let web = WebClient::start(&mut h).await;
     h.start_worker("it-names-worker").await;
     // An objection filed through the admin API, and two STOPs written in Messenger.
-    let token = admin_tokens::create(h.pool(), "it").await.unwrap().token;
+    let token = h.owner_token().await;
     let objection = web
         .http
         .post(format!("{}/api/v1/dsr", web.url))
-        .bearer_auth(token.expose_secret())
+        .bearer_auth(&token)
         .json(&json!({"type": "objection", "page_id": page, "psid": objector.psid}))
         .send()
         .await

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use moonengage_accounts::{Role, tokens, users, workspaces};
 use moonengage_core::campaigns::{self, Progress};
 use moonengage_core::db;
 use moonengage_core::pages::{self, NewPage};
@@ -13,7 +14,7 @@ use moonengage_core::settings::Settings;
 use moonengage_core::subscribers::{self, NewSubscriber};
 use moonengage_privacy::crypto::Keyring;
 use moonengage_sandbox::{Sandbox, SandboxSettings, SandboxState};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -129,6 +130,9 @@ pub fn settings(db_url: &str, sandbox_url: &str) -> Settings {
     settings
 }
 
+/// The login of the harness workspace's owner.
+pub const OWNER_EMAIL: &str = "owner@it.example";
+
 /// A person to seed.
 #[derive(Debug, Clone)]
 pub struct Person {
@@ -176,6 +180,8 @@ pub struct Harness {
     pub sandbox: SandboxState,
     /// The sandbox's URL.
     pub sandbox_url: String,
+    /// The workspace the harness's Pages belong to (owned by [`OWNER_EMAIL`]).
+    pub workspace_id: i64,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     /// Held to the end of the test (and dropped after everything it started).
@@ -246,12 +252,17 @@ impl Harness {
         let keyring = Keyring::load_or_create(&db.pool, &settings.crypto)
             .await
             .expect("keyring");
+        let workspace_id = workspaces::create(&db.pool, "it", OWNER_EMAIL)
+            .await
+            .expect("workspace")
+            .workspace_id;
         Harness {
             db,
             settings,
             keyring,
             sandbox: state,
             sandbox_url,
+            workspace_id,
             stop,
             tasks: vec![sandbox_task],
             _machine: machine,
@@ -263,12 +274,40 @@ impl Harness {
         &self.db.pool
     }
 
+    /// A personal API token of the harness workspace's owner, acting as `role`.
+    pub async fn token(&self, role: Role) -> String {
+        let owner = users::id_by_email(self.pool(), OWNER_EMAIL)
+            .await
+            .expect("owner look-up")
+            .expect("the harness owner");
+        let created = tokens::create(
+            self.pool(),
+            tokens::Request {
+                workspace_id: self.workspace_id,
+                user_id: owner,
+                name: "it",
+                role,
+                days: 1,
+                max_days: 1,
+            },
+        )
+        .await
+        .expect("token");
+        created.token.expose_secret().to_owned()
+    }
+
+    /// A personal API token of the harness workspace's owner, with the owner's role.
+    pub async fn owner_token(&self) -> String {
+        self.token(Role::Owner).await
+    }
+
     /// Registers a Page whose token the sandbox accepts; returns its internal id.
     pub async fn add_page(&self, fb_page_id: &str) -> i64 {
         pages::register(
             self.pool(),
             &self.keyring,
             &NewPage {
+                workspace_id: self.workspace_id,
                 fb_page_id,
                 name: &format!("Page {fb_page_id}"),
                 access_token: &SecretString::from(format!("sandbox-token-{fb_page_id}")),

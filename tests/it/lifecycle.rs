@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use moonengage_core::admin_tokens;
 use moonengage_core::campaigns;
 use moonengage_core::pages::{self, NewPage};
 use moonengage_core::subscribers::{self, NewSubscriber};
@@ -29,12 +28,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The web process and a bearer token of the admin API.
 async fn admin_web(h: &mut Harness) -> (Web, String) {
     let web = Web::start(h).await;
-    let token = admin_tokens::create(h.pool(), "it-lifecycle")
-        .await
-        .unwrap()
-        .token
-        .expose_secret()
-        .to_owned();
+    let token = h.owner_token().await;
     (web, token)
 }
 
@@ -520,6 +514,7 @@ async fn service_messages_take_the_pages_limiter_slots_and_rates_are_capped_at_3
             h.pool(),
             &h.keyring,
             &NewPage {
+                workspace_id: h.workspace_id,
                 fb_page_id: "3002",
                 name: "Too fast",
                 access_token: &SecretString::from("sandbox-token-3002".to_owned()),

@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moonengage_core::admin_tokens;
 use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
 use moonengage_sandbox::{ErrorSpec, Faults, MessageFilter, PsidFault, ReceivedMessage};
 use reqwest::StatusCode;
@@ -342,11 +341,11 @@ async fn a_policy_update_reaches_people_in_their_window_at_once_and_the_others_w
         .unwrap();
     h.start_worker("it-policy-worker").await;
     let web = h.start_web().await;
-    let token = admin_tokens::create(h.pool(), "it").await.unwrap().token;
+    let token = h.owner_token().await;
     let publish = || async {
         reqwest::Client::new()
             .post(format!("{web}/api/v1/policy-versions"))
-            .bearer_auth(token.expose_secret())
+            .bearer_auth(&token)
             .json(&json!({
                 "version": "2026-12",
                 "summary": "Delivery records are now kept for 30 days.",

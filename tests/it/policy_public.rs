@@ -5,11 +5,9 @@
 //! scheduler process, and the notice to the people affected through Messenger, window-aware.
 
 use chrono::{Duration as Age, Utc};
-use moonengage_core::admin_tokens;
 use moonengage_privacy::policy::{self, NewVersion};
 use moonengage_sandbox::MessageFilter;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::helpers::eventually;
@@ -179,12 +177,7 @@ async fn an_incident_is_registered_e_mailed_watched_against_its_72_hours_and_tol
 
     let admin = Admin {
         web: web.clone(),
-        token: admin_tokens::create(h.pool(), "it")
-            .await
-            .unwrap()
-            .token
-            .expose_secret()
-            .to_owned(),
+        token: h.owner_token().await,
         http: reqwest::Client::new(),
     };
     let (_, document) = admin

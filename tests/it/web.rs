@@ -443,12 +443,25 @@ fn foreign_keys() -> Vec<moonengage_privacy::unsubscribe::UnsubscribeKey> {
     }]
 }
 
-/// Creates an admin token with the real CLI, as an operator bootstraps the API.
+/// Makes a new owner of the harness workspace with the real CLI, as an operator bootstraps the
+/// API, and returns the owner's first token.
 async fn cli_token(h: &Harness) -> String {
-    moonengage(h, &["admin-token", "create", "--name", "it"])
-        .await
-        .trim()
-        .to_owned()
+    let workspace = h.workspace_id.to_string();
+    let printed = moonengage(
+        h,
+        &[
+            "workspace",
+            "add-owner",
+            "--workspace",
+            &workspace,
+            "--email",
+            "cli@it.example",
+        ],
+    )
+    .await;
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.first(), Some(&workspace.as_str()), "{printed}");
+    lines.get(1).expect("a token line").trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// Refused for another reason (e.g. a wrong webhook verify token).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The caller's role in the workspace is below what the act needs.
+    #[error(transparent)]
+    Role(#[from] moonengage_accounts::Forbidden),
     /// No such resource.
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::BadSignature => (StatusCode::FORBIDDEN, "invalid_signature"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Role(_) => (StatusCode::FORBIDDEN, "insufficient_role"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

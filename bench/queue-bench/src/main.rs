@@ -95,13 +95,15 @@ async fn fanout() -> anyhow::Result<()> {
     let (settings, pool) = fresh().await?;
     // People are made in SQL: fan-out reads ids, status and window, never the sealed values.
     sqlx::query(
-        "WITH page AS (
-             INSERT INTO pages (fb_page_id, name, access_token, send_rate)
-             VALUES ('bench', 'Bench', '\\x00', 250) RETURNING id
+        "WITH workspace AS (
+             INSERT INTO workspaces (name) VALUES ('bench') RETURNING id
+         ), page AS (
+             INSERT INTO pages (workspace_id, fb_page_id, name, access_token, send_rate)
+             SELECT id, 'bench', 'Bench', '\\x00', 250 FROM workspace RETURNING id, workspace_id
          )
-         INSERT INTO subscribers (page_id, psid_index, psid, status, opted_in_at, consent_source,
-                                  last_interaction_at)
-         SELECT page.id, int8send(g), '\\x00', 'active', now(), 'bench',
+         INSERT INTO subscribers (workspace_id, page_id, psid_index, psid, status, opted_in_at,
+                                  consent_source, last_interaction_at)
+         SELECT page.workspace_id, page.id, int8send(g), '\\x00', 'active', now(), 'bench',
                 now() - CASE WHEN g % 100 = 0 THEN interval '2 days' ELSE interval '1 hour' END
          FROM page, generate_series(1, $1) g",
     )

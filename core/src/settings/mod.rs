@@ -11,6 +11,7 @@ mod email;
 mod sections;
 
 pub use email::{EmailSettings, EmailSettingsError, Endpoint, SmtpTls};
+pub use moonengage_accounts::AccountsSettings;
 pub use moonengage_messenger::limiter::RateLimitSettings;
 pub use moonengage_messenger::settings::{MessengerSettings, RedisSettings};
 pub use moonengage_messenger::webhook::KeywordSettings;
@@ -75,6 +76,8 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     /// What the scheduler leader deletes, and after how long.
     pub retention: RetentionSettings,
+    /// Account holders' logins, tokens, links and activity.
+    pub accounts: AccountsSettings,
 }
 
 impl Settings {

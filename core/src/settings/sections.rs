@@ -127,6 +127,9 @@ pub struct RetentionSettings {
     /// if later); only the blind index of their PSID stays, so a re-import or a new opt-in of
     /// theirs stays unsubscribed.
     pub unsubscribed_days: u32,
+    /// Account holders' security events (logins, changes, with a coarse origin) are kept this
+    /// many days for them to see, then deleted; the privacy page states it.
+    pub account_activity_days: u32,
 }
 
 impl RetentionSettings {

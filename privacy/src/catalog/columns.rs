@@ -7,16 +7,21 @@ use crate::crypto::SealedField;
 /// schema test accepts a column only if it is here or in [`COLUMNS`].
 pub const NOT_PERSONAL: &[(&str, &str, &str)] = &[
     ("_sqlx_migrations", "checksum", "a migration's checksum"),
-    ("admin_tokens", "name", "an admin's label for their token"),
+    ("api_tokens", "name", "a member's label for their API token"),
     (
-        "admin_tokens",
+        "api_tokens",
         "token_hash",
-        "an admin token's hash, about no subscriber",
+        "an API token's SHA-256 hash: a secret's, about nobody",
     ),
     ("campaigns", "name", "the business's name for a campaign"),
     ("data_keys", "wrapped", "a data key, wrapped with age"),
     ("pages", "name", "the business's Page name, public"),
     ("queue_workers", "name", "a worker process's name"),
+    (
+        "workspaces",
+        "name",
+        "the business's name for its workspace",
+    ),
 ];
 
 /// A column of a row keyed by `subscriber_id` (or `id`, for `subscribers` itself) that erasure
@@ -291,4 +296,50 @@ pub const COLUMNS: &[Column] = &[
         ),
         retention: &[Retention::Kept("as long as their objection stands")],
     },
+    account_holder("users", "email", Holds::Login, "id", USER_RULES),
+    account_holder("users", "password_hash", Holds::Hash, "id", USER_RULES),
+    account_holder(
+        "account_events",
+        "origin",
+        Holds::State,
+        "user_id",
+        ACTIVITY_RULES,
+    ),
+    account_holder(
+        "account_events",
+        "browser",
+        Holds::State,
+        "user_id",
+        ACTIVITY_RULES,
+    ),
 ];
+
+/// A column about a workspace's member (an account holder, not a subscriber): they see it in
+/// their console, and it goes with their account.
+const fn account_holder(
+    table: &'static str,
+    column: &'static str,
+    holds: Holds,
+    user_column: &'static str,
+    retention: &'static [Retention],
+) -> Column {
+    Column {
+        table,
+        column,
+        holds,
+        keyed: Keyed::AccountHolder {
+            column: user_column,
+        },
+        export: Export::No("an account holder's, shown in their console, not a subscriber's"),
+        erasure: Erasure::Kept("an account holder's: cancelling the workspace deletes it"),
+        retention,
+    }
+}
+
+/// What ends a user's account.
+const USER_RULES: &[Retention] = &[Retention::Kept(
+    "while they belong to a workspace: cancellation deletes users of no other workspace",
+)];
+
+/// What ends an account's activity.
+const ACTIVITY_RULES: &[Retention] = &[Retention::Pass(Prune::AccountActivity)];

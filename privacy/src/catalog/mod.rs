@@ -33,6 +33,8 @@ pub enum Holds {
     State,
     /// A job's JSON payload, which carries ids only.
     JobPayload,
+    /// An account holder's login e-mail, in clear: how they log in and hear of changes.
+    Login,
 }
 
 /// How a column's value is tied to one person, so erasure and export can find it.
@@ -54,6 +56,12 @@ pub enum Keyed {
     Request,
     /// Not about a person: a business secret sealed the same way (a Page's token).
     NotAPerson,
+    /// About an account holder (a workspace's member), not a subscriber: by `users.id` in
+    /// `column`.
+    AccountHolder {
+        /// The column holding the user id.
+        column: &'static str,
+    },
 }
 
 /// What the export (`subject_data`) shows of a column.
@@ -100,11 +108,13 @@ pub enum Prune {
     ExpiredExports,
     /// The sealed subject of requests completed or refused.
     CompletedRequestSubjects,
+    /// Account activity older than `retention.account_activity_days`.
+    AccountActivity,
 }
 
 impl Prune {
     /// Every rule, in the order a pass runs them.
-    pub const ALL: [Prune; 7] = [
+    pub const ALL: [Prune; 8] = [
         Prune::FailedJobs,
         Prune::WebhookEvents,
         Prune::Deliveries,
@@ -112,6 +122,7 @@ impl Prune {
         Prune::UnsubscribedPeople,
         Prune::ExpiredExports,
         Prune::CompletedRequestSubjects,
+        Prune::AccountActivity,
     ];
 
     /// What the rule removes, for logs.
@@ -124,6 +135,7 @@ impl Prune {
             Prune::UnsubscribedPeople => "unsubscribed people",
             Prune::ExpiredExports => "expired exports",
             Prune::CompletedRequestSubjects => "subjects of completed requests",
+            Prune::AccountActivity => "account activity",
         }
     }
 }

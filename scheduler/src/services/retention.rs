@@ -226,5 +226,14 @@ fn prune_sql(prune: Prune, settings: &RetentionSettings) -> (String, Duration) {
                 .into(),
             Duration::ZERO,
         ),
+        // Account holders' security events: kept for them to see, for nothing else.
+        Prune::AccountActivity => (
+            "DELETE FROM account_events WHERE (user_id, id) IN (
+                      SELECT user_id, id FROM account_events
+                      WHERE at < now() - make_interval(secs => $1)
+                      LIMIT $2)"
+                .into(),
+            days(settings.account_activity_days),
+        ),
     }
 }

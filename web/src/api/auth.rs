@@ -1,5 +1,7 @@
-//! Bearer tokens: every API call is checked against the stored hashes, so a revoked token
-//! (logged out) is refused from the next request on.
+//! Who is calling: every API request carries a member's personal token, checked against the
+//! stored hashes on each request (so a revoked or expired token, a removed member or a
+//! cancelled workspace is refused from the next request on). The request then acts as the
+//! token's [`Principal`]: in its workspace, with its role. Members manage their own tokens here.
 
 use axum::Extension;
 use axum::Json;
@@ -7,7 +9,11 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use moonengage_core::admin_tokens;
+use chrono::{DateTime, Utc};
+use moonengage_accounts::activity::{self, EventKind};
+use moonengage_accounts::origin::Origin;
+use moonengage_accounts::tokens::{self, CreateError, TokenView};
+use moonengage_accounts::{Principal, Role, Via};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,11 +21,8 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
-/// The token a request was authorised with (its id), for logging out.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TokenId(i64);
-
-/// Refuses a request without a live bearer token.
+/// Refuses a request without a live bearer token; otherwise the request carries its
+/// [`Principal`].
 pub(crate) async fn require_token(
     State(state): State<AppState>,
     mut request: Request,
@@ -32,10 +35,10 @@ pub(crate) async fn require_token(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(|token| SecretString::from(token.trim().to_owned()))
         .ok_or(ApiError::Unauthorized)?;
-    let id = admin_tokens::authenticate(&state.pool, &token)
+    let principal = tokens::authenticate(&state.pool, &token)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    request.extensions_mut().insert(TokenId(id));
+    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
@@ -44,6 +47,11 @@ pub(crate) async fn require_token(
 pub(crate) struct NewToken {
     /// Who or what will use it.
     name: String,
+    /// Its role; at most your own, which is the default.
+    #[schema(value_type = Option<String>, example = "viewer")]
+    role: Option<Role>,
+    /// Days until it expires (default `accounts.token_days`, at most `accounts.token_max_days`).
+    days: Option<i64>,
 }
 
 /// A created token: shown once, stored only as a hash.
@@ -53,45 +61,144 @@ pub(crate) struct CreatedToken {
     id: i64,
     /// The bearer token.
     token: String,
+    /// Its role.
+    #[schema(value_type = String)]
+    role: Role,
+    /// When it stops working.
+    expires_at: DateTime<Utc>,
 }
 
-/// Creates an admin token.
+/// Creates a personal token for the caller in the caller's workspace, with a role no higher
+/// than the caller's.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
-    responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn create_token(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    if body.name.trim().is_empty() {
-        return Err(ApiError::Unprocessable {
-            code: "invalid_name",
-            message: "name must not be empty".into(),
-        });
+    let accounts = &state.settings.accounts;
+    let role = body.role.unwrap_or(principal.role);
+    if role > principal.role {
+        return Err(moonengage_accounts::Forbidden {
+            needed: role,
+            has: principal.role,
+        }
+        .into());
     }
-    let created = admin_tokens::create(&state.pool, body.name.trim()).await?;
-    tracing::info!(token_id = created.id, "admin token created");
+    let created = tokens::create(
+        &state.pool,
+        tokens::Request {
+            workspace_id: principal.workspace_id,
+            user_id: principal.user_id,
+            name: &body.name,
+            role,
+            days: body.days.unwrap_or(accounts.token_days),
+            max_days: accounts.token_max_days,
+        },
+    )
+    .await
+    .map_err(|error| match error {
+        CreateError::Internal(error) => ApiError::Internal(error),
+        CreateError::NotAMember => ApiError::Unauthorized,
+        CreateError::AboveOwnRole { has } => {
+            moonengage_accounts::Forbidden { needed: role, has }.into()
+        }
+        invalid @ (CreateError::Lifetime { .. } | CreateError::Name) => ApiError::Unprocessable {
+            code: "invalid_token",
+            message: invalid.to_string(),
+        },
+    })?;
+    activity::record(
+        &state.pool,
+        principal.user_id,
+        Some(principal.workspace_id),
+        EventKind::TokenCreated,
+        &Origin::default(),
+    )
+    .await?;
+    tracing::info!(token_id = created.id, "api token created");
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
             id: created.id,
             token: created.token.expose_secret().to_owned(),
+            role,
+            expires_at: created.expires_at,
         }),
     ))
 }
 
-/// Revokes a token; effective at once.
+/// A live token of yours (never the token itself).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TokenItem {
+    /// Id, to revoke it.
+    id: i64,
+    /// What it is for.
+    name: String,
+    /// Its role.
+    #[schema(value_type = String)]
+    role: Role,
+    /// When it was created.
+    created_at: DateTime<Utc>,
+    /// When it stops working.
+    expires_at: DateTime<Utc>,
+    /// When it was last used.
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenView> for TokenItem {
+    fn from(view: TokenView) -> TokenItem {
+        TokenItem {
+            id: view.id,
+            name: view.name,
+            role: view.role,
+            created_at: view.created_at,
+            expires_at: view.expires_at,
+            last_used_at: view.last_used_at,
+        }
+    }
+}
+
+/// Lists your live tokens in this workspace.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, body = Vec<TokenItem>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<TokenItem>>, ApiError> {
+    let tokens = tokens::list(&state.pool, principal.workspace_id, principal.user_id).await?;
+    Ok(Json(tokens.into_iter().map(TokenItem::from).collect()))
+}
+
+/// Revokes a token; effective at once. Your own tokens, or (as an owner) any of the
+/// workspace's.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
     params(("id" = i64, Path, description = "Token id")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if admin_tokens::revoke(&state.pool, id).await? {
-        tracing::info!(token_id = id, "admin token revoked");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("token"))
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let owner = tokens::revoke(&mut *tx, principal.workspace_id, id).await?;
+    match owner {
+        Some(owner) if owner == principal.user_id || principal.role == Role::Owner => {
+            activity::record(
+                &mut *tx,
+                owner,
+                Some(principal.workspace_id),
+                EventKind::TokenRevoked,
+                &Origin::default(),
+            )
+            .await?;
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            tracing::info!(token_id = id, "api token revoked");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(ApiError::NotFound("token")),
     }
 }
 
@@ -100,9 +207,11 @@ pub(crate) async fn revoke_token(
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
-    Extension(TokenId(id)): Extension<TokenId>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<StatusCode, ApiError> {
-    admin_tokens::revoke(&state.pool, id).await?;
-    tracing::info!(token_id = id, "logged out");
+    if let Via::Token(id) = principal.via {
+        tokens::revoke(&state.pool, principal.workspace_id, id).await?;
+        tracing::info!(token_id = id, "logged out");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

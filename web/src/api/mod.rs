@@ -74,7 +74,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(incidents::declare, incidents::list))
         .routes(routes!(incidents::show, incidents::update))
         .routes(routes!(incidents::notice))
-        .routes(routes!(auth::create_token))
+        .routes(routes!(auth::create_token, auth::list_tokens))
         .routes(routes!(auth::revoke_token))
         .routes(routes!(auth::logout))
         .split_for_parts();

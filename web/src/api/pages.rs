@@ -1,10 +1,11 @@
 //! Pages: register (the token is sealed at rest), list, set the send rate, resume after a halt.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use moonengage_core::pages::{self, NewPage, PageSummary};
+use moonengage_accounts::{Principal, Role};
+use moonengage_core::pages::{self, NewPage, PageSummary, PageTaken};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -75,11 +76,14 @@ fn check_rate(rate: i32) -> Result<i32, ApiError> {
 
 /// Registers a Page (or updates the one with this Facebook id).
 #[utoipa::path(post, path = "/api/v1/pages", tag = "pages", request_body = RegisterPage,
-    responses((status = 201, body = Created), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Created), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn register(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<RegisterPage>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
+    principal.require(Role::Admin)?;
     let invalid = |field: &str| ApiError::Unprocessable {
         code: "invalid_page",
         message: format!("{field} must not be empty"),
@@ -98,13 +102,18 @@ pub(crate) async fn register(
         &state.pool,
         &state.keyring,
         &NewPage {
+            workspace_id: principal.workspace_id,
             fb_page_id: body.fb_page_id.trim(),
             name: body.name.trim(),
             access_token: &SecretString::from(body.access_token),
             send_rate,
         },
     )
-    .await?;
+    .await
+    .map_err(|error| match error.downcast::<PageTaken>() {
+        Ok(taken) => ApiError::Conflict(taken.to_string()),
+        Err(error) => ApiError::Internal(error),
+    })?;
     tracing::info!(page_id = id, "page registered");
     Ok((StatusCode::CREATED, Json(Created { id })))
 }

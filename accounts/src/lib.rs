@@ -1,0 +1,22 @@
+//! The businesses that use MoonEngage, as account holders: workspaces that own Pages, users who
+//! log in with a strong password, their role in each workspace, personal API tokens for those
+//! who choose no cookies, and the security events each user can see about their own account.
+//!
+//! Every secret handed out (token, session id, invitation link) is random and stored only as a
+//! SHA-256 hash ([`secret`]), so a database leak yields nothing that logs in. Everything here
+//! takes a workspace id from an authenticated [`Principal`], never from what a request names.
+
+pub mod activity;
+pub mod origin;
+pub mod password;
+mod principal;
+mod role;
+pub mod secret;
+mod settings;
+pub mod tokens;
+pub mod users;
+pub mod workspaces;
+
+pub use principal::{Forbidden, Principal, Via};
+pub use role::Role;
+pub use settings::AccountsSettings;

@@ -1,0 +1,100 @@
+//! `moonengage workspace …`: bootstrapping accounts from a shell. The first owner of a workspace
+//! cannot come from the API, so this creates the workspace, its owner and the owner's first
+//! personal API token (shown once).
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use moonengage_accounts::activity::{self, EventKind};
+use moonengage_accounts::origin::Origin;
+use moonengage_accounts::users::normalize_email;
+use moonengage_accounts::{Role, tokens, users, workspaces};
+use moonengage_core::settings::Settings;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+
+/// `moonengage workspace …`
+#[derive(Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace owned by the user with this e-mail (created when new); prints the
+    /// workspace id, then the owner's first API token, once.
+    Create {
+        /// The business's name for it.
+        #[arg(long)]
+        name: String,
+        /// The owner's login e-mail.
+        #[arg(long)]
+        owner_email: String,
+    },
+    /// Make the user with this e-mail (created when new) an owner of an existing workspace, e.g.
+    /// the "Default" one that holds Pages registered before accounts existed; prints their API
+    /// token, once.
+    AddOwner {
+        /// Workspace id.
+        #[arg(long)]
+        workspace: i64,
+        /// The owner's login e-mail.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+/// Runs a `workspace` command.
+pub async fn run(
+    pool: &PgPool,
+    settings: &Settings,
+    command: WorkspaceCommand,
+) -> anyhow::Result<()> {
+    let (workspace_id, owner_id) = match command {
+        WorkspaceCommand::Create { name, owner_email } => {
+            let email = normalize_email(&owner_email)?;
+            anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
+            let created = workspaces::create(pool, &name, &email).await?;
+            (created.workspace_id, created.owner_id)
+        }
+        WorkspaceCommand::AddOwner { workspace, email } => {
+            let email = normalize_email(&email)?;
+            let mut tx = pool.begin().await.context("adding an owner")?;
+            let (user_id, _) = users::find_or_create(&mut *tx, &email).await?;
+            workspaces::set_member(&mut tx, workspace, user_id, Role::Owner)
+                .await
+                .with_context(|| format!("no workspace with id {workspace}"))?;
+            activity::record(
+                &mut *tx,
+                user_id,
+                Some(workspace),
+                EventKind::MemberAdded,
+                &Origin::default(),
+            )
+            .await?;
+            tx.commit().await.context("committing a new owner")?;
+            (workspace, user_id)
+        }
+    };
+    let token = tokens::create(
+        pool,
+        tokens::Request {
+            workspace_id,
+            user_id: owner_id,
+            name: "first token (moonengage workspace)",
+            role: Role::Owner,
+            days: settings.accounts.token_days,
+            max_days: settings.accounts.token_max_days,
+        },
+    )
+    .await?;
+    activity::record(
+        pool,
+        owner_id,
+        Some(workspace_id),
+        EventKind::TokenCreated,
+        &Origin::default(),
+    )
+    .await?;
+    eprintln!(
+        "workspace {workspace_id}: owner's API token {} (expires {}), shown only now:",
+        token.id, token.expires_at
+    );
+    println!("{workspace_id}");
+    println!("{}", token.token.expose_secret());
+    Ok(())
+}
