@@ -7,6 +7,7 @@
 //! takes a workspace id from an authenticated [`Principal`], never from what a request names.
 
 pub mod activity;
+pub mod alerts;
 pub mod origin;
 pub mod password;
 mod principal;
