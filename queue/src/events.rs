@@ -84,6 +84,7 @@ pub struct WebhookEvents {
     worker: String,
     batch: usize,
     max_attempts: i32,
+    silent: std::time::Duration,
 }
 
 impl WebhookEvents {
@@ -94,6 +95,7 @@ impl WebhookEvents {
             worker: worker.into(),
             batch: settings.batch_size.max(1),
             max_attempts: settings.max_attempts,
+            silent: settings.lease(),
         }
     }
 
@@ -132,46 +134,56 @@ impl WebhookEvents {
     }
 }
 
+/// The claim of due events: `$1` how many, `$2` lease, `$3` worker, `$4` attempts allowed, `$5`
+/// how long a holder may be silent before its events are taken back. An event whose sender has
+/// an earlier event waiting (to be retried, or held by a live worker) is not claimed.
+static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH picked AS (
+             SELECT e.id FROM webhook_events e
+             WHERE e.processed_at IS NULL AND e.failed_at IS NULL AND e.run_at <= now()
+               AND NOT {e_held}
+               AND NOT EXISTS (
+                   SELECT 1 FROM webhook_events b
+                   WHERE b.sender_index = e.sender_index
+                     AND b.processed_at IS NULL AND b.failed_at IS NULL
+                     AND (b.event_at, b.id) < (e.event_at, e.id)
+                     AND (b.run_at > now() OR {b_held}))
+             ORDER BY e.id
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE webhook_events e SET attempts = e.attempts + 1, locked_by = $3,
+             lease_until = CASE WHEN e.attempts < $4
+                                THEN now() + make_interval(secs => $2) END,
+             failed_at = CASE WHEN e.attempts >= $4 THEN now() END,
+             last_error = CASE WHEN e.attempts >= $4
+                               THEN 'lease expired on the last attempt'
+                               ELSE e.last_error END
+         FROM picked WHERE e.id = picked.id
+         RETURNING e.id, e.attempts AS attempt, e.sender_index,
+                   extract(epoch FROM e.run_at)::bigint AS run_at,
+                   e.failed_at IS NULL AS claimed",
+        e_held = crate::workers::held_by_live_worker("e", "$5"),
+        b_held = crate::workers::held_by_live_worker("b", "$5"),
+    )
+});
+
 impl Source for WebhookEvents {
     type Item = Batch;
 
     /// One batch per claim, whatever room the worker has: a batch is one task. An event whose
     /// lease expired on its last attempt (its worker died) is parked as failed instead.
     async fn claim(&self, _limit: usize) -> anyhow::Result<Vec<Claimed<Batch>>> {
-        let mut events: Vec<ClaimedEvent> = sqlx::query_as(
-            "WITH picked AS (
-                 SELECT e.id FROM webhook_events e
-                 WHERE e.processed_at IS NULL AND e.failed_at IS NULL AND e.run_at <= now()
-                   AND (e.lease_until IS NULL OR e.lease_until < now())
-                   AND NOT EXISTS (
-                       SELECT 1 FROM webhook_events b
-                       WHERE b.sender_index = e.sender_index
-                         AND b.processed_at IS NULL AND b.failed_at IS NULL
-                         AND (b.event_at, b.id) < (e.event_at, e.id)
-                         AND (b.run_at > now() OR b.lease_until > now()))
-                 ORDER BY e.id
-                 LIMIT $1
-                 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE webhook_events e SET attempts = e.attempts + 1, locked_by = $3,
-                 lease_until = CASE WHEN e.attempts < $4
-                                    THEN now() + make_interval(secs => $2) END,
-                 failed_at = CASE WHEN e.attempts >= $4 THEN now() END,
-                 last_error = CASE WHEN e.attempts >= $4
-                                   THEN 'lease expired on the last attempt'
-                                   ELSE e.last_error END
-             FROM picked WHERE e.id = picked.id
-             RETURNING e.id, e.attempts AS attempt, e.sender_index,
-                       extract(epoch FROM e.run_at)::bigint AS run_at,
-                       e.failed_at IS NULL AS claimed",
-        )
-        .bind(i64::try_from(self.batch).unwrap_or(i64::MAX))
-        .bind(LEASE.as_secs_f64())
-        .bind(&self.worker)
-        .bind(self.max_attempts)
-        .fetch_all(&self.pool)
-        .await
-        .context("claiming webhook events")?;
+        let mut events: Vec<ClaimedEvent> = sqlx::query_as(sqlx::AssertSqlSafe(CLAIM.as_str()))
+            .bind(i64::try_from(self.batch).unwrap_or(i64::MAX))
+            .bind(LEASE.as_secs_f64())
+            .bind(&self.worker)
+            .bind(self.max_attempts)
+            .bind(self.silent.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .context("claiming webhook events")?;
         events.retain(|event| event.claimed);
         if events.is_empty() {
             return Ok(Vec::new());

@@ -27,7 +27,8 @@ pub use enqueue::{enqueue, enqueue_after, enqueue_many};
 
 /// How long a claim holds a job. Jobs are short (a message, an e-mail, a batch of a key
 /// rotation) and every kind is idempotent, so a lease is not renewed: a job that outlives it
-/// may run again, and one whose worker died runs again after it.
+/// may run again. One whose worker died runs again sooner: as soon as the worker has been
+/// silent for a heartbeat lease (see `workers::held_by_live_worker`).
 pub const LEASE: Duration = Duration::from_secs(300);
 
 /// One claimed job.
@@ -128,8 +129,30 @@ pub struct Jobs<J> {
     pool: PgPool,
     worker: String,
     lease: Duration,
+    silent: Duration,
     _kind: PhantomData<fn() -> J>,
 }
+
+/// The claim of a kind's due jobs: `$1` kind, `$2` how many, `$3` lease, `$4` worker, `$5` how
+/// long a holder may be silent before its jobs are taken back.
+static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH picked AS (
+             SELECT id FROM jobs
+             WHERE kind = $1 AND status = 'queued' AND run_at <= now()
+               AND NOT {held}
+             ORDER BY run_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE jobs j SET attempts = j.attempts + 1,
+             lease_until = now() + make_interval(secs => $3), locked_by = $4
+         FROM picked WHERE j.id = picked.id
+         RETURNING j.id, j.payload, j.attempts, j.max_attempts,
+                   extract(epoch FROM j.run_at)::bigint AS run_at",
+        held = crate::workers::held_by_live_worker("jobs", "$5")
+    )
+});
 
 impl<J> Clone for Jobs<J> {
     fn clone(&self) -> Self {
@@ -137,18 +160,21 @@ impl<J> Clone for Jobs<J> {
             pool: self.pool.clone(),
             worker: self.worker.clone(),
             lease: self.lease,
+            silent: self.silent,
             _kind: PhantomData,
         }
     }
 }
 
 impl<J: Job> Jobs<J> {
-    /// The jobs of kind `J` as worker `worker` holds them, each leased for [`LEASE`].
-    pub fn new(pool: PgPool, worker: impl Into<String>) -> Jobs<J> {
+    /// The jobs of kind `J` as worker `worker` holds them, each leased for [`LEASE`]; a job
+    /// whose holder has not heartbeated for `silent` is taken back before that.
+    pub fn new(pool: PgPool, worker: impl Into<String>, silent: Duration) -> Jobs<J> {
         Jobs {
             pool,
             worker: worker.into(),
             lease: LEASE,
+            silent,
             _kind: PhantomData,
         }
     }
@@ -226,28 +252,15 @@ impl<J: Job> Source for Jobs<J> {
     type Item = Queued<J>;
 
     async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Claimed<Queued<J>>>> {
-        let rows: Vec<ClaimedRow> = sqlx::query_as(
-            "WITH picked AS (
-                 SELECT id FROM jobs
-                 WHERE kind = $1 AND status = 'queued' AND run_at <= now()
-                   AND (lease_until IS NULL OR lease_until < now())
-                 ORDER BY run_at
-                 LIMIT $2
-                 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE jobs j SET attempts = j.attempts + 1,
-                 lease_until = now() + make_interval(secs => $3), locked_by = $4
-             FROM picked WHERE j.id = picked.id
-             RETURNING j.id, j.payload, j.attempts, j.max_attempts,
-                       extract(epoch FROM j.run_at)::bigint AS run_at",
-        )
-        .bind(J::KIND)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(self.lease.as_secs_f64())
-        .bind(&self.worker)
-        .fetch_all(&self.pool)
-        .await
-        .with_context(|| format!("claiming {} jobs", J::KIND))?;
+        let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(CLAIM.as_str()))
+            .bind(J::KIND)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(self.lease.as_secs_f64())
+            .bind(&self.worker)
+            .bind(self.silent.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .with_context(|| format!("claiming {} jobs", J::KIND))?;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut failed = Vec::new();
         for row in rows {

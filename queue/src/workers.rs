@@ -46,6 +46,20 @@ async fn beat(pool: &PgPool, name: &str, kinds: &[String], lease: Duration) -> s
     Ok(())
 }
 
+/// SQL: whether the row aliased `row` is held: its lease is live and its worker has not fallen
+/// silent (no heartbeat for `$silent` seconds, the bind parameter named). A claim takes back a
+/// row whose holder fell silent without waiting for its lease to run out, so a SIGKILLed
+/// worker's jobs and webhook events run again within a heartbeat lease, not minutes later. A
+/// holder with no registry row (not registered yet) counts as live: only its lease frees it.
+pub(crate) fn held_by_live_worker(row: &str, silent: &str) -> String {
+    format!(
+        "({row}.lease_until IS NOT NULL AND {row}.lease_until > now() AND NOT EXISTS (
+             SELECT 1 FROM queue_workers holder
+             WHERE holder.name = {row}.locked_by
+               AND holder.last_seen < now() - make_interval(secs => {silent})))"
+    )
+}
+
 /// Removes a worker that stopped cleanly (what it held was finished or given back).
 pub async fn deregister(pool: &PgPool, name: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM queue_workers WHERE name = $1")

@@ -202,7 +202,7 @@ async fn a_retry_and_a_deferral_move_the_same_row_and_a_deferral_spends_no_attem
     jobs::enqueue(h.pool(), &DsrJob { request_id: 5 }, 3)
         .await
         .unwrap();
-    let dsr = Jobs::<DsrJob>::new(h.pool().clone(), "it-jobs");
+    let dsr = Jobs::<DsrJob>::new(h.pool().clone(), "it-jobs", h.settings.queue.lease());
     let settings = h.settings.queue.clone();
     let claimed = dsr.claim(10).await.unwrap().remove(0).item;
     dsr.settle(&[Settled::of(
@@ -262,7 +262,7 @@ async fn round_trip<J: Job + PartialEq + Debug + Clone>(pool: &PgPool, job: J) {
         "{}: the same key is queued once",
         J::KIND
     );
-    let claimed = Jobs::<J>::new(pool.clone(), "it-round-trip")
+    let claimed = Jobs::<J>::new(pool.clone(), "it-round-trip", Duration::from_secs(15))
         .claim(10)
         .await
         .unwrap();
@@ -427,4 +427,49 @@ async fn postgres_crashing_during_outcome_flushes_loses_no_outcome() {
     .await
     .unwrap();
     assert_eq!(settled, 3_000, "the counters match the rows");
+}
+
+/// A job held by a worker that stopped heartbeating (SIGKILLed) runs again as soon as the worker
+/// has been silent for a heartbeat lease, not when the job's 5-minute lease runs out; one held
+/// by a worker that heartbeats, or that has not registered yet, stays with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_held_by_a_silent_worker_is_taken_back_before_its_lease_ends() {
+    let h = Harness::new().await;
+    let silent = Duration::from_secs(2);
+    for name in ["it-doomed", "it-other"] {
+        sqlx::query("INSERT INTO queue_workers (name, kinds) VALUES ($1, ARRAY['dsr'])")
+            .bind(name)
+            .execute(h.pool())
+            .await
+            .unwrap();
+    }
+    jobs::enqueue(h.pool(), &DsrJob { request_id: 7 }, 3)
+        .await
+        .unwrap();
+    let doomed = Jobs::<DsrJob>::new(h.pool().clone(), "it-doomed", silent);
+    let other = Jobs::<DsrJob>::new(h.pool().clone(), "it-other", silent);
+    let newcomer = Jobs::<DsrJob>::new(h.pool().clone(), "it-unregistered", silent);
+    let first = doomed.claim(10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        other.claim(10).await.unwrap().is_empty(),
+        "a live holder keeps its job"
+    );
+
+    jobs::enqueue(h.pool(), &DsrJob { request_id: 8 }, 3)
+        .await
+        .unwrap();
+    assert_eq!(newcomer.claim(10).await.unwrap().len(), 1);
+    sqlx::query("UPDATE queue_workers SET last_seen = now() - interval '10 seconds' WHERE name = 'it-doomed'")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let retaken = other.claim(10).await.unwrap();
+    assert_eq!(
+        retaken.len(),
+        1,
+        "only the silent worker's job is taken back"
+    );
+    assert_eq!(retaken[0].item.id, first[0].item.id);
+    assert_eq!(retaken[0].item.attempt, 2);
 }

@@ -19,7 +19,11 @@ pub(crate) fn register<J: Run<Env>>(monitor: Monitor, registration: &Registratio
     monitor.register(move |_restarts| {
         let r = &registration;
         let queue = &r.env.settings.queue;
-        let jobs = Jobs::<J>::new(r.env.pool.clone(), r.name.clone());
+        let jobs = Jobs::<J>::new(
+            r.env.pool.clone(),
+            r.name.clone(),
+            r.env.settings.queue.lease(),
+        );
         let acks = Acks::start(&jobs, queue);
         let concurrency = J::CONCURRENCY.unwrap_or(r.env.settings.worker.concurrency);
         WorkerBuilder::new(format!("{}-{}", r.name, J::KIND))

@@ -197,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
         let (pool, queue, tally, wakers) =
             (pool.clone(), queue.clone(), tally.clone(), wakers.clone());
         monitor = monitor.register(move |_| {
-            let jobs = Jobs::<Noop>::new(pool.clone(), format!("bench-{i}"));
+            let jobs = Jobs::<Noop>::new(pool.clone(), format!("bench-{i}"), queue.lease());
             let acks = Acks::start(&jobs, &queue);
             WorkerBuilder::new(format!("bench-{i}"))
                 .backend(QueueBackend::new(
