@@ -19,6 +19,16 @@ pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .context("invalid database.url")
 }
 
+/// A pool for connections that need a session of their own (`database.session_url`): the
+/// workers' `LISTEN`, which takes its own connection from the pool's options.
+pub fn connect_session(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+        .connect_lazy(settings.session_url().expose_secret())
+        .context("invalid database.session_url")
+}
+
 /// Applies the application's migrations (the queue's tables are among them).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     bootstrap_legacy_queue(pool).await?;

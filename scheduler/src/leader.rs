@@ -22,7 +22,7 @@ impl Leader {
     /// A standby that has not tried to lead yet.
     pub fn new(settings: &DatabaseSettings) -> Leader {
         Leader {
-            url: settings.url.clone(),
+            url: settings.session_url().clone(),
             conn: None,
             held: false,
         }

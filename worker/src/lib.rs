@@ -138,7 +138,11 @@ impl Worker {
             )),
             tokio::spawn(settle_expired(env.clone())),
             tokio::spawn(count_live_workers(env.clone())),
-            tokio::spawn(wakers.clone().listen(env.pool.clone())),
+            tokio::spawn(
+                wakers
+                    .clone()
+                    .listen(db::connect_session(&env.settings.database)?),
+            ),
         ];
         let registration = Registration {
             name: name.clone(),

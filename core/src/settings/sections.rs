@@ -30,6 +30,18 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a query waits for a free connection before failing.
     pub acquire_timeout_secs: u64,
+    /// Where connections that need a session go: the scheduler's leader lock (a session
+    /// advisory lock) and the workers' `LISTEN`. Unset, they use `url`. Behind PgBouncer in
+    /// transaction mode, point `url` at PgBouncer and this at Postgres itself.
+    #[serde(default)]
+    pub session_url: Option<SecretString>,
+}
+
+impl DatabaseSettings {
+    /// The URL for connections that need a session (see `session_url`).
+    pub fn session_url(&self) -> &SecretString {
+        self.session_url.as_ref().unwrap_or(&self.url)
+    }
 }
 
 /// Where the web process listens and how it protects itself.
