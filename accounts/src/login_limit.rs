@@ -111,7 +111,10 @@ impl LoginLimiter {
     /// Counts a login attempt for `email` from `origin` and says whether it may be verified.
     pub async fn attempt(&self, email: &str, origin: &Origin) -> Attempt {
         let keys = [
-            (self.hashed("account", &email.trim().to_lowercase()), self.per_account),
+            (
+                self.hashed("account", &email.trim().to_lowercase()),
+                self.per_account,
+            ),
             (
                 self.hashed("origin", origin.network.as_deref().unwrap_or("unknown")),
                 self.per_origin,
@@ -183,10 +186,7 @@ impl LoginLimiter {
             invocation.key(format!("{}:login:{key}", self.prefix));
         }
         let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
-        let out: Vec<i64> = invocation
-            .arg(window_ms)
-            .invoke_async(&mut redis)
-            .await?;
+        let out: Vec<i64> = invocation.arg(window_ms).invoke_async(&mut redis).await?;
         Ok(out
             .chunks(2)
             .map(|pair| {

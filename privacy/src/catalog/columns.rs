@@ -318,7 +318,13 @@ pub const COLUMNS: &[Column] = &[
         ACTIVITY_RULES,
     ),
     account_holder("sessions", "origin", Holds::State, "user_id", SESSION_RULES),
-    account_holder("sessions", "browser", Holds::State, "user_id", SESSION_RULES),
+    account_holder(
+        "sessions",
+        "browser",
+        Holds::State,
+        "user_id",
+        SESSION_RULES,
+    ),
 ];
 
 /// A column about a workspace's member (an account holder, not a subscriber): they see it in
