@@ -2,6 +2,7 @@
 //! over HTTP, and real processes where the behaviour under test is about processes.
 
 mod browser;
+mod console;
 mod delivery;
 mod first_hits;
 mod helpers;
