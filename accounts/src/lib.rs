@@ -8,11 +8,14 @@
 
 pub mod activity;
 pub mod alerts;
+pub mod login;
+pub mod login_limit;
 pub mod origin;
 pub mod password;
 mod principal;
 mod role;
 pub mod secret;
+pub mod sessions;
 mod settings;
 pub mod tokens;
 pub mod users;

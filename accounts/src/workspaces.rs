@@ -78,3 +78,30 @@ pub async fn role_of<'e>(
     .await
     .context("reading a membership")
 }
+
+/// A member as the workspace's member list shows them.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct Member {
+    /// `users.id`.
+    pub user_id: i64,
+    /// Their login e-mail: members see who they share the workspace with.
+    pub email: String,
+    /// Their role here.
+    pub role: Role,
+    /// When they joined.
+    pub joined_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The workspace's members, owners first, then by e-mail.
+pub async fn members(pool: &PgPool, workspace_id: i64) -> anyhow::Result<Vec<Member>> {
+    sqlx::query_as(
+        "SELECT u.id AS user_id, u.email, m.role, m.created_at AS joined_at
+         FROM memberships m JOIN users u ON u.id = m.user_id
+         WHERE m.workspace_id = $1
+         ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, u.email",
+    )
+    .bind(workspace_id)
+    .fetch_all(pool)
+    .await
+    .context("listing a workspace's members")
+}

@@ -26,7 +26,7 @@ const WIDTH: u32 = 390;
 const HEIGHT: u32 = 844;
 
 /// chromedriver and one Chromium session of a fresh profile.
-struct Browser {
+pub(crate) struct Browser {
     driver: String,
     session: String,
     http: reqwest::Client,
@@ -37,7 +37,7 @@ struct Browser {
 impl Browser {
     /// A session with JavaScript off; `phone` emulates the phone's viewport (whose emulated
     /// touch input chromedriver cannot click through, so clicks go to a plain window).
-    async fn start(phone: bool) -> Browser {
+    pub(crate) async fn start(phone: bool) -> Browser {
         let port = free_port();
         let chromedriver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -106,7 +106,12 @@ impl Browser {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut request = self.http.request(
             method,
             format!("{}/session/{}{path}", self.driver, self.session),
@@ -119,12 +124,12 @@ impl Browser {
         answer["value"].clone()
     }
 
-    async fn open(&self, url: &str) {
+    pub(crate) async fn open(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
     }
 
-    async fn dom(&self) -> String {
+    pub(crate) async fn dom(&self) -> String {
         self.call(reqwest::Method::GET, "/source", None)
             .await
             .as_str()
@@ -140,7 +145,7 @@ impl Browser {
             .to_owned()
     }
 
-    async fn elements(&self, css: &str) -> Vec<String> {
+    pub(crate) async fn elements(&self, css: &str) -> Vec<String> {
         self.call(
             reqwest::Method::POST,
             "/elements",
@@ -176,12 +181,23 @@ impl Browser {
         widest
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = self.elements(css).await.into_iter().next().expect(css);
         self.call(
             reqwest::Method::POST,
             &format!("/element/{element}/click"),
             Some(json!({})),
+        )
+        .await;
+    }
+
+    /// Types `text` into the first element matching `css`.
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
+        let element = self.elements(css).await.into_iter().next().expect(css);
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
         )
         .await;
     }
@@ -201,7 +217,7 @@ impl Browser {
         (frame.width, colours.len())
     }
 
-    async fn cookies(&self) -> Vec<Value> {
+    pub(crate) async fn cookies(&self) -> Vec<Value> {
         self.call(reqwest::Method::GET, "/cookie", None)
             .await
             .as_array()

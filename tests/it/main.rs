@@ -3,6 +3,7 @@
 
 mod browser;
 mod chaos;
+mod console;
 mod delivery;
 mod first_hits;
 mod helpers;

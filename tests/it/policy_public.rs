@@ -45,6 +45,7 @@ async fn the_privacy_page_states_its_version_the_only_processor_retention_from_s
     h.settings.retention.webhook_events_secs = 3 * 3_600;
     h.settings.retention.finished_jobs_secs = 5 * 86_400;
     h.settings.privacy.export_ttl_days = 11;
+    h.settings.retention.account_activity_days = 53;
     let older = publish(&h, "2026-11", "First version.").await;
     let current = publish(&h, "2026-12", "Delivery records are kept for less time.").await;
     let web = h.start_web().await;
@@ -67,6 +68,12 @@ async fn the_privacy_page_states_its_version_the_only_processor_retention_from_s
         "3 hours",
         "11 days at most",
         "A task about you that failed for good: 5 days",
+        // Account holders' activity: coarse origin, retention from the settings, one use.
+        "security events are logged with the time and a coarse origin",
+        "/24 for IPv4, /48 for IPv6",
+        "browser's family, never the full address",
+        "kept 53 days, shown to you",
+        "used for nothing else",
         // The breach protocol.
         "incident register",
         "within 72 hours of detection",

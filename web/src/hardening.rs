@@ -1,5 +1,5 @@
-//! What every response gets: security headers, no cookie ever, HTTPS enforcement behind a
-//! proxy, and a time limit that answers in the error shape.
+//! What every response gets: security headers, no cookie outside the console, HTTPS
+//! enforcement behind a proxy, and a time limit that answers in the error shape.
 
 use std::sync::Arc;
 
@@ -29,7 +29,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inl
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Redirects plain HTTP when HTTPS is required, then adds the security headers and strips any
-/// `Set-Cookie` a handler might ever add: public pages set no cookie, structurally.
+/// `Set-Cookie` a handler might ever add outside `/console/` (whose session cookie is the
+/// point): public pages and the API set no cookie, structurally. A response that brings its
+/// own, stricter CSP (the console's) keeps it.
 pub(crate) async fn secure(
     State(policy): State<Arc<Policy>>,
     request: Request,
@@ -40,9 +42,12 @@ pub(crate) async fn secure(
         return https_redirect(&policy, &request);
     }
     let https = policy.tls || (policy.require_https && forwarded.as_deref() == Some("https"));
+    let console = request.uri().path().starts_with("/console/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.remove(header::SET_COOKIE);
+    if !console {
+        headers.remove(header::SET_COOKIE);
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -52,10 +57,9 @@ pub(crate) async fn secure(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     if https {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,

@@ -1,6 +1,8 @@
 //! The web process (axum). It never does slow work inline: it verifies, writes, answers.
 
 mod api;
+mod client;
+mod console;
 mod error;
 mod exports;
 mod facebook;
@@ -22,6 +24,7 @@ use axum::handler::Handler as _;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum_server::tls_rustls::RustlsConfig;
+use moonengage_accounts::login_limit::LoginLimiter;
 use moonengage_core::settings::Settings;
 use moonengage_core::webhook::GroupWriter;
 use moonengage_core::{db, jobs};
@@ -61,7 +64,13 @@ impl App {
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("binding web.host:web.port ({address})"))?;
+        let login_limiter = Arc::new(LoginLimiter::new(
+            &settings.redis,
+            &settings.accounts,
+            &settings.crypto.blind_index_key,
+        )?);
         let state = AppState {
+            login_limiter,
             nudges: Nudges::start(pool.clone()),
             webhook_writer: GroupWriter::start(pool.clone()),
             pool,
@@ -101,10 +110,14 @@ impl App {
         );
         match self.tls {
             Some(config) => tls::serve(self.listener, config, self.router, stop).await,
-            None => axum::serve(self.listener, self.router)
-                .with_graceful_shutdown(stop)
-                .await
-                .context("serving HTTP"),
+            None => axum::serve(
+                self.listener,
+                self.router
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await
+            .context("serving HTTP"),
         }
     }
 }
@@ -142,6 +155,7 @@ fn routes(state: AppState, tls: bool) -> Router {
         )
         .merge(webhooks)
         .merge(api::router(&state))
+        .merge(console::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(from_fn(hardening::run_to_completion))

@@ -96,6 +96,7 @@ async fn render(state: &AppState, shown: Option<i64>) -> Result<Response, ApiErr
         "export_keyword": first(&settings.keywords.export),
         "erase_keyword": first(&settings.keywords.erase),
         "deadline_hours": REPORT_DEADLINE_HOURS,
+        "account_activity_days": settings.retention.account_activity_days,
         "versions": versions.iter().map(|v| json!({
             "id": v.id,
             "version": v.version,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use moonengage_accounts::login_limit::LoginLimiter;
 use moonengage_core::settings::Settings;
 use moonengage_core::webhook::GroupWriter;
 use moonengage_privacy::crypto::Keyring;
@@ -23,6 +24,8 @@ pub(crate) struct AppState {
     pub keyring: Keyring,
     /// Verifies unsubscribe tokens.
     pub signer: Arc<UnsubscribeSigner>,
+    /// Counts login attempts (Redis, or in-process while it is down).
+    pub login_limiter: Arc<LoginLimiter>,
     /// Every setting (secrets stay wrapped).
     pub settings: Arc<Settings>,
 }

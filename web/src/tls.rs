@@ -45,7 +45,7 @@ pub(crate) async fn serve(
     axum_server::from_tcp_rustls(listener, config)
         .context("starting TLS")?
         .handle(handle)
-        .serve(router.into_make_service())
+        .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
         .context("serving HTTPS")
 }

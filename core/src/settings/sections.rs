@@ -73,6 +73,11 @@ pub struct WebSettings {
     /// `https://` one; elsewhere none means `http://localhost:{port}`.
     #[serde(default)]
     pub public_base_url: Option<String>,
+    /// Behind a proxy that appends the client's address to `X-Forwarded-For`: take the
+    /// client's origin (for account activity and the login limit) from its last entry instead
+    /// of the connection's peer. Off by default, since any client can send the header.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 impl WebSettings {

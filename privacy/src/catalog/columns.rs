@@ -14,6 +14,11 @@ pub const NOT_PERSONAL: &[(&str, &str, &str)] = &[
         "an API token's SHA-256 hash: a secret's, about nobody",
     ),
     ("campaigns", "name", "the business's name for a campaign"),
+    (
+        "sessions",
+        "token_hash",
+        "a console session secret's SHA-256 hash: a secret's, about nobody",
+    ),
     ("data_keys", "wrapped", "a data key, wrapped with age"),
     ("pages", "name", "the business's Page name, public"),
     ("queue_workers", "name", "a worker process's name"),
@@ -312,6 +317,14 @@ pub const COLUMNS: &[Column] = &[
         "user_id",
         ACTIVITY_RULES,
     ),
+    account_holder("sessions", "origin", Holds::State, "user_id", SESSION_RULES),
+    account_holder(
+        "sessions",
+        "browser",
+        Holds::State,
+        "user_id",
+        SESSION_RULES,
+    ),
 ];
 
 /// A column about a workspace's member (an account holder, not a subscriber): they see it in
@@ -339,6 +352,11 @@ const fn account_holder(
 /// What ends a user's account.
 const USER_RULES: &[Retention] = &[Retention::Kept(
     "while they belong to a workspace: cancellation deletes users of no other workspace",
+)];
+
+/// What ends a console session's row.
+const SESSION_RULES: &[Retention] = &[Retention::Kept(
+    "until logout, or its idle or absolute expiry (deleted at the next login)",
 )];
 
 /// What ends an account's activity.
