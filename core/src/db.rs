@@ -4,19 +4,57 @@ use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::SqlSafeStr;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgTransactionManager};
 use sqlx::{Connection, PgPool};
+use sqlx_core::transaction::TransactionManager;
 
 use crate::settings::DatabaseSettings;
 
 /// Opens the pool lazily so a process starts (and reports its own errors) even while Postgres is
 /// still coming up; the first query waits up to `acquire_timeout_secs`.
+///
+/// With `database.transaction_pooler`, every checkout of a connection is one transaction,
+/// begun when it is handed out and committed when it comes back: the pooler keeps the client on
+/// one server for that long, so sqlx's prepare and execute round trips meet the same server.
+/// A `pool.begin()` inside it is a savepoint (sqlx counts the checkout's transaction). The
+/// checkout's first statement drops the prepared statements earlier clients left on that
+/// server, and the pool caches none, so no name ever collides.
 pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
+    let mut options: PgConnectOptions = settings
+        .url
+        .expose_secret()
+        .parse()
+        .context("invalid database.url")?;
+    let mut pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
-        .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
-        .connect_lazy(settings.url.expose_secret())
-        .context("invalid database.url")
+        .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs));
+    if settings.transaction_pooler {
+        options = options.statement_cache_capacity(0);
+        pool = pool
+            .after_connect(|conn, _| Box::pin(async move { begin_checkout(conn).await }))
+            .before_acquire(|conn, _| {
+                Box::pin(async move { begin_checkout(conn).await.map(|()| true) })
+            })
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A connection that cannot end its checkout is closed, not reused.
+                    while PgTransactionManager::get_transaction_depth(conn) > 0 {
+                        if PgTransactionManager::commit(conn).await.is_err() {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                })
+            });
+    }
+    Ok(pool.connect_lazy_with(options))
+}
+
+/// Opens a checkout's transaction on whichever server the pooler gives, clearing that server's
+/// prepared statements (one simple query: one round trip, one server).
+async fn begin_checkout(conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    PgTransactionManager::begin(conn, Some("BEGIN; DEALLOCATE ALL".into_sql_str())).await
 }
 
 /// A pool for connections that need a session of their own (`database.session_url`): the

@@ -35,6 +35,14 @@ pub struct DatabaseSettings {
     /// transaction mode, point `url` at PgBouncer and this at Postgres itself.
     #[serde(default)]
     pub session_url: Option<SecretString>,
+    /// `url` points at a pooler in transaction mode (PgBouncer `pool_mode = transaction`)
+    /// that does not track prepared statements (PgBouncer before 1.21, Debian 12's 1.18).
+    /// sqlx prepares a statement and executes it in two round trips, between which such a
+    /// pooler may hand the client another server; so each checkout of a pooled connection
+    /// runs in one transaction (which pins its server), starts by dropping whatever prepared
+    /// statements the server has, and caches none. See `db::connect`.
+    #[serde(default)]
+    pub transaction_pooler: bool,
 }
 
 impl DatabaseSettings {
