@@ -99,9 +99,12 @@ impl Template {
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper(FIRST_NAME, Box::new(first_name));
-        registry
-            .register_template_string(NAME, source)
+        // `{{log first_name}}` would write a person's name to the logs.
+        registry.unregister_helper("log");
+        let compiled = handlebars::Template::compile(source)
             .map_err(|e| TemplateError::Syntax(e.to_string()))?;
+        check_elements(&compiled, 0)?;
+        registry.register_template(NAME, compiled);
         Ok(Template { registry })
     }
 
@@ -165,6 +168,42 @@ impl Template {
     }
 }
 
+/// Blocks nested deeper than this are refused: a message needs a few, and rendering recurses
+/// once per level.
+const MAX_DEPTH: usize = 16;
+
+/// Refuses what a message has no use for and that would let a template run away: partials
+/// (`{{> message}}` renders itself without end) and decorators (`{{#*inline}}` defines
+/// partials), and blocks nested deeper than [`MAX_DEPTH`].
+fn check_elements(template: &handlebars::Template, depth: usize) -> Result<(), TemplateError> {
+    use handlebars::template::TemplateElement as E;
+    if depth > MAX_DEPTH {
+        return Err(TemplateError::Syntax(format!(
+            "blocks are nested more than {MAX_DEPTH} deep"
+        )));
+    }
+    for element in &template.elements {
+        match element {
+            E::PartialExpression(_)
+            | E::PartialBlock(_)
+            | E::DecoratorExpression(_)
+            | E::DecoratorBlock(_) => {
+                return Err(TemplateError::Syntax(
+                    "partials and decorators ({{> …}}, {{#> …}}, {{* …}}) are not supported".into(),
+                ));
+            }
+            E::HelperBlock(block) => {
+                for inner in [&block.template, &block.inverse].into_iter().flatten() {
+                    check_elements(inner, depth + 1)?;
+                }
+            }
+            // Text, expressions and comments.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The reason without the rendered data, so no personal value reaches an error message.
 fn render_reason(error: &handlebars::RenderError) -> String {
     match error.reason() {
@@ -175,6 +214,8 @@ fn render_reason(error: &handlebars::RenderError) -> String {
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;

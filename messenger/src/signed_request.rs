@@ -106,6 +106,8 @@ pub fn verify(
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests {
     use serde_json::json;
 

@@ -314,4 +314,6 @@ fn read_varint(input: &mut &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -18,6 +18,8 @@ use apalis_core::worker::context::WorkerContext;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::reconnect::{self, Backoff};
+
 /// Where a backend's rows come from.
 pub trait Source: Send + Sync + 'static {
     /// One claimed row, as the handler receives it.
@@ -92,7 +94,7 @@ async fn claim_loop<S: Source>(
     stop: CancellationToken,
 ) {
     let half = (tx.max_capacity() / 2).max(1);
-    let mut failures = 0u32;
+    let mut backoff = Backoff::default();
     loop {
         // Claim when half the buffer is free: fewer, larger claims (each costs a statement and
         // a commit) while the other half keeps the worker busy.
@@ -109,7 +111,8 @@ async fn claim_loop<S: Source>(
         let waiting = wake.notified();
         match source.claim(room).await {
             Ok(claimed) => {
-                failures = 0;
+                backoff.reset();
+                reconnect::reached();
                 let full = claimed.len() == room;
                 let mut claimed = claimed.into_iter();
                 while let Some(next) = claimed.next() {
@@ -132,10 +135,15 @@ async fn claim_loop<S: Source>(
                 }
             }
             Err(error) => {
-                failures += 1;
-                tracing::warn!(error = %format!("{error:#}"), failures, "claiming jobs failed; trying again");
+                if reconnect::is_unreachable(&error) {
+                    reconnect::lost(&error);
+                } else {
+                    tracing::warn!(error = %format!("{error:#}"), "claiming jobs failed; trying again");
+                }
+                // A wake-up (the LISTEN connection is back, or work was queued) ends the wait.
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(100u64 << failures.min(6))) => {}
+                    () = tokio::time::sleep(backoff.next_wait()) => {}
+                    () = waiting => {}
                     () = stop.cancelled() => return,
                 }
             }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::reconnect::{self, Backoff};
+
 /// Writes one batch of outcomes in one statement.
 pub trait Sink: Send + Sync + 'static {
     /// What a finished job reports.
@@ -74,18 +76,20 @@ async fn run<S: Sink>(
                 Ok(None) | Err(_) => break,
             }
         }
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         while let Err(error) = sink.write(&outcomes).await {
-            failures += 1;
-            let pause = Duration::from_millis(50u64 << failures.min(6));
-            tracing::warn!(
-                error = %format!("{error:#}"),
-                outcomes = outcomes.len(),
-                failures,
-                "writing job outcomes failed; trying again"
-            );
-            tokio::time::sleep(pause).await;
+            if reconnect::is_unreachable(&error) {
+                reconnect::lost(&error);
+            } else {
+                tracing::warn!(
+                    error = %format!("{error:#}"),
+                    outcomes = outcomes.len(),
+                    "writing job outcomes failed; trying again"
+                );
+            }
+            tokio::time::sleep(backoff.next_wait()).await;
         }
+        reconnect::reached();
         outcomes.clear();
         for waiter in waiters.drain(..) {
             let _ = waiter.send(());

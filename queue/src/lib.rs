@@ -22,6 +22,7 @@ pub mod events;
 pub mod flush;
 pub mod job;
 pub mod jobs;
+pub mod reconnect;
 pub mod run;
 pub mod sends;
 pub mod stats;
@@ -91,13 +92,7 @@ impl QueueSettings {
     /// `retry_base * 2^attempt` (capped), so retries of jobs that failed together spread out
     /// instead of arriving together.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .retry_base_ms
-            .saturating_mul(1u64 << attempt.min(20))
-            .min(self.retry_max_ms)
-            .max(1);
-        let half = ceiling / 2;
-        Duration::from_millis(half + rand::random::<u64>() % (ceiling - half + 1))
+        reconnect::jittered(self.retry_base_ms, self.retry_max_ms, attempt)
     }
 
     /// The backoff after failed attempt number `attempt` (counted from 1, as the queue's rows

@@ -4,11 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
+
+use crate::reconnect::{self, Backoff};
 
 /// The channel every enqueue notifies; the payload is the kind.
 pub const CHANNEL: &str = "moonengage_queue";
@@ -96,39 +97,59 @@ impl Wakers {
     /// Listens until the process ends; a lost connection is re-opened after a pause (polling
     /// carries the work meanwhile).
     pub async fn listen(self, pool: PgPool) {
+        let mut backoff = Backoff::default();
         loop {
-            match PgListener::connect_with(&pool).await {
+            let listening = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            match listening.await {
                 Ok(mut listener) => {
-                    if let Err(error) = listener.listen(CHANNEL).await {
-                        tracing::warn!(%error, "queue LISTEN failed; polling meanwhile");
-                    } else {
-                        loop {
-                            match listener.try_recv().await {
-                                Ok(Some(notification)) => self.wake(notification.payload()),
-                                // The connection was lost and re-opened: anything may be due.
-                                Ok(None) => {
-                                    let kinds: Vec<String> = self
-                                        .kinds
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .keys()
-                                        .cloned()
-                                        .collect();
-                                    for kind in kinds {
-                                        self.wake(&kind);
-                                    }
-                                }
-                                Err(error) => {
-                                    tracing::warn!(%error, "queue LISTEN lost; polling meanwhile");
-                                    break;
-                                }
+                    backoff.reset();
+                    reconnect::reached();
+                    // Whatever was queued while nobody listened is due now.
+                    self.wake_all();
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(notification)) => self.wake(notification.payload()),
+                            // The connection was lost and re-opened (sqlx listens again on
+                            // the new one): anything may be due.
+                            Ok(None) => self.wake_all(),
+                            Err(error) => {
+                                report_lost(error);
+                                break;
                             }
                         }
                     }
                 }
-                Err(error) => tracing::warn!(%error, "queue LISTEN unavailable; polling meanwhile"),
+                Err(error) => report_lost(error),
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(backoff.next_wait()).await;
         }
+    }
+
+    /// Wakes the claimers of every kind.
+    fn wake_all(&self) {
+        let kinds: Vec<String> = self
+            .kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for kind in kinds {
+            self.wake(&kind);
+        }
+    }
+}
+
+/// The LISTEN connection failed: claimers poll meanwhile; a lost database is reported once for
+/// the process.
+fn report_lost(error: sqlx::Error) {
+    if reconnect::sqlx_unreachable(&error) {
+        reconnect::lost(&error.into());
+    } else {
+        tracing::warn!(%error, "queue LISTEN failed; polling meanwhile");
     }
 }

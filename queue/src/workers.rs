@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::reconnect;
+
 /// Registers `name` as live for `kinds`, then heartbeats every `every` until the task is
 /// dropped, renewing the leases of the sends it holds by `lease` each time (other jobs have a
 /// fixed lease, `jobs::LEASE`). Rows locked right now are being
@@ -20,9 +22,7 @@ pub async fn heartbeat(
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        if let Err(error) = beat(&pool, &name, &kinds, lease).await {
-            tracing::warn!(%error, "worker heartbeat failed");
-        }
+        reconnect::report(beat(&pool, &name, &kinds, lease).await, "worker heartbeat");
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use moonengage_core::settings::Settings;
 use moonengage_core::{db, jobs};
 use moonengage_ops::{metrics, shutdown};
+use moonengage_queue::reconnect::{self, Backoff};
 use sqlx::PgPool;
 
 use crate::leader::Leader;
@@ -40,7 +41,8 @@ impl Scheduler {
 
     /// Runs until `stop` resolves, checking leadership every `scheduler.tick_ms`: the services
     /// start when this scheduler takes the lock and stop (cancelled and awaited) when it loses
-    /// it or stops. A scheduler never exits because the database blinked.
+    /// it or stops. A scheduler never exits because the database blinked: it retries with backoff
+    /// (see `moonengage_queue::reconnect`) and says so once.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let mut leader = Leader::new(&self.settings.database);
         let tick = Duration::from_millis(self.settings.scheduler.tick_ms);
@@ -50,15 +52,30 @@ impl Scheduler {
         services::stand_by();
         let mut running: Option<Services> = None;
         tracing::info!("scheduler started");
+        let mut backoff = Backoff::default();
+        let mut wait = tick;
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                () = tokio::time::sleep(tick) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            let leads = leader.ensure().await.unwrap_or_else(|error| {
-                tracing::warn!(error = %format!("{error:#}"), "cannot reach the leader lock");
-                false
-            });
+            let leads = match leader.ensure().await {
+                Ok(leads) => {
+                    backoff.reset();
+                    reconnect::reached();
+                    wait = tick;
+                    leads
+                }
+                Err(error) => {
+                    if reconnect::is_unreachable(&error) {
+                        reconnect::lost(&error);
+                    } else {
+                        tracing::warn!(error = %format!("{error:#}"), "cannot take the leader lock");
+                    }
+                    wait = backoff.next_wait().max(tick);
+                    false
+                }
+            };
             if leads && running.is_none() {
                 running = Some(Services::start(&self.settings, &self.pool));
             } else if !leads && let Some(services) = running.take() {

@@ -801,6 +801,17 @@ impl OwnPostgres {
         self.pg_ctl(&["start"]).await;
     }
 
+    /// Stops it cleanly (fast shutdown: every connection is cut, a checkpoint is written); the
+    /// same port and data folder come back with [`OwnPostgres::start_again`].
+    pub async fn stop(&self) {
+        self.pg_ctl(&["stop", "-m", "fast"]).await;
+    }
+
+    /// Starts it again after [`OwnPostgres::stop`].
+    pub async fn start_again(&self) {
+        self.pg_ctl(&["start"]).await;
+    }
+
     async fn pg_ctl(&self, args: &[&str]) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",

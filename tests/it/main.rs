@@ -18,6 +18,7 @@ mod policy_public;
 mod privacy;
 mod privacy_keys;
 mod queue;
+mod restarts;
 mod spine;
 mod web;
 mod webhook_client;

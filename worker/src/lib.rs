@@ -43,7 +43,7 @@ use moonengage_privacy::policy::PolicyNoticeJob;
 use moonengage_privacy::rotation::RotateJob;
 use moonengage_privacy::unsubscribe::UnsubscribeSigner;
 use moonengage_queue::wake::Wakers;
-use moonengage_queue::{Job, events, sends, workers};
+use moonengage_queue::{Job, events, reconnect, sends, workers};
 
 use crate::env::Env;
 use crate::handle::register;
@@ -68,9 +68,12 @@ impl Worker {
     /// or resource named when something is missing.
     pub async fn build(settings: Settings) -> anyhow::Result<Worker> {
         let pool = db::connect(&settings.database)?;
-        let keyring = Keyring::load_or_create(&pool, &settings.crypto)
-            .await
-            .context("loading the data keys")?;
+        let keyring = reconnect::retry(|| async {
+            Keyring::load_or_create(&pool, &settings.crypto)
+                .await
+                .context("loading the data keys")
+        })
+        .await?;
         let client = messenger::Client::new(&settings.messenger, settings.app.is_production())?;
         let signer = UnsubscribeSigner::new(&settings.unsubscribe)?;
         let limiter = Arc::new(RateLimiter::new(&settings.redis, &settings.rate_limit)?);
@@ -194,10 +197,12 @@ async fn settle_expired(env: Arc<Env>) {
     let mut every = tokio::time::interval(Duration::from_secs(queue.heartbeat_secs.max(1)));
     loop {
         every.tick().await;
-        match sends::settle_expired(&env.pool).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(sends = n, "sends of a dead worker settled as unknown"),
-            Err(error) => tracing::warn!(%error, "settling expired sends failed"),
+        match reconnect::report(
+            sends::settle_expired(&env.pool).await,
+            "settling expired sends",
+        ) {
+            Some(0) | None => {}
+            Some(n) => tracing::warn!(sends = n, "sends of a dead worker settled as unknown"),
         }
     }
 }
@@ -209,7 +214,8 @@ async fn count_live_workers(env: Arc<Env>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         every.tick().await;
-        if let Ok(live) = workers::live(&env.pool, sends::KIND, env.settings.queue.lease()).await {
+        let live = workers::live(&env.pool, sends::KIND, env.settings.queue.lease()).await;
+        if let Some(live) = reconnect::report(live, "counting live workers") {
             env.limiter
                 .set_live_workers(usize::try_from(live).unwrap_or(1));
         }

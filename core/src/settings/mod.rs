@@ -2,6 +2,7 @@
 //! `MOONENGAGE__SECTION__KEY` environment variables, then the platform's `DATABASE_URL`,
 //! `REDIS_URL` and `PORT`. A missing or invalid setting fails at start with its key named.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use secrecy::ExposeSecret;
@@ -91,7 +92,19 @@ impl Settings {
 
     /// Loads from a given folder of TOML files and the environment.
     pub fn load_from(dir: &Path) -> Result<Settings, SettingsError> {
-        let env = std::env::var("APP_ENV").unwrap_or_else(|_| "local".into());
+        Self::load_with_env(dir, &std::env::vars().collect())
+    }
+
+    /// Loads from a given folder of TOML files and the given environment variables instead of
+    /// the process's, so every layer can be exercised without touching the process environment.
+    pub fn load_with_env(
+        dir: &Path,
+        vars: &HashMap<String, String>,
+    ) -> Result<Settings, SettingsError> {
+        let env = vars
+            .get("APP_ENV")
+            .cloned()
+            .unwrap_or_else(|| "local".into());
         let mut builder = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")))
             .add_source(config::File::from(dir.join(format!("{env}.toml"))).required(false))
@@ -107,15 +120,16 @@ impl Settings {
                     .with_list_parse_key("keywords.export")
                     .with_list_parse_key("keywords.erase")
                     .with_list_parse_key("email.admins")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(Some(vars.clone().into_iter().collect())),
             )
             .set_override("app.env", env)?;
         for (var, key) in [("DATABASE_URL", "database.url"), ("REDIS_URL", "redis.url")] {
-            if let Ok(value) = std::env::var(var) {
-                builder = builder.set_override(key, value)?;
+            if let Some(value) = vars.get(var) {
+                builder = builder.set_override(key, value.as_str())?;
             }
         }
-        if let Ok(port) = std::env::var("PORT") {
+        if let Some(port) = vars.get("PORT") {
             let port: u16 = port.parse().map_err(|_| SettingsError::Invalid {
                 key: "PORT",
                 reason: format!("`{port}` is not a port number"),
@@ -300,6 +314,8 @@ impl Settings {
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -264,6 +264,8 @@ fn classify_payload(
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests {
     use base64::Engine as _;
     use secrecy::SecretString;

@@ -58,6 +58,8 @@ pub fn verify_signature(
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests {
     use super::*;
 

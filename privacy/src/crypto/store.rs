@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use age::x25519::{Identity, Recipient};
+use moonengage_queue::reconnect;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::data_key::{self, DataKey};
@@ -124,9 +125,8 @@ fn spawn_refresh(keyring: WeakKeyring, every: Duration) {
             let Some(keyring) = keyring.upgrade() else {
                 return;
             };
-            if let Err(error) = keyring.refresh().await {
-                tracing::warn!(%error, "re-reading data keys failed; keeping the loaded ones");
-            }
+            // On failure the loaded keys stay in use.
+            reconnect::report(keyring.refresh().await, "re-reading data keys");
         }
     });
 }

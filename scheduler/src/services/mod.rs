@@ -15,6 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use moonengage_core::settings::Settings;
+use moonengage_queue::reconnect;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -95,12 +96,14 @@ async fn run<S: Service>(mut service: S, pool: PgPool, stop: CancellationToken) 
         tokio::select! {
             () = stop.cancelled() => break,
             ran = service.run_once(&pool) => {
-                if let Err(error) = ran {
-                    tracing::warn!(
+                match ran {
+                    Ok(()) => reconnect::reached(),
+                    Err(error) if reconnect::is_unreachable(&error) => reconnect::lost(&error),
+                    Err(error) => tracing::warn!(
                         service = S::NAME,
                         error = %format!("{error:#}"),
                         "leader service run failed; retried at its next interval"
-                    );
+                    ),
                 }
             }
         }
