@@ -17,5 +17,6 @@ mod privacy;
 mod privacy_keys;
 mod queue;
 mod spine;
+mod tenancy;
 mod web;
 mod webhook_client;

@@ -122,6 +122,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<moonengage_accounts::NotOperator> for ApiError {
+    /// A platform route asked for by someone who is not an operator: as if it did not exist.
+    fn from(_: moonengage_accounts::NotOperator) -> ApiError {
+        ApiError::NotFound("route")
+    }
+}
+
 impl From<CampaignError> for ApiError {
     fn from(error: CampaignError) -> ApiError {
         match error {

@@ -1,10 +1,11 @@
 //! The breach register (see `moonengage_privacy::incidents`): declare an incident, update it, list
 //! the register, and decide to tell the people affected through Messenger.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
+use moonengage_accounts::{Principal, Role};
 use moonengage_privacy::incidents::{
     self, Affected, DataCategory, Incident, IncidentError, IncidentStatus, IncidentUpdate,
     NewIncident,
@@ -125,11 +126,16 @@ fn categories(names: &[String]) -> Result<Vec<DataCategory>, ApiError> {
 
 /// Declares an incident; admins are e-mailed at once.
 #[utoipa::path(post, path = "/api/v1/incidents", tag = "incidents", request_body = DeclareIncident,
-    responses((status = 201, body = IncidentView), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = IncidentView),
+              (status = 404, body = ErrorBody, description = "Not an operator"),
+              (status = 422, body = ErrorBody)))]
 pub(crate) async fn declare(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<DeclareIncident>,
 ) -> Result<(StatusCode, Json<IncidentView>), ApiError> {
+    principal.require_operator()?;
+    principal.require(Role::Admin)?;
     let incident = incidents::declare(
         &state.pool,
         &NewIncident {
@@ -146,10 +152,13 @@ pub(crate) async fn declare(
 
 /// Lists the register, newest first.
 #[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents",
-    responses((status = 200, body = Vec<IncidentView>)))]
+    responses((status = 200, body = Vec<IncidentView>),
+              (status = 404, body = ErrorBody, description = "Not an operator")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<IncidentView>>, ApiError> {
+    principal.require_operator()?;
     let register = incidents::list(&state.pool).await?;
     Ok(Json(register.into_iter().map(Into::into).collect()))
 }
@@ -160,8 +169,10 @@ pub(crate) async fn list(
     responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<IncidentView>, ApiError> {
+    principal.require_operator()?;
     let incident = incidents::get(&state.pool, id)
         .await?
         .ok_or(ApiError::NotFound("incident"))?;
@@ -176,9 +187,12 @@ pub(crate) async fn show(
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateIncident>,
 ) -> Result<Json<IncidentView>, ApiError> {
+    principal.require_operator()?;
+    principal.require(Role::Admin)?;
     let change = IncidentUpdate {
         status: body
             .status
@@ -205,9 +219,12 @@ pub(crate) async fn update(
               (status = 409, body = ErrorBody)))]
 pub(crate) async fn notice(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<NoticeRequest>,
 ) -> Result<(StatusCode, Json<NoticeView>), ApiError> {
+    principal.require_operator()?;
+    principal.require(Role::Admin)?;
     let affected = body.page_id.map_or(Affected::Everyone, Affected::Page);
     let decided =
         incidents::decide_notice(&state.pool, id, affected, state.settings.queue.max_attempts)

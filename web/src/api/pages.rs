@@ -118,11 +118,14 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
-/// Lists every Page.
+/// Lists the workspace's Pages.
 #[utoipa::path(get, path = "/api/v1/pages", tag = "pages",
     responses((status = 200, body = Vec<PageView>)))]
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<PageView>>, ApiError> {
-    let pages = pages::list(&state.pool).await?;
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<PageView>>, ApiError> {
+    let pages = pages::list(&state.pool, principal.workspace_id).await?;
     Ok(Json(pages.into_iter().map(PageView::from).collect()))
 }
 
@@ -132,11 +135,13 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<PageV
     responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn set_send_rate(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<SendRate>,
 ) -> Result<StatusCode, ApiError> {
+    principal.require(Role::Admin)?;
     let rate = check_rate(body.send_rate)?;
-    if pages::set_send_rate(&state.pool, id, rate).await? {
+    if pages::set_send_rate(&state.pool, principal.workspace_id, id, rate).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("page"))
@@ -149,12 +154,13 @@ pub(crate) async fn set_send_rate(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if pages::fb_page_id(&state.pool, id).await?.is_none() {
-        return Err(ApiError::NotFound("page"));
-    }
-    let resumed = pages::resume(&state.pool, id).await?;
+    principal.require(Role::Admin)?;
+    let resumed = pages::resume(&state.pool, principal.workspace_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("page"))?;
     tracing::info!(page_id = id, campaigns = resumed.len(), "page resumed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,12 +1,13 @@
 //! Subscribers: import from CSV or JSON with consent evidence on every row (all or nothing: a
 //! bad row is reported by its line and nothing is imported), and counts by status.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
+use axum::{Extension, Json};
 use chrono::{DateTime, Duration, Utc};
+use moonengage_accounts::{Principal, Role};
 use moonengage_core::pages;
 use moonengage_core::subscribers::{self, NewSubscriber};
 use serde::{Deserialize, Serialize};
@@ -64,13 +65,15 @@ pub(crate) struct CountsView {
               (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn import(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ImportResult>, ApiError> {
+    principal.require(Role::Admin)?;
     let limit = state.settings.web.max_import_bytes;
     let body = body.map_err(|rejection| ApiError::from_body(rejection, limit))?;
-    let fb_page_id = pages::fb_page_id(&state.pool, id)
+    let fb_page_id = pages::fb_page_id(&state.pool, principal.workspace_id, id)
         .await?
         .ok_or(ApiError::NotFound("page"))?;
     let content_type = headers
@@ -194,12 +197,12 @@ fn validate(row: ImportRow, now: DateTime<Utc>) -> Result<NewSubscriber, String>
     responses((status = 200, body = CountsView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn counts(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<CountsView>, ApiError> {
-    if pages::fb_page_id(&state.pool, id).await?.is_none() {
-        return Err(ApiError::NotFound("page"));
-    }
-    let c = subscribers::counts(&state.pool, id).await?;
+    let c = subscribers::counts(&state.pool, principal.workspace_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("page"))?;
     Ok(Json(CountsView {
         active: c.active,
         unsubscribed: c.unsubscribed,
