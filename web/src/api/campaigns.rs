@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::pages::Created;
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -18,6 +19,7 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewCampaign {
     /// The Page it is sent from.
+    #[serde(deserialize_with = "schema::integer")]
     page_id: i64,
     /// Name shown to admins.
     name: String,

@@ -11,6 +11,7 @@ use moonengage_privacy::export_link::{self, ReissueError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -19,11 +20,13 @@ use crate::state::AppState;
 pub(crate) struct NewRequest {
     /// `export`, `erasure` or `objection`.
     #[serde(rename = "type")]
-    #[schema(value_type = String)]
+    #[schema(schema_with = schema::request_type)]
     kind: DsrType,
     /// The Page the person talks to.
+    #[serde(deserialize_with = "schema::integer")]
     page_id: i64,
     /// The person's page-scoped id.
+    #[schema(min_length = 1)]
     psid: String,
 }
 

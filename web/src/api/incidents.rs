@@ -13,6 +13,7 @@ use moonengage_privacy::incidents::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -23,10 +24,15 @@ pub(crate) struct DeclareIncident {
     detected_at: DateTime<Utc>,
     /// Categories of data: `messenger_ids`, `first_names`, `consent_evidence`,
     /// `delivery_records`, `data_requests`, `page_tokens`.
+    #[schema(schema_with = schema::categories)]
     categories: Vec<String>,
     /// How many people are affected (an estimate; update it later).
+    #[serde(deserialize_with = "schema::integer")]
+    #[schema(minimum = 0)]
     people_affected: i32,
-    /// What happened, without naming anybody (people read it if they are told).
+    /// What happened, without naming anybody (people read it if they are told; at most 1,000
+    /// characters).
+    #[schema(min_length = 1, max_length = 1000)]
     description: String,
 }
 
@@ -34,10 +40,14 @@ pub(crate) struct DeclareIncident {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct UpdateIncident {
     /// `open`, `reported` (the authority is informed) or `closed`; forward only.
+    #[schema(schema_with = schema::incident_status)]
     status: Option<String>,
     /// A firmer count.
+    #[serde(default, deserialize_with = "schema::optional_integer")]
+    #[schema(minimum = 0)]
     people_affected: Option<i32>,
     /// A fuller list of categories.
+    #[schema(schema_with = schema::optional_categories)]
     categories: Option<Vec<String>>,
 }
 
@@ -45,6 +55,7 @@ pub(crate) struct UpdateIncident {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NoticeRequest {
     /// The Page whose subscribers are affected; `null` or absent: everybody we hold data about.
+    #[serde(default, deserialize_with = "schema::optional_integer")]
     page_id: Option<i64>,
 }
 

@@ -8,6 +8,7 @@ mod dsr;
 mod incidents;
 mod pages;
 mod policy;
+mod schema;
 mod subscribers;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let mut document = document;
     document.merge(import_document);
     doc::CommonErrors.modify(&mut document);
+    schema::not_blank(&mut document);
     let document = Arc::new(document);
     api.merge(import)
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))

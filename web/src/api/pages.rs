@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -17,12 +18,17 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct RegisterPage {
     /// Facebook's id of the Page.
+    #[schema(min_length = 1)]
     fb_page_id: String,
     /// Display name.
+    #[schema(min_length = 1)]
     name: String,
     /// The Page access token; stored encrypted and never returned.
+    #[schema(min_length = 1)]
     access_token: String,
     /// Messages per second (1-300, default 250).
+    #[serde(default, deserialize_with = "schema::optional_integer")]
+    #[schema(minimum = 1, maximum = 300)]
     send_rate: Option<i32>,
 }
 
@@ -64,6 +70,8 @@ impl From<PageSummary> for PageView {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct SendRate {
     /// Messages per second (1-300).
+    #[serde(deserialize_with = "schema::integer")]
+    #[schema(minimum = 1, maximum = 300)]
     send_rate: i32,
 }
 
@@ -94,7 +102,7 @@ pub(crate) async fn register(
     if body.name.trim().is_empty() {
         return Err(invalid("name"));
     }
-    if body.access_token.is_empty() {
+    if body.access_token.trim().is_empty() {
         return Err(invalid("access_token"));
     }
     let send_rate = check_rate(body.send_rate.unwrap_or(pages::DEFAULT_SEND_RATE))?;

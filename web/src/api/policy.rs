@@ -17,10 +17,16 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct PublishVersion {
     /// The label people see, e.g. `2026-12`; publishing the same label again does nothing.
+    #[schema(min_length = 1, max_length = 300)]
     version: String,
     /// What changed, in a few sentences (at most 1,000 characters).
+    #[schema(min_length = 1, max_length = 1000)]
     summary: String,
-    /// Where the full policy is (https).
+    /// Where the full policy is (https, no white space).
+    #[schema(
+        max_length = 300,
+        pattern = r"^https://[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     url: String,
 }
 

@@ -23,14 +23,18 @@ const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub(crate) struct ImportRow {
     /// The person's page-scoped id (digits).
+    #[schema(required = true, value_type = String, pattern = "^[0-9]{1,64}$")]
     psid: Option<String>,
     /// First name, if the Page keeps it.
     first_name: Option<String>,
-    /// Consent evidence: when they opted in (RFC 3339).
+    /// Consent evidence: when they opted in (RFC 3339; not in the future).
+    #[schema(required = true, value_type = String, format = DateTime)]
     opted_in_at: Option<String>,
     /// Consent evidence: how they opted in (e.g. `messenger`).
+    #[schema(required = true, value_type = String, min_length = 1)]
     consent_source: Option<String>,
     /// Their last message to the Page (RFC 3339); the opt-in time when absent.
+    #[schema(value_type = Option<String>, format = DateTime)]
     last_interaction_at: Option<String>,
 }
 
@@ -159,6 +163,16 @@ fn json_rows(body: &[u8]) -> Result<Vec<(String, ImportRow)>, ApiError> {
 
 /// A row with its consent evidence checked.
 fn validate(row: ImportRow, now: DateTime<Utc>) -> Result<NewSubscriber, String> {
+    let texts = [
+        &row.psid,
+        &row.first_name,
+        &row.opted_in_at,
+        &row.consent_source,
+        &row.last_interaction_at,
+    ];
+    if texts.into_iter().flatten().any(|text| text.contains('\0')) {
+        return Err("text must not contain U+0000 (NUL)".into());
+    }
     let present = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let psid = present(row.psid).ok_or("psid is missing")?;
     if psid.len() > 64 || !psid.bytes().all(|b| b.is_ascii_digit()) {
