@@ -21,6 +21,6 @@ pub mod tokens;
 pub mod users;
 pub mod workspaces;
 
-pub use principal::{Forbidden, Principal, Via};
+pub use principal::{Forbidden, NotOperator, Principal, Via};
 pub use role::Role;
 pub use settings::AccountsSettings;

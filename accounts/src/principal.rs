@@ -23,6 +23,10 @@ pub struct Principal {
     pub role: Role,
     /// The token or session the request carried.
     pub via: Via,
+    /// Whether the user is one of MoonEngage's operators (`users.is_operator`): only they reach
+    /// the platform's own records (policy versions, the incident register, platform-level
+    /// data-subject requests); everyone else is told those do not exist.
+    pub operator: bool,
 }
 
 /// The principal's role is below what the act needs.
@@ -35,7 +39,22 @@ pub struct Forbidden {
     pub has: Role,
 }
 
+/// The act is the platform's (an operator's) and the principal is not an operator: answered as
+/// if it did not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no such route")]
+pub struct NotOperator;
+
 impl Principal {
+    /// Refuses unless the principal is one of MoonEngage's operators.
+    pub fn require_operator(&self) -> Result<(), NotOperator> {
+        if self.operator {
+            Ok(())
+        } else {
+            Err(NotOperator)
+        }
+    }
+
     /// Refuses unless the principal acts as at least `needed`.
     pub fn require(&self, needed: Role) -> Result<(), Forbidden> {
         if self.role >= needed {

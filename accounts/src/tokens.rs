@@ -115,24 +115,25 @@ pub async fn authenticate(
     pool: &PgPool,
     token: &SecretString,
 ) -> anyhow::Result<Option<Principal>> {
-    let row: Option<(i64, i64, i64, Role, Role)> = sqlx::query_as(
+    let row: Option<(i64, i64, i64, Role, Role, bool)> = sqlx::query_as(
         "UPDATE api_tokens t SET last_used_at = now()
-         FROM memberships m, workspaces w
+         FROM memberships m, workspaces w, users u
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
            AND m.workspace_id = t.workspace_id AND m.user_id = t.user_id
-           AND w.id = t.workspace_id AND w.cancelled_at IS NULL
-         RETURNING t.id, t.user_id, t.workspace_id, t.role, m.role",
+           AND w.id = t.workspace_id AND w.cancelled_at IS NULL AND u.id = t.user_id
+         RETURNING t.id, t.user_id, t.workspace_id, t.role, m.role, u.is_operator",
     )
     .bind(secret::hash_secret(token))
     .fetch_optional(pool)
     .await
     .context("checking an API token")?;
     Ok(row.map(
-        |(id, user_id, workspace_id, token_role, member_role)| Principal {
+        |(id, user_id, workspace_id, token_role, member_role, operator)| Principal {
             user_id,
             workspace_id,
             role: token_role.min(member_role),
             via: Via::Token(id),
+            operator,
         },
     ))
 }

@@ -117,6 +117,18 @@ pub async fn id_by_email(pool: &PgPool, email: &str) -> anyhow::Result<Option<i6
         .context("looking up a user by e-mail")
 }
 
+/// Makes a user one of MoonEngage's operators (from a shell only: `moonengage operator
+/// create`), who keep the platform's policy versions, incident register and platform-level
+/// requests.
+pub async fn make_operator<'e>(executor: impl PgExecutor<'e>, user_id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE users SET is_operator = true WHERE id = $1")
+        .bind(user_id)
+        .execute(executor)
+        .await
+        .context("making a user an operator")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

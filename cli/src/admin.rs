@@ -1,6 +1,6 @@
-//! Admin commands until the admin API exists: Pages, campaigns and demo subscribers.
+//! Admin commands for Pages, campaigns and demo subscribers. Each names the workspace it acts
+//! in (`--workspace`), as an API token does, and refuses another workspace's object by name.
 
-use anyhow::Context as _;
 use chrono::{DateTime, Duration, Utc};
 use clap::Subcommand;
 use moonengage_core::campaigns;
@@ -39,6 +39,9 @@ pub enum PageCommand {
 pub enum CampaignCommand {
     /// Create a draft campaign; prints its id.
     Create {
+        /// The workspace the campaign belongs to; the Page must be one of its own.
+        #[arg(long)]
+        workspace: i64,
         /// Internal id of the Page.
         #[arg(long)]
         page: i64,
@@ -52,6 +55,9 @@ pub enum CampaignCommand {
     },
     /// Schedule a campaign (now, unless `--at` is given).
     Schedule {
+        /// The workspace the campaign belongs to (another workspace's is refused).
+        #[arg(long)]
+        workspace: i64,
         /// Campaign id.
         id: i64,
         /// RFC 3339 time to start at.
@@ -60,6 +66,9 @@ pub enum CampaignCommand {
     },
     /// Show a campaign's state and counters as JSON.
     Show {
+        /// The workspace the campaign belongs to (another workspace's is refused).
+        #[arg(long)]
+        workspace: i64,
         /// Campaign id.
         id: i64,
     },
@@ -70,6 +79,9 @@ pub enum CampaignCommand {
 pub enum SubscribersCommand {
     /// Add made-up opted-in subscribers to a Page, for demos and load tests.
     Seed {
+        /// The workspace the Page belongs to (another workspace's is refused).
+        #[arg(long)]
+        workspace: i64,
         /// Internal id of the Page.
         #[arg(long)]
         page: i64,
@@ -115,25 +127,49 @@ pub async fn page(pool: &PgPool, settings: &Settings, command: PageCommand) -> a
 pub async fn campaign(pool: &PgPool, command: CampaignCommand) -> anyhow::Result<()> {
     match command {
         CampaignCommand::Create {
+            workspace,
             page,
             name,
             template,
         } => {
-            let id = campaigns::create(pool, page, &name, &template).await?;
+            let new = campaigns::NewCampaign {
+                workspace_id: workspace,
+                page_id: page,
+                name: &name,
+                template: &template,
+            };
+            let id = campaigns::create(pool, &new)
+                .await
+                .map_err(|error| not_in(error, workspace, "Page", page))?;
             println!("{id}");
         }
-        CampaignCommand::Schedule { id, at } => {
-            campaigns::schedule(pool, id, at.unwrap_or_else(Utc::now)).await?;
+        CampaignCommand::Schedule { workspace, id, at } => {
+            campaigns::schedule(pool, workspace, id, at.unwrap_or_else(Utc::now))
+                .await
+                .map_err(|error| not_in(error, workspace, "campaign", id))?;
             println!("campaign {id} scheduled");
         }
-        CampaignCommand::Show { id } => {
-            let progress = campaigns::progress(pool, id)
+        CampaignCommand::Show { workspace, id } => {
+            let progress = campaigns::progress(pool, workspace, id)
                 .await?
-                .with_context(|| format!("no campaign {id}"))?;
+                .ok_or_else(|| missing(workspace, "campaign", id))?;
             println!("{}", serde_json::to_string_pretty(&progress)?);
         }
     }
     Ok(())
+}
+
+/// The error for an object the workspace does not have (another workspace's, or none at all).
+pub fn missing(workspace: i64, what: &str, id: i64) -> anyhow::Error {
+    anyhow::anyhow!("workspace {workspace} has no {what} {id} (it may belong to another workspace)")
+}
+
+/// A campaign error, with "not found" naming the object and the workspace.
+fn not_in(error: campaigns::CampaignError, workspace: i64, what: &str, id: i64) -> anyhow::Error {
+    match error {
+        campaigns::CampaignError::NotFound(_) => missing(workspace, what, id),
+        other => other.into(),
+    }
 }
 
 /// Runs a `subscribers` command.
@@ -143,12 +179,17 @@ pub async fn subscribers(
     command: SubscribersCommand,
 ) -> anyhow::Result<()> {
     let SubscribersCommand::Seed {
+        workspace,
         page,
         count,
         outside_window,
         unsubscribed,
     } = command;
     let keyring = Keyring::load_or_create(pool, &settings.crypto).await?;
+    let page = Scoped {
+        workspace_id: workspace,
+        page_id: page,
+    };
     let added = seed(pool, &keyring, page, count, outside_window, unsubscribed).await?;
     println!("{added} subscribers added");
     Ok(())
@@ -158,20 +199,32 @@ const FIRST_NAMES: [&str; 8] = [
     "Amara", "Bjorn", "Chiara", "Dmitri", "Elif", "Farah", "Goran", "Hana",
 ];
 
-/// Adds made-up subscribers in batches: `count` inside their window, then the ineligible ones.
+/// A Page named with the workspace it must belong to.
+#[derive(Debug, Clone, Copy)]
+pub struct Scoped {
+    /// The workspace.
+    pub workspace_id: i64,
+    /// The Page.
+    pub page_id: i64,
+}
+
+/// Adds made-up subscribers in batches to a Page of the workspace: `count` inside their window,
+/// then the ineligible ones.
 pub async fn seed(
     pool: &PgPool,
     keyring: &Keyring,
-    page_id: i64,
+    page: Scoped,
     count: usize,
     outside_window: usize,
     unsubscribed: usize,
 ) -> anyhow::Result<u64> {
-    let fb_page_id: String = sqlx::query_scalar("SELECT fb_page_id FROM pages WHERE id = $1")
-        .bind(page_id)
-        .fetch_optional(pool)
+    let Scoped {
+        workspace_id,
+        page_id,
+    } = page;
+    let fb_page_id = pages::fb_page_id(pool, workspace_id, page_id)
         .await?
-        .with_context(|| format!("no Page with id {page_id}"))?;
+        .ok_or_else(|| missing(workspace_id, "Page", page_id))?;
     let now = Utc::now();
     let total = count + outside_window + unsubscribed;
     let people: Vec<NewSubscriber> = (0..total)

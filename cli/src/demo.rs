@@ -139,12 +139,19 @@ async fn demo(
         .await?;
         let share =
             args.recipients / args.pages + usize::from(index < args.recipients % args.pages);
-        admin::seed(pool, &keyring, page_id, share, OUTSIDE_WINDOW, UNSUBSCRIBED).await?;
+        let page = admin::Scoped {
+            workspace_id: workspace.workspace_id,
+            page_id,
+        };
+        admin::seed(pool, &keyring, page, share, OUTSIDE_WINDOW, UNSUBSCRIBED).await?;
         let id = campaigns::create(
             pool,
-            page_id,
-            "Demo: spring menu",
-            "Hi {{first_name default=\"there\"}}! {{page_name}} has a new spring menu. Reply to this message to book a table.",
+            &campaigns::NewCampaign {
+                workspace_id: workspace.workspace_id,
+                page_id,
+                name: "Demo: spring menu",
+                template: "Hi {{first_name default=\"there\"}}! {{page_name}} has a new spring menu. Reply to this message to book a table.",
+            },
         )
         .await?;
         campaign_ids.push(id);
@@ -158,7 +165,7 @@ async fn demo(
 
     let started = Instant::now();
     for id in &campaign_ids {
-        campaigns::schedule(pool, *id, Utc::now()).await?;
+        campaigns::schedule(pool, workspace.workspace_id, *id, Utc::now()).await?;
     }
     let bar = ProgressBar::new(1);
     bar.set_style(
@@ -172,7 +179,7 @@ async fn demo(
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut summary = Summary::default();
         for id in &campaign_ids {
-            let progress = campaigns::progress(pool, *id)
+            let progress = campaigns::progress(pool, workspace.workspace_id, *id)
                 .await?
                 .context("a demo campaign vanished")?;
             summary.add(&progress);

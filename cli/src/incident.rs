@@ -1,5 +1,7 @@
 //! `moonengage incident …`: the breach register from the command line, as the admin API keeps
-//! it (`/api/v1/incidents`), for operators without an API token at hand. Prints JSON.
+//! it for operators (`/api/v1/incidents`). The register is the platform's, not a workspace's:
+//! whoever has shell access to the platform is trusted as an operator, so this takes no
+//! workspace. Prints JSON.
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;

@@ -6,6 +6,7 @@ mod demo;
 mod dsr;
 mod incident;
 mod keys;
+mod operator;
 mod policy;
 mod workspace;
 
@@ -40,6 +41,10 @@ enum Command {
     /// Create workspaces and their owners (the first API token cannot come from the API).
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCommand),
+    /// Make MoonEngage's operators (policy versions, the incident register, platform-level
+    /// requests).
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// Manage campaigns.
     #[command(subcommand)]
     Campaign(admin::CampaignCommand),
@@ -51,10 +56,11 @@ enum Command {
     /// Act on data-subject requests.
     #[command(subcommand)]
     Dsr(dsr::DsrCommand),
-    /// Publish privacy-policy versions.
+    /// Publish privacy-policy versions (the platform's: an operator's command).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Keep the breach register and tell the people affected.
+    /// Keep the breach register and tell the people affected (the platform's: an operator's
+    /// command).
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
 }
@@ -80,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Command::Page(command) => admin::page(&pool, &settings, command).await,
                 Command::Workspace(command) => workspace::run(&pool, &settings, command).await,
+                Command::Operator(command) => operator::run(&pool, &settings, command).await,
                 Command::Campaign(command) => admin::campaign(&pool, command).await,
                 Command::Subscribers(command) => {
                     admin::subscribers(&pool, &settings, command).await

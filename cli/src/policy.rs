@@ -1,5 +1,6 @@
 //! `moonengage policy …`: publish a privacy-policy version from the command line, as the admin
-//! API does, for operators without an API token at hand.
+//! API does for operators. Policy versions are the platform's, not a workspace's: whoever has
+//! shell access to the platform is trusted as an operator, so this takes no workspace.
 
 use clap::Subcommand;
 use moonengage_core::settings::Settings;

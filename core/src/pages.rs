@@ -154,20 +154,32 @@ pub async fn halt(pool: &PgPool, page_id: i64, reason: &str) -> anyhow::Result<O
     Ok(Some(paused))
 }
 
-/// Resumes a halted Page (after an admin fixed its token or permissions) and the campaigns its
-/// halt paused; campaigns an admin paused stay paused. Returns the campaigns resumed.
-pub async fn resume(pool: &PgPool, page_id: i64) -> anyhow::Result<Vec<i64>> {
+/// Resumes a halted Page of the workspace (after an admin fixed its token or permissions) and
+/// the campaigns its halt paused; campaigns an admin paused stay paused. Returns the campaigns
+/// resumed, or `None` when the workspace has no such Page.
+pub async fn resume(
+    pool: &PgPool,
+    workspace_id: i64,
+    page_id: i64,
+) -> anyhow::Result<Option<Vec<i64>>> {
     let mut tx = pool.begin().await.context("resuming a Page")?;
-    sqlx::query("UPDATE pages SET status = 'active', halted_reason = NULL WHERE id = $1")
-        .bind(page_id)
-        .execute(&mut *tx)
-        .await
-        .context("resuming a Page")?;
+    let found = sqlx::query(
+        "UPDATE pages SET status = 'active', halted_reason = NULL
+         WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace_id)
+    .bind(page_id)
+    .execute(&mut *tx)
+    .await
+    .context("resuming a Page")?;
+    if found.rows_affected() == 0 {
+        return Ok(None);
+    }
     let resumed = crate::campaigns::resume_after_halt(&mut tx, page_id).await?;
     tx.commit()
         .await
         .context("committing a Page's resumption")?;
-    Ok(resumed)
+    Ok(Some(resumed))
 }
 
 /// Makes every worker hold a rate-limited Page's sends until `seconds` from now.
@@ -204,34 +216,47 @@ pub struct PageSummary {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Every registered Page, oldest first.
-pub async fn list(pool: &PgPool) -> anyhow::Result<Vec<PageSummary>> {
+/// The workspace's Pages, oldest first.
+pub async fn list(pool: &PgPool, workspace_id: i64) -> anyhow::Result<Vec<PageSummary>> {
     sqlx::query_as(
         "SELECT id, fb_page_id, name, send_rate, status, halted_reason, created_at
-         FROM pages ORDER BY id",
+         FROM pages WHERE workspace_id = $1 ORDER BY id",
     )
+    .bind(workspace_id)
     .fetch_all(pool)
     .await
     .context("listing Pages")
 }
 
-/// Sets a Page's send rate (messages per second, which the rate limiter reads); `false` when
-/// there is no such Page.
-pub async fn set_send_rate(pool: &PgPool, page_id: i64, send_rate: i32) -> anyhow::Result<bool> {
+/// Sets the send rate of a Page of the workspace (messages per second, which the rate limiter
+/// reads); `false` when the workspace has no such Page.
+pub async fn set_send_rate(
+    pool: &PgPool,
+    workspace_id: i64,
+    page_id: i64,
+    send_rate: i32,
+) -> anyhow::Result<bool> {
     check_send_rate(send_rate)?;
-    let updated = sqlx::query("UPDATE pages SET send_rate = $2 WHERE id = $1")
-        .bind(page_id)
-        .bind(send_rate)
-        .execute(pool)
-        .await
-        .context("setting a Page's send rate")?;
+    let updated =
+        sqlx::query("UPDATE pages SET send_rate = $3 WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(page_id)
+            .bind(send_rate)
+            .execute(pool)
+            .await
+            .context("setting a Page's send rate")?;
     Ok(updated.rows_affected() == 1)
 }
 
-/// Facebook's id of a Page (the blind index of its subscribers' PSIDs is keyed by it), or
-/// `None` when there is no such Page.
-pub async fn fb_page_id(pool: &PgPool, page_id: i64) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar("SELECT fb_page_id FROM pages WHERE id = $1")
+/// Facebook's id of a Page of the workspace (the blind index of its subscribers' PSIDs is
+/// keyed by it), or `None` when the workspace has no such Page.
+pub async fn fb_page_id(
+    pool: &PgPool,
+    workspace_id: i64,
+    page_id: i64,
+) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar("SELECT fb_page_id FROM pages WHERE workspace_id = $1 AND id = $2")
+        .bind(workspace_id)
         .bind(page_id)
         .fetch_optional(pool)
         .await

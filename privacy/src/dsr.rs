@@ -173,11 +173,20 @@ pub async fn file(
         SealedField::DsrSubject,
         &serde_json::to_vec(subject).context("encoding a request's subject")?,
     );
-    file_sealed(conn, kind, channel, sealed, max_attempts).await
+    record(
+        conn,
+        kind,
+        channel,
+        sealed,
+        Some(subject.page_id),
+        max_attempts,
+    )
+    .await
 }
 
 /// [`file()`] for a subject already sealed (context [`SealedField::DsrSubject`]): Facebook's
-/// data-deletion callback names a person by an app-scoped id, not by a Page and PSID.
+/// data-deletion callback names a person by an app-scoped id, not by a Page and PSID, so the
+/// request is the platform's (no workspace; operators see it).
 pub async fn file_sealed(
     conn: &mut PgConnection,
     kind: DsrType,
@@ -185,11 +194,26 @@ pub async fn file_sealed(
     sealed: Vec<u8>,
     max_attempts: i32,
 ) -> anyhow::Result<Filed> {
+    record(conn, kind, channel, sealed, None, max_attempts).await
+}
+
+/// Records a request (in the workspace of the Page it is about, or the platform's when it names
+/// no Page) with its job and the admins' e-mail.
+async fn record(
+    conn: &mut PgConnection,
+    kind: DsrType,
+    channel: Channel,
+    sealed: Vec<u8>,
+    page_id: Option<i64>,
+    max_attempts: i32,
+) -> anyhow::Result<Filed> {
     let code = confirmation_code();
     let mut tx = conn.begin().await.context("starting to file a request")?;
     let (id, due_at): (i64, DateTime<Utc>) = sqlx::query_as(
-        "INSERT INTO dsr_requests (type, channel, due_at, confirmation_code, subject_ref)
-         VALUES ($1, $2, now() + make_interval(days => $3), $4, $5)
+        "INSERT INTO dsr_requests (type, channel, due_at, confirmation_code, subject_ref,
+                                   workspace_id)
+         VALUES ($1, $2, now() + make_interval(days => $3), $4, $5,
+                 (SELECT workspace_id FROM pages WHERE id = $6))
          RETURNING id, due_at",
     )
     .bind(kind.as_str())
@@ -197,6 +221,7 @@ pub async fn file_sealed(
     .bind(DEADLINE_DAYS as i32)
     .bind(&code)
     .bind(sealed)
+    .bind(page_id)
     .fetch_one(&mut *tx)
     .await
     .context("recording a data-subject request")?;
@@ -244,12 +269,28 @@ pub struct Status {
 pub(crate) const STATUS_SELECT: &str = "SELECT id, type, channel, status, received_at, due_at,
     completed_at, outcome, confirmation_code FROM dsr_requests";
 
-/// Reads a request's status.
-pub async fn status(pool: &PgPool, id: i64) -> anyhow::Result<Option<Status>> {
+/// Whose requests a caller reaches: those of their workspace, and, for MoonEngage's operators,
+/// the platform-level ones too (no workspace: Facebook's data-deletion callback, app-wide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    /// The caller's workspace.
+    pub workspace_id: i64,
+    /// Whether platform-level requests are reached (operators only).
+    pub platform: bool,
+}
+
+/// The condition a request (`dsr_requests`, parameters `$1` the request id, `$2` and `$3` the
+/// [`Reach`]) must meet to be reached.
+pub(crate) const REACHED: &str = "id = $1 AND (workspace_id = $2 OR ($3 AND workspace_id IS NULL))";
+
+/// Reads the status of a request the caller reaches; `None` for one they do not.
+pub async fn status(pool: &PgPool, reach: Reach, id: i64) -> anyhow::Result<Option<Status>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{STATUS_SELECT} WHERE id = $1"
+        "{STATUS_SELECT} WHERE {REACHED}"
     )))
     .bind(id)
+    .bind(reach.workspace_id)
+    .bind(reach.platform)
     .fetch_optional(pool)
     .await
     .context("reading a data-subject request")

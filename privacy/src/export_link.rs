@@ -9,6 +9,7 @@ use moonengage_queue::{Job, jobs};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use crate::dsr::{REACHED, Reach};
 use crate::exports::{self, Created};
 
 /// Why a link is sent now: with the request, the job's key.
@@ -50,6 +51,9 @@ impl Job for ExportLinkJob {
 /// Why a link cannot be re-issued.
 #[derive(Debug, thiserror::Error)]
 pub enum ReissueError {
+    /// The caller reaches no request with that id (another workspace's answers the same).
+    #[error("no such request {0}")]
+    NoSuchRequest(i64),
     /// No export of that request is held any more (downloaded, expired, erased, never made).
     #[error(
         "request {0} has no export held (it was downloaded, expired or erased, or the request \
@@ -132,15 +136,28 @@ pub async fn queue_for_reply(
         .context("queuing waiting export links")
 }
 
-/// Re-issues the link of an export an admin names by its request: the export gets a new link
-/// (until the same expiry), sent at once inside the person's window, else with the reply to
-/// their next message.
+/// Re-issues the link of an export an admin names by its request (one the admin reaches): the
+/// export gets a new link (until the same expiry), sent at once inside the person's window,
+/// else with the reply to their next message.
 pub async fn reissue(
     pool: &PgPool,
+    reach: Reach,
     request_id: i64,
     max_attempts: i32,
 ) -> Result<(), ReissueError> {
     let mut tx = pool.begin().await.context("re-issuing an export link")?;
+    let reached: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM dsr_requests WHERE {REACHED} FOR SHARE"
+    )))
+    .bind(request_id)
+    .bind(reach.workspace_id)
+    .bind(reach.platform)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("finding an export's request")?;
+    if reached.is_none() {
+        return Err(ReissueError::NoSuchRequest(request_id));
+    }
     let subscriber_id: Option<Option<i64>> = sqlx::query_scalar(
         "UPDATE exports SET link_waiting = true
          WHERE dsr_request_id = $1 AND expires_at > now() RETURNING subscriber_id",

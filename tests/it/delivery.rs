@@ -137,7 +137,7 @@ async fn three_workers_sharing_the_redis_limiter_stay_under_the_page_limit() {
     let _scheduler = Process::start("scheduler", &env);
     let campaign = h.campaign(page, TEMPLATE).await;
     let started = Instant::now();
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(60)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(60)).await;
     let elapsed = started.elapsed().as_secs_f64();
     assert_eq!((done.sent, done.failed), (1_500, 0));
     let stats = h.sandbox.stats();
@@ -172,7 +172,7 @@ async fn redis_dying_mid_campaign_neither_stops_nor_unbounds_sending() {
     let campaign = h.campaign(page, TEMPLATE).await;
     h.wait_received(400).await;
     redis.stop().await;
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(90)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(90)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (2_000, 0, 0));
     let stats = h.sandbox.stats();
     assert_eq!((stats.received_total, stats.duplicates), (2_000, 0));
@@ -239,7 +239,7 @@ async fn an_invalid_page_token_halts_only_that_page() {
         (status.as_str(), reason.as_deref()),
         ("halted", Some("page_fatal"))
     );
-    let progress = campaigns::progress(h.pool(), bad_campaign)
+    let progress = campaigns::progress(h.pool(), h.workspace_id, bad_campaign)
         .await
         .unwrap()
         .unwrap();
@@ -332,7 +332,9 @@ async fn pausing_stops_sending_and_resuming_finishes_with_one_message_each() {
     h.start_scheduler().await;
     h.start_worker("it-worker").await;
     h.wait_received(150).await;
-    campaigns::pause(h.pool(), campaign).await.unwrap();
+    campaigns::pause(h.pool(), h.workspace_id, campaign)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let at_pause = h.sandbox.stats().received_total;
     tokio::time::sleep(Duration::from_millis(2_000)).await;
@@ -342,7 +344,9 @@ async fn pausing_stops_sending_and_resuming_finishes_with_one_message_each() {
         "nothing is sent while paused"
     );
     assert!(at_pause < 1_000);
-    campaigns::resume(h.pool(), campaign).await.unwrap();
+    campaigns::resume(h.pool(), h.workspace_id, campaign)
+        .await
+        .unwrap();
     let done = h.wait_completed(campaign, Duration::from_secs(60)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (1_000, 0, 0));
     let stats = h.sandbox.stats();
@@ -358,9 +362,11 @@ async fn cancelling_removes_the_rest_and_the_counters_add_up() {
     h.start_scheduler().await;
     h.start_worker("it-worker").await;
     h.wait_received(100).await;
-    campaigns::cancel(h.pool(), campaign).await.unwrap();
+    campaigns::cancel(h.pool(), h.workspace_id, campaign)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let progress = campaigns::progress(h.pool(), campaign)
+    let progress = campaigns::progress(h.pool(), h.workspace_id, campaign)
         .await
         .unwrap()
         .unwrap();
@@ -392,7 +398,7 @@ async fn a_huge_campaign_does_not_starve_a_small_one_of_another_page() {
         took < Duration::from_secs(5),
         "the small campaign took {took:?}"
     );
-    let big_progress = campaigns::progress(h.pool(), big_campaign)
+    let big_progress = campaigns::progress(h.pool(), h.workspace_id, big_campaign)
         .await
         .unwrap()
         .unwrap();
@@ -401,7 +407,9 @@ async fn a_huge_campaign_does_not_starve_a_small_one_of_another_page() {
         CampaignState::Running,
         "the big one was still going"
     );
-    campaigns::cancel(h.pool(), big_campaign).await.unwrap();
+    campaigns::cancel(h.pool(), h.workspace_id, big_campaign)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,7 +427,7 @@ async fn sigkill_of_a_worker_leaves_no_one_messaged_twice() {
     victim.signal(Signal::SIGKILL);
     victim.wait(Duration::from_secs(10)).await;
     // Its jobs come back after its heartbeat expires (5 s x 3 by default).
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(90)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(90)).await;
     assert_eq!(done.sent + done.unknown, 800);
     assert_eq!(done.failed, 0);
     let stats = h.sandbox.stats();
@@ -569,7 +577,7 @@ async fn redis_restarting_empty_mid_campaign_never_lets_the_page_burst() {
     redis.restart().await;
     let restarted = unix_ms();
     wait_keys(&redis).await;
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(120)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (4_000, 0, 0));
     let stats = h.sandbox.stats();
     assert_eq!((stats.received_total, stats.duplicates), (4_000, 0));
@@ -604,7 +612,7 @@ async fn flushing_redis_mid_campaign_never_lets_the_page_burst() {
         redis.command(&["FLUSHALL"]).await.unwrap();
         flushed.push(unix_ms());
     }
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(120)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (4_000, 0, 0));
     let stats = h.sandbox.stats();
     assert_eq!((stats.received_total, stats.duplicates), (4_000, 0));
@@ -652,7 +660,7 @@ async fn one_worker_losing_redis_while_two_keep_it_never_lets_the_page_burst() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(120)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (4_000, 0, 0));
     let stats = h.sandbox.stats();
     assert_eq!((stats.received_total, stats.duplicates), (4_000, 0));

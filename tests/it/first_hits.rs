@@ -185,7 +185,7 @@ async fn a_template_that_does_not_render_pauses_its_campaign_and_spends_no_deliv
         Duration::from_secs(30),
     )
     .await;
-    let progress = moonengage_core::campaigns::progress(h.pool(), campaign)
+    let progress = moonengage_core::campaigns::progress(h.pool(), h.workspace_id, campaign)
         .await
         .unwrap()
         .unwrap();

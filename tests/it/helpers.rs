@@ -133,6 +133,9 @@ pub fn settings(db_url: &str, sandbox_url: &str) -> Settings {
 /// The login of the harness workspace's owner.
 pub const OWNER_EMAIL: &str = "owner@it.example";
 
+/// The login of the harness's operator (see [`Harness::operator_token`]).
+pub const OPERATOR_EMAIL: &str = "operator@it.example";
+
 /// A person to seed.
 #[derive(Debug, Clone)]
 pub struct Person {
@@ -301,6 +304,31 @@ impl Harness {
         self.token(Role::Owner).await
     }
 
+    /// A personal API token of one of MoonEngage's operators (made as `moonengage operator
+    /// create` makes them: a workspace of their own): for the platform's routes.
+    pub async fn operator_token(&self) -> String {
+        let operator = workspaces::create(self.pool(), "MoonEngage operators", OPERATOR_EMAIL)
+            .await
+            .expect("operator workspace");
+        users::make_operator(self.pool(), operator.owner_id)
+            .await
+            .expect("make operator");
+        let created = tokens::create(
+            self.pool(),
+            tokens::Request {
+                workspace_id: operator.workspace_id,
+                user_id: operator.owner_id,
+                name: "it operator",
+                role: Role::Owner,
+                days: 1,
+                max_days: 1,
+            },
+        )
+        .await
+        .expect("operator token");
+        created.token.expose_secret().to_owned()
+    }
+
     /// Registers a Page whose token the sandbox accepts; returns its internal id.
     pub async fn add_page(&self, fb_page_id: &str) -> i64 {
         pages::register(
@@ -339,10 +367,16 @@ impl Harness {
 
     /// Creates a campaign with the given template and schedules it now.
     pub async fn campaign(&self, page_id: i64, template: &str) -> i64 {
-        let id = campaigns::create(self.pool(), page_id, "test campaign", template)
+        let new = campaigns::NewCampaign {
+            workspace_id: self.workspace_id,
+            page_id,
+            name: "test campaign",
+            template,
+        };
+        let id = campaigns::create(self.pool(), &new)
             .await
             .expect("create campaign");
-        campaigns::schedule(self.pool(), id, Utc::now())
+        campaigns::schedule(self.pool(), self.workspace_id, id, Utc::now())
             .await
             .expect("schedule");
         id
@@ -386,7 +420,7 @@ impl Harness {
 
     /// Waits until a campaign completes and returns its final counters.
     pub async fn wait_completed(&self, campaign_id: i64, within: Duration) -> Progress {
-        wait_completed(self.pool(), campaign_id, within).await
+        wait_completed(self.pool(), self.workspace_id, campaign_id, within).await
     }
 
     /// Waits until the sandbox has received at least `n` messages (a campaign is under way),
@@ -479,11 +513,16 @@ pub fn busiest(times: &[u64], window_ms: u64) -> usize {
         .unwrap_or(0)
 }
 
-/// Waits until a campaign completes and returns its final counters.
-pub async fn wait_completed(pool: &PgPool, campaign_id: i64, within: Duration) -> Progress {
+/// Waits until a campaign of the workspace completes and returns its final counters.
+pub async fn wait_completed(
+    pool: &PgPool,
+    workspace_id: i64,
+    campaign_id: i64,
+    within: Duration,
+) -> Progress {
     let started = Instant::now();
     loop {
-        let progress = campaigns::progress(pool, campaign_id)
+        let progress = campaigns::progress(pool, workspace_id, campaign_id)
             .await
             .expect("progress")
             .expect("campaign exists");

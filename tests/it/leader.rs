@@ -91,7 +91,7 @@ async fn a_scheduler_that_loses_the_lock_stops_its_services_until_it_leads_again
 
     rival.close().await.unwrap();
     h.start_worker("leader-w1").await;
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(30)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(30)).await;
     assert_eq!((done.state.as_str(), done.sent), ("completed", 1));
 }
 
@@ -123,7 +123,7 @@ async fn a_failing_service_does_not_stop_the_others() {
     h.start_scheduler().await;
     h.start_worker("leader-w2").await;
     let campaign = h.campaign(page, TEMPLATE).await;
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(30)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(30)).await;
     assert_eq!((done.state.as_str(), done.sent), ("completed", 1));
     let started = Instant::now();
     loop {

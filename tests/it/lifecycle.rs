@@ -195,7 +195,9 @@ async fn a_halted_page_keeps_its_campaigns_and_its_resume_restarts_only_what_the
     h.seed(page, FB_PAGE, &people).await;
     let by_halt = h.campaign(page, "Hello from the halt").await;
     let by_admin = h.campaign(page, "Hello from the admin").await;
-    campaigns::pause(h.pool(), by_admin).await.unwrap();
+    campaigns::pause(h.pool(), h.workspace_id, by_admin)
+        .await
+        .unwrap();
     let paused = pages::halt(h.pool(), page, "page_fatal")
         .await
         .unwrap()
@@ -218,7 +220,7 @@ async fn a_halted_page_keeps_its_campaigns_and_its_resume_restarts_only_what_the
             message.contains(&format!("Page #{page} is halted")) && message.contains("page_fatal"),
             "{body}"
         );
-        let progress = campaigns::progress(h.pool(), campaign)
+        let progress = campaigns::progress(h.pool(), h.workspace_id, campaign)
             .await
             .unwrap()
             .unwrap();
@@ -231,7 +233,7 @@ async fn a_halted_page_keeps_its_campaigns_and_its_resume_restarts_only_what_the
     assert_eq!(resumed.status(), StatusCode::NO_CONTENT);
     h.start_scheduler().await;
     h.start_worker("it-lifecycle-halt").await;
-    let progress = wait_completed(h.pool(), by_halt, WAIT).await;
+    let progress = wait_completed(h.pool(), h.workspace_id, by_halt, WAIT).await;
     assert_eq!(progress.sent, 5, "{progress:?}");
     let admin_paused: (String, Option<String>) =
         sqlx::query_as("SELECT state, paused_by FROM campaigns WHERE id = $1")
@@ -345,7 +347,17 @@ async fn an_export_link_waits_for_the_next_message_and_admins_can_reissue_it() {
         h.texts_to(&away.psid).len() == 2
     })
     .await;
-    moonengage(&h, &["dsr", "reissue-export-link", &request.to_string()]).await;
+    moonengage(
+        &h,
+        &[
+            "dsr",
+            "reissue-export-link",
+            "--workspace",
+            &h.workspace_id.to_string(),
+            &request.to_string(),
+        ],
+    )
+    .await;
     eventually("the link re-issued from the CLI arrives", WAIT, || async {
         h.texts_to(&away.psid).len() == 3
     })
@@ -525,7 +537,11 @@ async fn service_messages_take_the_pages_limiter_slots_and_rates_are_capped_at_3
         .is_err(),
         "a Page was registered above Facebook's limit"
     );
-    assert!(pages::set_send_rate(h.pool(), page, 301).await.is_err());
+    assert!(
+        pages::set_send_rate(h.pool(), h.workspace_id, page, 301)
+            .await
+            .is_err()
+    );
 
     // The Page's slots are booked for the next few seconds (as by campaign sends of other
     // workers): a STOP's confirmation waits for a slot instead of going at once.

@@ -1,6 +1,7 @@
 //! Integration tests of the whole system against real Postgres, real Redis, the real sandbox
 //! over HTTP, and real processes where the behaviour under test is about processes.
 
+mod api_fuzz;
 mod browser;
 mod chaos;
 mod console;
@@ -20,5 +21,6 @@ mod privacy_keys;
 mod queue;
 mod restarts;
 mod spine;
+mod tenancy;
 mod web;
 mod webhook_client;

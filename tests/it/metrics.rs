@@ -361,7 +361,7 @@ async fn prometheus_scraping_a_real_run_has_data_for_every_panel_and_alert_rule(
         .await;
     h.campaign(halted, "Hello {{first_name default=\"there\"}}")
         .await;
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(120)).await;
     assert_eq!((done.sent, done.failed, done.skipped), (300, 3, 20));
 
     // Every panel's expression has data once the final state is scraped.

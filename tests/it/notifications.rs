@@ -341,7 +341,7 @@ async fn a_policy_update_reaches_people_in_their_window_at_once_and_the_others_w
         .unwrap();
     h.start_worker("it-policy-worker").await;
     let web = h.start_web().await;
-    let token = h.owner_token().await;
+    let token = h.operator_token().await;
     let publish = || async {
         reqwest::Client::new()
             .post(format!("{web}/api/v1/policy-versions"))

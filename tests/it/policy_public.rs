@@ -184,7 +184,7 @@ async fn an_incident_is_registered_e_mailed_watched_against_its_72_hours_and_tol
 
     let admin = Admin {
         web: web.clone(),
-        token: h.owner_token().await,
+        token: h.operator_token().await,
         http: reqwest::Client::new(),
     };
     let (_, document) = admin

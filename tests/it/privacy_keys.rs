@@ -129,7 +129,7 @@ async fn key_rotation_during_a_running_campaign_sends_once_and_leaves_nothing_un
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let progress = campaigns::progress(h.pool(), campaign)
+    let progress = campaigns::progress(h.pool(), h.workspace_id, campaign)
         .await
         .unwrap()
         .unwrap();
@@ -461,7 +461,10 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
         .await
         .unwrap();
     }
-    let totals_before = campaigns::progress(&pool, old).await.unwrap().unwrap();
+    let totals_before = campaigns::progress(&pool, h.workspace_id, old)
+        .await
+        .unwrap()
+        .unwrap();
 
     h.start_scheduler().await;
     let started = Instant::now();
@@ -481,7 +484,10 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
     }
 
     // Deliveries: only those of a campaign that ended 90 days ago went; its totals stay.
-    let totals_after = campaigns::progress(&pool, old).await.unwrap().unwrap();
+    let totals_after = campaigns::progress(&pool, h.workspace_id, old)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (
             totals_after.state.as_str(),
@@ -560,7 +566,7 @@ async fn retention_deletes_what_expired_and_keeps_the_rest() {
         assert!(started.elapsed() < Duration::from_secs(15), "no later pass");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let cancelled_totals = campaigns::progress(&pool, cancelled)
+    let cancelled_totals = campaigns::progress(&pool, h.workspace_id, cancelled)
         .await
         .unwrap()
         .unwrap();

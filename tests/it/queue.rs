@@ -82,7 +82,7 @@ async fn kill_9_mid_batch_settles_its_claims_unknown_and_everyone_else_gets_one_
     .unwrap();
     assert!(!held.is_empty(), "the worker died holding claimed sends");
     let _survivor = Process::start("worker", &env);
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(90)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(90)).await;
 
     let unknown: Vec<i64> = sqlx::query_scalar(
         "SELECT subscriber_id FROM deliveries
@@ -192,7 +192,7 @@ async fn a_retry_and_a_deferral_move_the_same_row_and_a_deferral_spends_no_attem
         .await
         .unwrap();
     assert_eq!(rows, 1, "one row all along");
-    let progress = moonengage_core::campaigns::progress(h.pool(), campaign)
+    let progress = moonengage_core::campaigns::progress(h.pool(), h.workspace_id, campaign)
         .await
         .unwrap()
         .unwrap();
@@ -401,7 +401,8 @@ async fn postgres_crashing_during_outcome_flushes_loses_no_outcome() {
     // Our own pool lost its connections too: read progress until it answers again.
     let started = std::time::Instant::now();
     let done = loop {
-        if let Ok(Some(progress)) = moonengage_core::campaigns::progress(h.pool(), campaign).await
+        if let Ok(Some(progress)) =
+            moonengage_core::campaigns::progress(h.pool(), h.workspace_id, campaign).await
             && progress.state == moonengage_core::campaigns::CampaignState::Completed
         {
             break progress;

@@ -288,7 +288,7 @@ async fn sigterm_to_a_worker_mid_campaign_loses_nothing() {
     let at_exit = h.sandbox.stats().received_total;
     assert!(at_exit < 1_500, "the worker was stopped mid-campaign");
 
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(120)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (1_500, 0, 0));
     let stats = h.sandbox.stats();
     assert_eq!((stats.received_total, stats.duplicates), (1_500, 0));
@@ -335,7 +335,7 @@ async fn a_standby_scheduler_takes_over_when_the_leader_is_killed() {
 
     let _worker = Process::start("worker", &env);
     let campaign = h.campaign(page, TEMPLATE).await;
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(60)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(60)).await;
     assert_eq!(done.sent, 2);
     standby.signal(Signal::SIGTERM);
     assert!(standby.wait(Duration::from_secs(30)).await.success());
@@ -392,7 +392,7 @@ async fn the_procfile_under_honcho_with_three_workers_and_two_schedulers_sends_o
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let campaign = h.campaign(page, TEMPLATE).await;
-    let done = wait_completed(h.pool(), campaign, Duration::from_secs(120)).await;
+    let done = wait_completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(120)).await;
     assert_eq!((done.sent, done.failed, done.unknown), (3_000, 0, 0));
     let stats = h.sandbox.stats();
     assert_eq!((stats.received_total, stats.duplicates), (3_000, 0));

@@ -3,11 +3,13 @@
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use moonengage_core::campaigns::CampaignError;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use utoipa::ToSchema;
 
 /// Why a request failed, as the caller may be told.
@@ -122,6 +124,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<moonengage_accounts::NotOperator> for ApiError {
+    /// A platform route asked for by someone who is not an operator: as if it did not exist.
+    fn from(_: moonengage_accounts::NotOperator) -> ApiError {
+        ApiError::NotFound("route")
+    }
+}
+
 impl From<CampaignError> for ApiError {
     fn from(error: CampaignError) -> ApiError {
         match error {
@@ -164,10 +173,39 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `axum::Json` whose rejection is an [`ApiError`], so a bad body gets the JSON error shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` whose rejection is an [`ApiError`], so a bad body gets the JSON error shape. Text
+/// holding U+0000 is refused (422) before anything reads it: Postgres text cannot store it.
 pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<ApiJson<T>, ApiError> {
+        let Json(value) = Json::<Value>::from_request(request, state).await?;
+        let invalid = |message: String| ApiError::Unprocessable {
+            code: "invalid_body",
+            message,
+        };
+        if holds_nul(&value) {
+            return Err(invalid("text must not contain U+0000 (NUL)".into()));
+        }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|error| invalid(format!("the body does not match its schema: {error}")))
+    }
+}
+
+/// Whether any text of a JSON value (a key or a string) holds U+0000.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
 
 /// `axum::extract::Path` whose rejection is an [`ApiError`].
 #[derive(FromRequestParts)]

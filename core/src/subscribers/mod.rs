@@ -347,19 +347,26 @@ pub struct Counts {
     pub in_window: i64,
 }
 
-/// Counts a Page's subscribers by status.
-pub async fn counts(pool: &PgPool, page_id: i64) -> anyhow::Result<Counts> {
+/// Counts the subscribers of a Page of the workspace by status; `None` when the workspace has
+/// no such Page.
+pub async fn counts(
+    pool: &PgPool,
+    workspace_id: i64,
+    page_id: i64,
+) -> anyhow::Result<Option<Counts>> {
     sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'active') AS active,
-                count(*) FILTER (WHERE status = 'unsubscribed') AS unsubscribed,
-                count(*) FILTER (WHERE status = 'unreachable') AS unreachable,
-                count(*) FILTER (WHERE status = 'active'
-                                   AND in_messaging_window(last_interaction_at))
+        "SELECT count(*) FILTER (WHERE s.status = 'active') AS active,
+                count(*) FILTER (WHERE s.status = 'unsubscribed') AS unsubscribed,
+                count(*) FILTER (WHERE s.status = 'unreachable') AS unreachable,
+                count(*) FILTER (WHERE s.status = 'active'
+                                   AND in_messaging_window(s.last_interaction_at))
                   AS in_window
-         FROM subscribers WHERE page_id = $1",
+         FROM pages p LEFT JOIN subscribers s ON s.page_id = p.id
+         WHERE p.workspace_id = $1 AND p.id = $2 GROUP BY p.id",
     )
+    .bind(workspace_id)
     .bind(page_id)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await
     .context("counting subscribers")
 }

@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -45,12 +46,16 @@ pub(crate) async fn require_token(
 /// A token to create.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NewToken {
-    /// Who or what will use it.
+    /// Who or what will use it (at most 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     /// Its role; at most your own, which is the default.
-    #[schema(value_type = Option<String>, example = "viewer")]
+    #[schema(schema_with = schema::role)]
     role: Option<Role>,
-    /// Days until it expires (default `accounts.token_days`, at most `accounts.token_max_days`).
+    /// Days until it expires (default `accounts.token_days`, at most `accounts.token_max_days`,
+    /// 365 unless configured otherwise).
+    #[serde(default, deserialize_with = "schema::optional_integer")]
+    #[schema(minimum = 1, maximum = 365)]
     days: Option<i64>,
 }
 

@@ -1,15 +1,17 @@
 //! Campaigns: create (the template is checked first), schedule, pause, resume, cancel, and read
 //! live counters.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
+use moonengage_accounts::{Principal, Role};
 use moonengage_core::campaigns::{self, CampaignState, Progress};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::pages::Created;
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -17,6 +19,7 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewCampaign {
     /// The Page it is sent from.
+    #[serde(deserialize_with = "schema::integer")]
     page_id: i64,
     /// Name shown to admins.
     name: String,
@@ -82,9 +85,20 @@ impl From<Progress> for CampaignView {
               (status = 422, body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<NewCampaign>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let id = campaigns::create(&state.pool, body.page_id, &body.name, &body.template).await?;
+    principal.require(Role::Admin)?;
+    let id = campaigns::create(
+        &state.pool,
+        &campaigns::NewCampaign {
+            workspace_id: principal.workspace_id,
+            page_id: body.page_id,
+            name: &body.name,
+            template: &body.template,
+        },
+    )
+    .await?;
     tracing::info!(campaign_id = id, page_id = body.page_id, "campaign created");
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
@@ -95,9 +109,10 @@ pub(crate) async fn create(
     responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    let progress = campaigns::progress(&state.pool, id)
+    let progress = campaigns::progress(&state.pool, principal.workspace_id, id)
         .await?
         .ok_or(ApiError::NotFound("campaign"))?;
     Ok(Json(progress.into()))
@@ -109,10 +124,13 @@ pub(crate) async fn show(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn schedule(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<Schedule>,
 ) -> Result<StatusCode, ApiError> {
-    campaigns::schedule(&state.pool, id, body.at.unwrap_or_else(Utc::now)).await?;
+    principal.require(Role::Admin)?;
+    let at = body.at.unwrap_or_else(Utc::now);
+    campaigns::schedule(&state.pool, principal.workspace_id, id, at).await?;
     tracing::info!(campaign_id = id, "campaign scheduled");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -123,9 +141,11 @@ pub(crate) async fn schedule(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    campaigns::pause(&state.pool, id).await?;
+    principal.require(Role::Admin)?;
+    campaigns::pause(&state.pool, principal.workspace_id, id).await?;
     tracing::info!(campaign_id = id, "campaign paused");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -136,9 +156,11 @@ pub(crate) async fn pause(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    campaigns::resume(&state.pool, id).await?;
+    principal.require(Role::Admin)?;
+    campaigns::resume(&state.pool, principal.workspace_id, id).await?;
     tracing::info!(campaign_id = id, "campaign resumed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -149,9 +171,11 @@ pub(crate) async fn resume(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    campaigns::cancel(&state.pool, id).await?;
+    principal.require(Role::Admin)?;
+    campaigns::cancel(&state.pool, principal.workspace_id, id).await?;
     tracing::info!(campaign_id = id, "campaign cancelled");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,15 +1,17 @@
 //! Data-subject requests filed by an admin on a person's behalf, and their status.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
+use moonengage_accounts::{Principal, Role};
 use moonengage_core::pages;
-use moonengage_privacy::dsr::{self, Channel, DsrType, Subject};
+use moonengage_privacy::dsr::{self, Channel, DsrType, Reach, Subject};
 use moonengage_privacy::export_link::{self, ReissueError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -18,11 +20,13 @@ use crate::state::AppState;
 pub(crate) struct NewRequest {
     /// `export`, `erasure` or `objection`.
     #[serde(rename = "type")]
-    #[schema(value_type = String)]
+    #[schema(schema_with = schema::request_type)]
     kind: DsrType,
     /// The Page the person talks to.
+    #[serde(deserialize_with = "schema::integer")]
     page_id: i64,
     /// The person's page-scoped id.
+    #[schema(min_length = 1)]
     psid: String,
 }
 
@@ -58,8 +62,10 @@ pub(crate) struct StatusView {
               (status = 422, body = ErrorBody)))]
 pub(crate) async fn file(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<NewRequest>,
 ) -> Result<(StatusCode, Json<FiledView>), ApiError> {
+    principal.require(Role::Admin)?;
     let psid = body.psid.trim();
     if psid.is_empty() {
         return Err(ApiError::Unprocessable {
@@ -67,16 +73,18 @@ pub(crate) async fn file(
             message: "psid must not be empty".into(),
         });
     }
-    let fb_page_id = pages::fb_page_id(&state.pool, body.page_id)
+    let fb_page_id = pages::fb_page_id(&state.pool, principal.workspace_id, body.page_id)
         .await?
         .ok_or(ApiError::NotFound("page"))?;
-    let subscriber_id: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM subscribers WHERE page_id = $1 AND psid_index = $2")
-            .bind(body.page_id)
-            .bind(state.keyring.blind_index(&fb_page_id, psid))
-            .fetch_optional(&state.pool)
-            .await
-            .map_err(|e| anyhow::Error::new(e).context("finding the subject"))?;
+    let subscriber_id: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM subscribers WHERE workspace_id = $1 AND page_id = $2 AND psid_index = $3",
+    )
+    .bind(principal.workspace_id)
+    .bind(body.page_id)
+    .bind(state.keyring.blind_index(&fb_page_id, psid))
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|e| anyhow::Error::new(e).context("finding the subject"))?;
     let mut conn = state
         .pool
         .acquire()
@@ -110,15 +118,25 @@ pub(crate) async fn file(
     ))
 }
 
-/// Reads a request's status.
+/// What a principal reaches of the requests: their workspace's, and operators the
+/// platform-level ones too.
+fn reach(principal: &Principal) -> Reach {
+    Reach {
+        workspace_id: principal.workspace_id,
+        platform: principal.operator,
+    }
+}
+
+/// Reads a request's status: one of the workspace's (operators: or a platform-level one).
 #[utoipa::path(get, path = "/api/v1/dsr/{id}", tag = "data-subject requests",
     params(("id" = i64, Path, description = "Request id")),
     responses((status = 200, body = StatusView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<StatusView>, ApiError> {
-    let s = dsr::status(&state.pool, id)
+    let s = dsr::status(&state.pool, reach(&principal), id)
         .await?
         .ok_or(ApiError::NotFound("request"))?;
     Ok(Json(StatusView {
@@ -142,14 +160,15 @@ pub(crate) async fn show(
     responses((status = 202), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn reissue_export_link(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if dsr::status(&state.pool, id).await?.is_none() {
-        return Err(ApiError::NotFound("request"));
-    }
-    export_link::reissue(&state.pool, id, state.settings.queue.max_attempts)
+    principal.require(Role::Admin)?;
+    let max_attempts = state.settings.queue.max_attempts;
+    export_link::reissue(&state.pool, reach(&principal), id, max_attempts)
         .await
         .map_err(|error| match error {
+            ReissueError::NoSuchRequest(_) => ApiError::NotFound("request"),
             ReissueError::NotHeld(_) => ApiError::Conflict(error.to_string()),
             ReissueError::Database(error) => ApiError::Internal(error),
         })?;

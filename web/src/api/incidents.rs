@@ -1,10 +1,11 @@
 //! The breach register (see `moonengage_privacy::incidents`): declare an incident, update it, list
 //! the register, and decide to tell the people affected through Messenger.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
+use moonengage_accounts::{Principal, Role};
 use moonengage_privacy::incidents::{
     self, Affected, DataCategory, Incident, IncidentError, IncidentStatus, IncidentUpdate,
     NewIncident,
@@ -12,6 +13,7 @@ use moonengage_privacy::incidents::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -22,10 +24,15 @@ pub(crate) struct DeclareIncident {
     detected_at: DateTime<Utc>,
     /// Categories of data: `messenger_ids`, `first_names`, `consent_evidence`,
     /// `delivery_records`, `data_requests`, `page_tokens`.
+    #[schema(schema_with = schema::categories)]
     categories: Vec<String>,
     /// How many people are affected (an estimate; update it later).
+    #[serde(deserialize_with = "schema::integer")]
+    #[schema(minimum = 0)]
     people_affected: i32,
-    /// What happened, without naming anybody (people read it if they are told).
+    /// What happened, without naming anybody (people read it if they are told; at most 1,000
+    /// characters).
+    #[schema(min_length = 1, max_length = 1000)]
     description: String,
 }
 
@@ -33,10 +40,14 @@ pub(crate) struct DeclareIncident {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct UpdateIncident {
     /// `open`, `reported` (the authority is informed) or `closed`; forward only.
+    #[schema(schema_with = schema::incident_status)]
     status: Option<String>,
     /// A firmer count.
+    #[serde(default, deserialize_with = "schema::optional_integer")]
+    #[schema(minimum = 0)]
     people_affected: Option<i32>,
     /// A fuller list of categories.
+    #[schema(schema_with = schema::optional_categories)]
     categories: Option<Vec<String>>,
 }
 
@@ -44,6 +55,7 @@ pub(crate) struct UpdateIncident {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NoticeRequest {
     /// The Page whose subscribers are affected; `null` or absent: everybody we hold data about.
+    #[serde(default, deserialize_with = "schema::optional_integer")]
     page_id: Option<i64>,
 }
 
@@ -125,11 +137,16 @@ fn categories(names: &[String]) -> Result<Vec<DataCategory>, ApiError> {
 
 /// Declares an incident; admins are e-mailed at once.
 #[utoipa::path(post, path = "/api/v1/incidents", tag = "incidents", request_body = DeclareIncident,
-    responses((status = 201, body = IncidentView), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = IncidentView),
+              (status = 404, body = ErrorBody, description = "Not an operator"),
+              (status = 422, body = ErrorBody)))]
 pub(crate) async fn declare(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<DeclareIncident>,
 ) -> Result<(StatusCode, Json<IncidentView>), ApiError> {
+    principal.require_operator()?;
+    principal.require(Role::Admin)?;
     let incident = incidents::declare(
         &state.pool,
         &NewIncident {
@@ -146,10 +163,13 @@ pub(crate) async fn declare(
 
 /// Lists the register, newest first.
 #[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents",
-    responses((status = 200, body = Vec<IncidentView>)))]
+    responses((status = 200, body = Vec<IncidentView>),
+              (status = 404, body = ErrorBody, description = "Not an operator")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<IncidentView>>, ApiError> {
+    principal.require_operator()?;
     let register = incidents::list(&state.pool).await?;
     Ok(Json(register.into_iter().map(Into::into).collect()))
 }
@@ -160,8 +180,10 @@ pub(crate) async fn list(
     responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<IncidentView>, ApiError> {
+    principal.require_operator()?;
     let incident = incidents::get(&state.pool, id)
         .await?
         .ok_or(ApiError::NotFound("incident"))?;
@@ -176,9 +198,12 @@ pub(crate) async fn show(
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateIncident>,
 ) -> Result<Json<IncidentView>, ApiError> {
+    principal.require_operator()?;
+    principal.require(Role::Admin)?;
     let change = IncidentUpdate {
         status: body
             .status
@@ -205,9 +230,12 @@ pub(crate) async fn update(
               (status = 409, body = ErrorBody)))]
 pub(crate) async fn notice(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<NoticeRequest>,
 ) -> Result<(StatusCode, Json<NoticeView>), ApiError> {
+    principal.require_operator()?;
+    principal.require(Role::Admin)?;
     let affected = body.page_id.map_or(Affected::Everyone, Affected::Page);
     let decided =
         incidents::decide_notice(&state.pool, id, affected, state.settings.queue.max_attempts)

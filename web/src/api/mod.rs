@@ -3,10 +3,12 @@
 
 mod auth;
 mod campaigns;
+mod doc;
 mod dsr;
 mod incidents;
 mod pages;
 mod policy;
+mod schema;
 mod subscribers;
 
 use std::sync::Arc;
@@ -15,44 +17,15 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::{Json, Router};
-use utoipa::openapi::OpenApi as Document;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
+use doc::ApiDoc;
 
 /// Where the document is served.
 pub(crate) const OPENAPI_PATH: &str = "/api/v1/openapi.json";
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "MoonEngage admin API",
-        description = "Pages, campaigns, subscribers, data-subject requests and the breach \
-                       register. Every call needs \
-                       `Authorization: Bearer <token>`; errors are `{\"error\":{\"code\",\"message\"}}`."
-    ),
-    modifiers(&BearerAuth),
-    security(("bearer" = []))
-)]
-struct ApiDoc;
-
-/// Declares the bearer scheme the `security` requirement refers to.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut Document) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-            );
-    }
-}
 
 /// Every route of the API, behind the token check, plus the public OpenAPI document.
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
@@ -84,6 +57,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let (import, import_document) = import.split_for_parts();
     let mut document = document;
     document.merge(import_document);
+    doc::CommonErrors.modify(&mut document);
+    schema::not_blank(&mut document);
     let document = Arc::new(document);
     api.merge(import)
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -17,12 +18,17 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct RegisterPage {
     /// Facebook's id of the Page.
+    #[schema(min_length = 1)]
     fb_page_id: String,
     /// Display name.
+    #[schema(min_length = 1)]
     name: String,
     /// The Page access token; stored encrypted and never returned.
+    #[schema(min_length = 1)]
     access_token: String,
     /// Messages per second (1-300, default 250).
+    #[serde(default, deserialize_with = "schema::optional_integer")]
+    #[schema(minimum = 1, maximum = 300)]
     send_rate: Option<i32>,
 }
 
@@ -64,6 +70,8 @@ impl From<PageSummary> for PageView {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct SendRate {
     /// Messages per second (1-300).
+    #[serde(deserialize_with = "schema::integer")]
+    #[schema(minimum = 1, maximum = 300)]
     send_rate: i32,
 }
 
@@ -94,7 +102,7 @@ pub(crate) async fn register(
     if body.name.trim().is_empty() {
         return Err(invalid("name"));
     }
-    if body.access_token.is_empty() {
+    if body.access_token.trim().is_empty() {
         return Err(invalid("access_token"));
     }
     let send_rate = check_rate(body.send_rate.unwrap_or(pages::DEFAULT_SEND_RATE))?;
@@ -118,11 +126,14 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
-/// Lists every Page.
+/// Lists the workspace's Pages.
 #[utoipa::path(get, path = "/api/v1/pages", tag = "pages",
     responses((status = 200, body = Vec<PageView>)))]
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<PageView>>, ApiError> {
-    let pages = pages::list(&state.pool).await?;
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<PageView>>, ApiError> {
+    let pages = pages::list(&state.pool, principal.workspace_id).await?;
     Ok(Json(pages.into_iter().map(PageView::from).collect()))
 }
 
@@ -132,11 +143,13 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<PageV
     responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn set_send_rate(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<SendRate>,
 ) -> Result<StatusCode, ApiError> {
+    principal.require(Role::Admin)?;
     let rate = check_rate(body.send_rate)?;
-    if pages::set_send_rate(&state.pool, id, rate).await? {
+    if pages::set_send_rate(&state.pool, principal.workspace_id, id, rate).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("page"))
@@ -149,12 +162,13 @@ pub(crate) async fn set_send_rate(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if pages::fb_page_id(&state.pool, id).await?.is_none() {
-        return Err(ApiError::NotFound("page"));
-    }
-    let resumed = pages::resume(&state.pool, id).await?;
+    principal.require(Role::Admin)?;
+    let resumed = pages::resume(&state.pool, principal.workspace_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("page"))?;
     tracing::info!(page_id = id, campaigns = resumed.len(), "page resumed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,10 +1,11 @@
 //! Privacy-policy versions: publishing one tells every person we hold data about, once, through
 //! Messenger (see `moonengage_privacy::policy`).
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
+use moonengage_accounts::{Principal, Role};
 use moonengage_privacy::policy::{self, NewVersion, PolicyError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -16,10 +17,16 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct PublishVersion {
     /// The label people see, e.g. `2026-12`; publishing the same label again does nothing.
+    #[schema(min_length = 1, max_length = 300)]
     version: String,
     /// What changed, in a few sentences (at most 1,000 characters).
+    #[schema(min_length = 1, max_length = 1000)]
     summary: String,
-    /// Where the full policy is (https).
+    /// Where the full policy is (https, no white space).
+    #[schema(
+        max_length = 300,
+        pattern = r"^https://[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     url: String,
 }
 
@@ -64,11 +71,15 @@ impl From<PolicyError> for ApiError {
 /// the reply to their next message; each person once per version.
 #[utoipa::path(post, path = "/api/v1/policy-versions", tag = "policy", request_body = PublishVersion,
     responses((status = 201, body = PublishedView), (status = 200, body = PublishedView),
+              (status = 404, body = ErrorBody, description = "Not an operator"),
               (status = 422, body = ErrorBody)))]
 pub(crate) async fn publish(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<PublishVersion>,
 ) -> Result<(StatusCode, Json<PublishedView>), ApiError> {
+    principal.require_operator()?;
+    principal.require(Role::Admin)?;
     let published = policy::publish(
         &state.pool,
         &NewVersion {
@@ -104,10 +115,13 @@ pub(crate) async fn publish(
 
 /// Lists the published versions, newest first, with how many people were told of each.
 #[utoipa::path(get, path = "/api/v1/policy-versions", tag = "policy",
-    responses((status = 200, body = Vec<VersionView>)))]
+    responses((status = 200, body = Vec<VersionView>),
+              (status = 404, body = ErrorBody, description = "Not an operator")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<VersionView>>, ApiError> {
+    principal.require_operator()?;
     let versions = sqlx::query_as(
         "SELECT v.id, v.version, v.summary, v.url, v.published_at,
                 (SELECT count(*) FROM subscribers s WHERE s.policy_version_notified >= v.id) AS told

@@ -1,12 +1,13 @@
 //! Subscribers: import from CSV or JSON with consent evidence on every row (all or nothing: a
 //! bad row is reported by its line and nothing is imported), and counts by status.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
+use axum::{Extension, Json};
 use chrono::{DateTime, Duration, Utc};
+use moonengage_accounts::{Principal, Role};
 use moonengage_core::pages;
 use moonengage_core::subscribers::{self, NewSubscriber};
 use serde::{Deserialize, Serialize};
@@ -22,14 +23,18 @@ const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub(crate) struct ImportRow {
     /// The person's page-scoped id (digits).
+    #[schema(required = true, value_type = String, pattern = "^[0-9]{1,64}$")]
     psid: Option<String>,
     /// First name, if the Page keeps it.
     first_name: Option<String>,
-    /// Consent evidence: when they opted in (RFC 3339).
+    /// Consent evidence: when they opted in (RFC 3339; not in the future).
+    #[schema(required = true, value_type = String, format = DateTime)]
     opted_in_at: Option<String>,
     /// Consent evidence: how they opted in (e.g. `messenger`).
+    #[schema(required = true, value_type = String, min_length = 1)]
     consent_source: Option<String>,
     /// Their last message to the Page (RFC 3339); the opt-in time when absent.
+    #[schema(value_type = Option<String>, format = DateTime)]
     last_interaction_at: Option<String>,
 }
 
@@ -64,13 +69,15 @@ pub(crate) struct CountsView {
               (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn import(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ImportResult>, ApiError> {
+    principal.require(Role::Admin)?;
     let limit = state.settings.web.max_import_bytes;
     let body = body.map_err(|rejection| ApiError::from_body(rejection, limit))?;
-    let fb_page_id = pages::fb_page_id(&state.pool, id)
+    let fb_page_id = pages::fb_page_id(&state.pool, principal.workspace_id, id)
         .await?
         .ok_or(ApiError::NotFound("page"))?;
     let content_type = headers
@@ -156,6 +163,16 @@ fn json_rows(body: &[u8]) -> Result<Vec<(String, ImportRow)>, ApiError> {
 
 /// A row with its consent evidence checked.
 fn validate(row: ImportRow, now: DateTime<Utc>) -> Result<NewSubscriber, String> {
+    let texts = [
+        &row.psid,
+        &row.first_name,
+        &row.opted_in_at,
+        &row.consent_source,
+        &row.last_interaction_at,
+    ];
+    if texts.into_iter().flatten().any(|text| text.contains('\0')) {
+        return Err("text must not contain U+0000 (NUL)".into());
+    }
     let present = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let psid = present(row.psid).ok_or("psid is missing")?;
     if psid.len() > 64 || !psid.bytes().all(|b| b.is_ascii_digit()) {
@@ -194,12 +211,12 @@ fn validate(row: ImportRow, now: DateTime<Utc>) -> Result<NewSubscriber, String>
     responses((status = 200, body = CountsView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn counts(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<CountsView>, ApiError> {
-    if pages::fb_page_id(&state.pool, id).await?.is_none() {
-        return Err(ApiError::NotFound("page"));
-    }
-    let c = subscribers::counts(&state.pool, id).await?;
+    let c = subscribers::counts(&state.pool, principal.workspace_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("page"))?;
     Ok(Json(CountsView {
         active: c.active,
         unsubscribed: c.unsubscribed,

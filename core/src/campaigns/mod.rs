@@ -8,70 +8,9 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::template::{Template, TemplateError};
 
-/// Where a campaign is in its life (`campaigns.state`; the SQL of this crate, the queue and the
-/// scheduler names the same values): `draft → scheduled → running ⇄ paused → completed`, or
-/// `cancelled` from any state before `completed`. Serialized as the stored name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
-#[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum CampaignState {
-    /// Created, not scheduled yet.
-    Draft,
-    /// Waiting for its start time.
-    Scheduled,
-    /// Being fanned out and sent.
-    Running,
-    /// Stopped by an admin or its Page's halt ([`PausedBy`]); nothing is claimed from it.
-    Paused,
-    /// Every recipient has an outcome.
-    Completed,
-    /// Cancelled: what was not sent is recorded as skipped.
-    Cancelled,
-}
+mod state;
 
-impl CampaignState {
-    /// Every state, in the order of a campaign's life.
-    pub const ALL: [CampaignState; 6] = [
-        CampaignState::Draft,
-        CampaignState::Scheduled,
-        CampaignState::Running,
-        CampaignState::Paused,
-        CampaignState::Completed,
-        CampaignState::Cancelled,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CampaignState::Draft => "draft",
-            CampaignState::Scheduled => "scheduled",
-            CampaignState::Running => "running",
-            CampaignState::Paused => "paused",
-            CampaignState::Completed => "completed",
-            CampaignState::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl std::fmt::Display for CampaignState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for CampaignState {
-    type Err = anyhow::Error;
-
-    /// Reads a state the queue's claim returned as text.
-    fn from_str(value: &str) -> anyhow::Result<CampaignState> {
-        crate::stored::parse(
-            &CampaignState::ALL,
-            CampaignState::as_str,
-            "campaign state",
-            value,
-        )
-    }
-}
+pub use state::CampaignState;
 
 /// Why a campaign cannot be created or scheduled.
 #[derive(Debug, thiserror::Error)]
@@ -103,36 +42,56 @@ pub enum CampaignError {
     Database(#[from] sqlx::Error),
 }
 
-/// Creates a draft campaign for a Page after checking its template renders for anyone, with
-/// a name or without (see [`Template::validate`]).
-pub async fn create(
-    pool: &PgPool,
-    page_id: i64,
-    name: &str,
-    template: &str,
-) -> Result<i64, CampaignError> {
-    let page_name: String = sqlx::query_scalar("SELECT name FROM pages WHERE id = $1")
-        .bind(page_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(CampaignError::NotFound("page"))?;
-    Template::validate(template, &page_name)?;
+/// What a campaign is created from.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCampaign<'a> {
+    /// The workspace creating it: the Page must be one of its own.
+    pub workspace_id: i64,
+    /// The Page it is sent from.
+    pub page_id: i64,
+    /// Name shown to admins.
+    pub name: &'a str,
+    /// Its handlebars template.
+    pub template: &'a str,
+}
+
+/// Creates a draft campaign for a Page of the workspace after checking its template renders
+/// for anyone, with a name or without (see [`Template::validate`]); another workspace's Page is
+/// [`CampaignError::NotFound`].
+pub async fn create(pool: &PgPool, new: &NewCampaign<'_>) -> Result<i64, CampaignError> {
+    let page_name: String =
+        sqlx::query_scalar("SELECT name FROM pages WHERE workspace_id = $1 AND id = $2")
+            .bind(new.workspace_id)
+            .bind(new.page_id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(CampaignError::NotFound("page"))?;
+    Template::validate(new.template, &page_name)?;
     sqlx::query_scalar(
-        "INSERT INTO campaigns (page_id, name, template)
-         SELECT id, $2, $3 FROM pages WHERE id = $1 RETURNING id",
+        "INSERT INTO campaigns (workspace_id, page_id, name, template)
+         SELECT workspace_id, id, $3, $4 FROM pages WHERE workspace_id = $1 AND id = $2
+         RETURNING id",
     )
-    .bind(page_id)
-    .bind(name)
-    .bind(template)
+    .bind(new.workspace_id)
+    .bind(new.page_id)
+    .bind(new.name)
+    .bind(new.template)
     .fetch_optional(pool)
     .await?
     .ok_or(CampaignError::NotFound("page"))
 }
 
-/// Schedules a draft campaign; the scheduler leader starts it once `at` has passed.
-pub async fn schedule(pool: &PgPool, id: i64, at: DateTime<Utc>) -> Result<(), CampaignError> {
+/// Schedules a draft campaign of the workspace; the scheduler leader starts it once `at` has
+/// passed.
+pub async fn schedule(
+    pool: &PgPool,
+    workspace_id: i64,
+    id: i64,
+    at: DateTime<Utc>,
+) -> Result<(), CampaignError> {
     let state: Option<CampaignState> =
-        sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
+        sqlx::query_scalar("SELECT state FROM campaigns WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
             .bind(id)
             .fetch_optional(pool)
             .await?;
@@ -181,15 +140,20 @@ impl Progress {
     }
 }
 
-/// Reads a campaign's progress: its counters plus the counts workers appended since the
-/// scheduler last folded them (`campaign_totals`), so reading costs the same for ten
-/// recipients or a million.
-pub async fn progress(pool: &PgPool, id: i64) -> anyhow::Result<Option<Progress>> {
+/// Reads the progress of a campaign of the workspace: its counters plus the counts workers
+/// appended since the scheduler last folded them (`campaign_totals`), so reading costs the same
+/// for ten recipients or a million.
+pub async fn progress(
+    pool: &PgPool,
+    workspace_id: i64,
+    id: i64,
+) -> anyhow::Result<Option<Progress>> {
     sqlx::query_as(
         "SELECT id, state, fanout_done, recipients::bigint AS recipients, sent::bigint AS sent,
                 skipped::bigint AS skipped, failed::bigint AS failed, unknown::bigint AS unknown
-         FROM campaign_totals WHERE id = $1",
+         FROM campaign_totals WHERE workspace_id = $1 AND id = $2",
     )
+    .bind(workspace_id)
     .bind(id)
     .fetch_optional(pool)
     .await
@@ -207,14 +171,14 @@ pub enum PausedBy {
     PageHalt,
 }
 
-/// Pauses a running (or scheduled) campaign at an admin's request. No row moves: workers claim
-/// only from running campaigns, and a send already claimed sees the state and goes back to the
-/// queue unsent.
-pub async fn pause(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
+/// Pauses a running (or scheduled) campaign of the workspace at an admin's request. No row
+/// moves: workers claim only from running campaigns, and a send already claimed sees the state
+/// and goes back to the queue unsent.
+pub async fn pause(pool: &PgPool, workspace_id: i64, id: i64) -> Result<(), CampaignError> {
     let mut conn = pool.acquire().await?;
     transition(
         &mut conn,
-        id,
+        (workspace_id, id),
         &[CampaignState::Running, CampaignState::Scheduled],
         CampaignState::Paused,
         Some(PausedBy::Admin),
@@ -251,16 +215,18 @@ pub async fn pause_unrenderable(pool: &PgPool, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resumes a paused campaign at an admin's request: its queued sends become due again, paced at
-/// the Page's send rate so the resumed campaign does not crowd out other Pages. Nobody is
-/// messaged twice: each delivery row is claimed once. A campaign of a halted Page stays paused
-/// (nothing is touched): the Page must be resumed first.
-pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
+/// Resumes a paused campaign of the workspace at an admin's request: its queued sends become
+/// due again, paced at the Page's send rate so the resumed campaign does not crowd out other
+/// Pages. Nobody is messaged twice: each delivery row is claimed once. A campaign of a halted
+/// Page stays paused (nothing is touched): the Page must be resumed first.
+pub async fn resume(pool: &PgPool, workspace_id: i64, id: i64) -> Result<(), CampaignError> {
     let mut tx = pool.begin().await?;
     let page: Option<(i64, bool, Option<String>)> = sqlx::query_as(
         "SELECT p.id, p.status = 'halted', p.halted_reason
-         FROM campaigns c JOIN pages p ON p.id = c.page_id WHERE c.id = $1 FOR SHARE OF p",
+         FROM campaigns c JOIN pages p ON p.workspace_id = c.workspace_id AND p.id = c.page_id
+         WHERE c.workspace_id = $1 AND c.id = $2 FOR SHARE OF p",
     )
+    .bind(workspace_id)
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -274,7 +240,7 @@ pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
         }
         Some(_) => {}
     }
-    restart(&mut tx, id).await?;
+    restart(&mut tx, (workspace_id, id)).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -282,9 +248,9 @@ pub async fn resume(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
 /// Resumes the campaigns of a Page that its halt paused (the Page was just resumed, in the same
 /// transaction); those an admin paused stay paused. Returns their ids.
 pub async fn resume_after_halt(conn: &mut PgConnection, page_id: i64) -> anyhow::Result<Vec<i64>> {
-    let paused: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM campaigns WHERE page_id = $1 AND state = 'paused' AND paused_by = $2
-         FOR UPDATE",
+    let paused: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT workspace_id, id FROM campaigns
+         WHERE page_id = $1 AND state = 'paused' AND paused_by = $2 FOR UPDATE",
     )
     .bind(page_id)
     .bind(PausedBy::PageHalt)
@@ -296,33 +262,38 @@ pub async fn resume_after_halt(conn: &mut PgConnection, page_id: i64) -> anyhow:
             .await
             .context("resuming a campaign a halt paused")?;
     }
-    Ok(paused)
+    Ok(paused.into_iter().map(|(_, id)| id).collect())
 }
 
+/// A campaign named by its workspace and id.
+type Scoped = (i64, i64);
+
 /// Moves a paused campaign back to running and re-paces its queued sends.
-async fn restart(conn: &mut PgConnection, id: i64) -> Result<(), CampaignError> {
+async fn restart(conn: &mut PgConnection, campaign: Scoped) -> Result<(), CampaignError> {
     transition(
         conn,
-        id,
+        campaign,
         &[CampaignState::Paused],
         CampaignState::Running,
         None,
     )
     .await?;
-    sends::repace(conn, id).await?;
+    sends::repace(conn, campaign.1).await?;
     Ok(())
 }
 
-/// Cancels a campaign: its queued sends, and everyone not fanned out yet, are recorded as
-/// skipped (`cancelled`), so the campaign completes with counters that add up. Sends already
-/// under way finish and are recorded as they end.
-pub async fn cancel(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
+/// Cancels a campaign of the workspace: its queued sends, and everyone not fanned out yet, are
+/// recorded as skipped (`cancelled`), so the campaign completes with counters that add up.
+/// Sends already under way finish and are recorded as they end.
+pub async fn cancel(pool: &PgPool, workspace_id: i64, id: i64) -> Result<(), CampaignError> {
     let mut tx = pool.begin().await?;
-    let state: Option<CampaignState> =
-        sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let state: Option<CampaignState> = sqlx::query_scalar(
+        "SELECT state FROM campaigns WHERE workspace_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
     match state {
         None => return Err(CampaignError::NotFound("campaign")),
         Some(done @ (CampaignState::Completed | CampaignState::Cancelled)) => {
@@ -339,26 +310,29 @@ pub async fn cancel(pool: &PgPool, id: i64) -> Result<(), CampaignError> {
 /// or says why it cannot.
 async fn transition(
     conn: &mut PgConnection,
-    id: i64,
+    (workspace_id, id): Scoped,
     from: &[CampaignState],
     to: CampaignState,
     paused_by: Option<PausedBy>,
 ) -> Result<(), CampaignError> {
     let from: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
     let moved = sqlx::query(
-        "UPDATE campaigns SET state = $3, paused_by = $4 WHERE id = $1 AND state = ANY($2)",
+        "UPDATE campaigns SET state = $3, paused_by = $4
+         WHERE workspace_id = $5 AND id = $1 AND state = ANY($2)",
     )
     .bind(id)
     .bind(&from)
     .bind(to)
     .bind(paused_by)
+    .bind(workspace_id)
     .execute(&mut *conn)
     .await?;
     if moved.rows_affected() == 1 {
         return Ok(());
     }
     let state: Option<CampaignState> =
-        sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
+        sqlx::query_scalar("SELECT state FROM campaigns WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -369,15 +343,4 @@ async fn transition(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_read_back_what_they_store() {
-        for state in CampaignState::ALL {
-            assert_eq!(state.as_str().parse::<CampaignState>().unwrap(), state);
-        }
-        let error = "stopped".parse::<CampaignState>().unwrap_err();
-        assert_eq!(error.to_string(), "unknown campaign state \"stopped\"");
-    }
-}
+mod tests;
