@@ -71,10 +71,12 @@ pub async fn authenticate(
     presented: &SecretString,
     settings: &AccountsSettings,
 ) -> anyhow::Result<Option<Principal>> {
-    let row: Option<(i64, i64, i64, Role)> = sqlx::query_as(
+    let row: Option<(i64, i64, i64, Role, bool)> = sqlx::query_as(
         "WITH live AS (
-             SELECT s.id, s.user_id, s.workspace_id, m.role, s.last_seen_at FROM sessions s
+             SELECT s.id, s.user_id, s.workspace_id, m.role, u.is_operator, s.last_seen_at
+             FROM sessions s
              JOIN memberships m ON m.workspace_id = s.workspace_id AND m.user_id = s.user_id
+             JOIN users u ON u.id = s.user_id
              JOIN workspaces w ON w.id = s.workspace_id AND w.cancelled_at IS NULL
              WHERE s.token_hash = $1 AND s.expires_at > now()
                AND s.last_seen_at > now() - make_interval(mins => $2)
@@ -82,19 +84,22 @@ pub async fn authenticate(
              UPDATE sessions SET last_seen_at = now() FROM live
              WHERE sessions.id = live.id AND live.last_seen_at < now() - interval '1 minute'
          )
-         SELECT id, user_id, workspace_id, role FROM live",
+         SELECT id, user_id, workspace_id, role, is_operator FROM live",
     )
     .bind(secret::hash_secret(presented))
     .bind(int(settings.session_idle_minutes))
     .fetch_optional(pool)
     .await
     .context("checking a session")?;
-    Ok(row.map(|(id, user_id, workspace_id, role)| Principal {
-        user_id,
-        workspace_id,
-        role,
-        via: Via::Session(id),
-    }))
+    Ok(
+        row.map(|(id, user_id, workspace_id, role, operator)| Principal {
+            user_id,
+            workspace_id,
+            role,
+            operator,
+            via: Via::Session(id),
+        }),
+    )
 }
 
 /// Ends one session of the user (logout, or "end" in their list); whether one was ended.

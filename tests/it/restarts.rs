@@ -50,10 +50,10 @@ fn lines_with(output: &Mutex<Vec<String>>, needle: &str) -> usize {
 
 /// Waits for a campaign to complete, reading through a pool that may have lost its
 /// connections to a restart.
-async fn completed(pool: &PgPool, campaign: i64, within: Duration) -> Progress {
+async fn completed(pool: &PgPool, workspace: i64, campaign: i64, within: Duration) -> Progress {
     let started = Instant::now();
     loop {
-        if let Ok(Some(progress)) = campaigns::progress(pool, campaign).await
+        if let Ok(Some(progress)) = campaigns::progress(pool, workspace, campaign).await
             && progress.state == CampaignState::Completed
         {
             return progress;
@@ -84,7 +84,7 @@ async fn count_becomes(pool: &PgPool, sql: &'static str, bind: i64, expected: i6
 
 /// Every recipient got the campaign at most once, and every delivery has an outcome.
 async fn settled_once(h: &Harness, campaign: i64, recipients: i64) -> Progress {
-    let done = completed(h.pool(), campaign, Duration::from_secs(180)).await;
+    let done = completed(h.pool(), h.workspace_id, campaign, Duration::from_secs(180)).await;
     let mut per_psid: HashMap<String, usize> = HashMap::new();
     for message in h
         .sandbox
