@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::secret;
 use crate::{Principal, Role, Via, workspaces};
@@ -70,8 +70,12 @@ pub struct Request<'a> {
     pub max_days: i64,
 }
 
-/// Creates a token, holding it to its owner's role. The caller records the event and alerts.
-pub async fn create(pool: &PgPool, request: Request<'_>) -> Result<NewToken, CreateError> {
+/// Creates a token, holding it to its owner's role. Give it the transaction of the change: the
+/// caller records the event and queues the alert in the same one.
+pub async fn create(
+    conn: &mut PgConnection,
+    request: Request<'_>,
+) -> Result<NewToken, CreateError> {
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(CreateError::Name);
@@ -81,7 +85,7 @@ pub async fn create(pool: &PgPool, request: Request<'_>) -> Result<NewToken, Cre
             max: request.max_days,
         });
     }
-    let has = workspaces::role_of(pool, request.workspace_id, request.user_id)
+    let has = workspaces::role_of(&mut *conn, request.workspace_id, request.user_id)
         .await?
         .ok_or(CreateError::NotAMember)?;
     if request.role > has {
@@ -99,7 +103,7 @@ pub async fn create(pool: &PgPool, request: Request<'_>) -> Result<NewToken, Cre
     .bind(request.role)
     .bind(&minted.hash)
     .bind(i32::try_from(request.days).unwrap_or(i32::MAX))
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
     .context("creating an API token")?;
     Ok(NewToken {

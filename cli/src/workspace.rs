@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 use clap::Subcommand;
 use moonengage_accounts::activity::{self, EventKind};
+use moonengage_accounts::alerts::{self, AccountAlert};
 use moonengage_accounts::origin::Origin;
 use moonengage_accounts::users::normalize_email;
 use moonengage_accounts::{Role, tokens, users, workspaces};
@@ -70,8 +71,9 @@ pub async fn run(
             (workspace, user_id)
         }
     };
+    let mut tx = pool.begin().await.context("creating the owner's token")?;
     let token = tokens::create(
-        pool,
+        &mut *tx,
         tokens::Request {
             workspace_id,
             user_id: owner_id,
@@ -83,13 +85,22 @@ pub async fn run(
     )
     .await?;
     activity::record(
-        pool,
+        &mut *tx,
         owner_id,
         Some(workspace_id),
         EventKind::TokenCreated,
         &Origin::default(),
     )
     .await?;
+    alerts::alert(
+        &mut *tx,
+        AccountAlert::TokenCreated {
+            user_id: owner_id,
+            token_id: token.id,
+        },
+    )
+    .await?;
+    tx.commit().await.context("committing the owner's token")?;
     eprintln!(
         "workspace {workspace_id}: owner's API token {} (expires {}), shown only now:",
         token.id, token.expires_at

@@ -3,6 +3,7 @@
 //! PSID, a name or a text never goes in here — and says its stable kind name and unique key.
 //! The worker says how each runs; anyone may queue them (`moonengage_queue::jobs::enqueue`).
 
+use moonengage_accounts::alerts::AccountAlert;
 use moonengage_ops::alerts::AdminEvent;
 use moonengage_privacy::dsr::DsrJob;
 use moonengage_privacy::export_link::ExportLinkJob;
@@ -28,6 +29,7 @@ pub const QUEUES: &[&str] = &[
     ExportLinkJob::KIND,
     IncidentNoticeJob::KIND,
     RotateJob::KIND,
+    AccountAlert::KIND,
 ];
 
 /// Which service message a notify job sends.

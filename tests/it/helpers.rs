@@ -280,8 +280,9 @@ impl Harness {
             .await
             .expect("owner look-up")
             .expect("the harness owner");
+        let mut conn = self.pool().acquire().await.expect("a connection");
         let created = tokens::create(
-            self.pool(),
+            &mut conn,
             tokens::Request {
                 workspace_id: self.workspace_id,
                 user_id: owner,

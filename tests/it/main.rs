@@ -1,6 +1,7 @@
 //! Integration tests of the whole system against real Postgres, real Redis, the real sandbox
 //! over HTTP, and real processes where the behaviour under test is about processes.
 
+mod account_mail;
 mod browser;
 mod delivery;
 mod first_hits;

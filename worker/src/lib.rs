@@ -2,6 +2,7 @@
 //! registers under a name unique among live processes (host and pid), heartbeats to keep the
 //! leases of what it holds, and runs one apalis worker per kind of job on the queue's backend.
 
+mod account_alert;
 mod dsr;
 mod email;
 mod env;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use crate::mailer::Mailer;
 use anyhow::Context as _;
 use apalis::prelude::*;
+use moonengage_accounts::alerts::AccountAlert;
 use moonengage_core::db;
 use moonengage_core::jobs::{self, NotifyJob};
 use moonengage_core::profile::ProfileJob;
@@ -124,6 +126,7 @@ impl Worker {
             DsrJob::KIND,
             ExportLinkJob::KIND,
             RotateJob::KIND,
+            AccountAlert::KIND,
         ]
         .map(str::to_owned)
         .to_vec();
@@ -155,6 +158,7 @@ impl Worker {
         let monitor = register::<DsrJob>(monitor, &registration);
         let monitor = register::<ExportLinkJob>(monitor, &registration);
         let monitor = register::<RotateJob>(monitor, &registration);
+        let monitor = register::<AccountAlert>(monitor, &registration);
         let monitor = monitor
             .should_restart(|ctx, error| {
                 tracing::warn!(worker = ctx.name(), %error, "worker stopped; restarting");
