@@ -8,6 +8,8 @@
 
 pub mod activity;
 pub mod alerts;
+pub mod invitations;
+pub mod members;
 pub mod origin;
 pub mod password;
 mod principal;

@@ -4,6 +4,7 @@
 //! The worker says how each runs; anyone may queue them (`moonengage_queue::jobs::enqueue`).
 
 use moonengage_accounts::alerts::AccountAlert;
+use moonengage_accounts::invitations::InvitationJob;
 use moonengage_ops::alerts::AdminEvent;
 use moonengage_privacy::dsr::DsrJob;
 use moonengage_privacy::export_link::ExportLinkJob;
@@ -30,6 +31,7 @@ pub const QUEUES: &[&str] = &[
     IncidentNoticeJob::KIND,
     RotateJob::KIND,
     AccountAlert::KIND,
+    InvitationJob::KIND,
 ];
 
 /// Which service message a notify job sends.

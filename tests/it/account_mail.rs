@@ -79,3 +79,238 @@ async fn a_new_api_token_is_told_to_its_owner_by_e_mail_without_the_token() {
             .unwrap();
     assert!(payloads.iter().all(|p| !p.contains('@')), "{payloads:?}");
 }
+
+/// The last link of this kind in the SMTP output (quoted-printable soft breaks undone).
+pub(crate) fn last_link(output: &str, path: &str) -> String {
+    let text = output.replace("=\n", "");
+    let start = text.rfind(path).expect("a link in the e-mail");
+    let rest = &text[start..];
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    rest[..end].to_owned()
+}
+
+async fn form_post(url: &str, password: &str) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .form(&[("password", password)])
+        .send()
+        .await
+        .expect("the page answers");
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_link_is_e_mailed_accepted_once_and_makes_a_member() {
+    let (h, smtp, web) = with_smtp().await;
+    let owner = h.owner_token().await;
+    let api = |path: &str| format!("{web}/api/v1{path}");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &api("/invitations"),
+        &owner,
+        Some(json!({"email": "New.Member@IT.example", "role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let output = wait_for(&smtp, "[MoonEngage] Join workspace \"it\"").await;
+    assert!(output.contains("To: new.member@it.example"), "{output}");
+    let path = last_link(&output, "/console/invitations/");
+    assert!(path.starts_with("/console/invitations/mi_"), "{path}");
+    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM invitations")
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert!(stored.is_some(), "only the link's hash is kept");
+    let jobs: Vec<String> = sqlx::query_scalar("SELECT payload::text FROM jobs")
+        .fetch_all(h.pool())
+        .await
+        .unwrap();
+    assert!(jobs.iter().all(|p| !p.contains("mi_")), "{jobs:?}");
+
+    let page = reqwest::get(format!("{web}{path}")).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("style-src 'self'"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Choose a password") && !html.contains("<script"),
+        "{html}"
+    );
+
+    let (status, html) = form_post(&format!("{web}{path}"), "short").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("at least 12 characters"), "{html}");
+    let (status, html) = form_post(&format!("{web}{path}"), "correct horse battery staple").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let (status, html) = form_post(&format!("{web}{path}"), "correct horse battery staple").await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(html.contains("was used"), "{html}");
+
+    let (_, members) = call(reqwest::Method::GET, &api("/members"), &owner, None).await;
+    let new = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "new.member@it.example")
+        .expect("the new member is listed");
+    assert_eq!(new["role"], "admin");
+    let output = wait_for(&smtp, "[MoonEngage] A new member in workspace \"it\"").await;
+    assert!(
+        output.contains("new.member@it.example joined as admin"),
+        "{output}"
+    );
+
+    // An expired link says so.
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &api("/invitations"),
+        &owner,
+        Some(json!({"email": "late@it.example", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    eventually(
+        "the second invitation is e-mailed",
+        Duration::from_secs(30),
+        || async { smtp.output().contains("To: late@it.example") },
+    )
+    .await;
+    let late = last_link(&smtp.output(), "/console/invitations/");
+    sqlx::query("UPDATE invitations SET expires_at = now() - interval '1 minute' WHERE email = 'late@it.example'")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let page = reqwest::get(format!("{web}{late}")).await.unwrap();
+    assert_eq!(page.status(), StatusCode::GONE);
+    assert!(page.text().await.unwrap().contains("expired"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_bound_who_invites_and_changes_whom_and_the_last_owner_stays() {
+    let mut h = Harness::new().await;
+    let web = h.start_web().await;
+    let api = |path: &str| format!("{web}/api/v1{path}");
+    let owner = h.owner_token().await;
+    let admin = h.token(moonengage_accounts::Role::Admin).await;
+    let viewer = h.token(moonengage_accounts::Role::Viewer).await;
+    let invite = |role: &str| Some(json!({"email": "x@it.example", "role": role}));
+    let post = reqwest::Method::POST;
+    let (s, _) = call(
+        post.clone(),
+        &api("/invitations"),
+        &viewer,
+        invite("viewer"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(post.clone(), &api("/invitations"), &admin, invite("owner")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, body) = call(
+        post.clone(),
+        &api("/invitations"),
+        &owner,
+        Some(json!({"email": "nope", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (s, body) = call(
+        post,
+        &api("/invitations"),
+        &owner,
+        Some(json!({"email": OWNER_EMAIL, "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+
+    let owner_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(OWNER_EMAIL)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    let member = api(&format!("/members/{owner_id}"));
+    let (s, _) = call(
+        reqwest::Method::PUT,
+        &member,
+        &admin,
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "only owners unmake owners");
+    let (s, body) = call(
+        reqwest::Method::PUT,
+        &member,
+        &owner,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last owner")
+    );
+    let (s, _) = call(reqwest::Method::DELETE, &member, &owner, None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // A user of another workspace is not found here.
+    let other = moonengage_accounts::workspaces::create(h.pool(), "other", "them@other.example")
+        .await
+        .unwrap();
+    let theirs = api(&format!("/members/{}", other.owner_id));
+    let (s, _) = call(
+        reqwest::Method::PUT,
+        &theirs,
+        &owner,
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(reqwest::Method::DELETE, &theirs, &owner, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // With a second owner, the first may step down; the change is recorded and alerted.
+    sqlx::query("INSERT INTO users (email) VALUES ('second@it.example')")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let second: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'second@it.example'")
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO memberships (workspace_id, user_id, role) VALUES ($1, $2, 'owner')")
+        .bind(h.workspace_id)
+        .bind(second)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let (s, _) = call(
+        reqwest::Method::PUT,
+        &member,
+        &owner,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let alerts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE kind = 'account_alert' AND payload->>'alert' = 'role_changed'",
+    )
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(alerts, 1);
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM account_events WHERE user_id = $1 AND kind = 'role_changed'",
+    )
+    .bind(owner_id)
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+}

@@ -9,6 +9,7 @@ mod env;
 mod export_link;
 mod handle;
 mod incident;
+mod invitation;
 mod mailer;
 mod notice;
 mod notify;
@@ -28,6 +29,7 @@ use crate::mailer::Mailer;
 use anyhow::Context as _;
 use apalis::prelude::*;
 use moonengage_accounts::alerts::AccountAlert;
+use moonengage_accounts::invitations::InvitationJob;
 use moonengage_core::db;
 use moonengage_core::jobs::{self, NotifyJob};
 use moonengage_core::profile::ProfileJob;
@@ -127,6 +129,7 @@ impl Worker {
             ExportLinkJob::KIND,
             RotateJob::KIND,
             AccountAlert::KIND,
+            InvitationJob::KIND,
         ]
         .map(str::to_owned)
         .to_vec();
@@ -159,6 +162,7 @@ impl Worker {
         let monitor = register::<ExportLinkJob>(monitor, &registration);
         let monitor = register::<RotateJob>(monitor, &registration);
         let monitor = register::<AccountAlert>(monitor, &registration);
+        let monitor = register::<InvitationJob>(monitor, &registration);
         let monitor = monitor
             .should_restart(|ctx, error| {
                 tracing::warn!(worker = ctx.name(), %error, "worker stopped; restarting");

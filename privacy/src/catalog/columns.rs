@@ -15,6 +15,11 @@ pub const NOT_PERSONAL: &[(&str, &str, &str)] = &[
     ),
     ("campaigns", "name", "the business's name for a campaign"),
     ("data_keys", "wrapped", "a data key, wrapped with age"),
+    (
+        "invitations",
+        "token_hash",
+        "an invitation link's SHA-256 hash: a secret's, about nobody",
+    ),
     ("pages", "name", "the business's Page name, public"),
     ("queue_workers", "name", "a worker process's name"),
     (
@@ -299,6 +304,13 @@ pub const COLUMNS: &[Column] = &[
     account_holder("users", "email", Holds::Login, "id", USER_RULES),
     account_holder("users", "password_hash", Holds::Hash, "id", USER_RULES),
     account_holder(
+        "invitations",
+        "email",
+        Holds::Login,
+        "email",
+        INVITATION_RULES,
+    ),
+    account_holder(
         "account_events",
         "origin",
         Holds::State,
@@ -339,6 +351,11 @@ const fn account_holder(
 /// What ends a user's account.
 const USER_RULES: &[Retention] = &[Retention::Kept(
     "while they belong to a workspace: cancellation deletes users of no other workspace",
+)];
+
+/// What ends an invitation (its invitee is found by address: they may have no account yet).
+const INVITATION_RULES: &[Retention] = &[Retention::Kept(
+    "while the workspace exists: cancellation deletes its invitations",
 )];
 
 /// What ends an account's activity.

@@ -5,6 +5,7 @@ mod auth;
 mod campaigns;
 mod dsr;
 mod incidents;
+mod members;
 mod pages;
 mod policy;
 mod subscribers;
@@ -77,6 +78,9 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(auth::create_token, auth::list_tokens))
         .routes(routes!(auth::revoke_token))
         .routes(routes!(auth::logout))
+        .routes(routes!(members::list))
+        .routes(routes!(members::invite))
+        .routes(routes!(members::change_role, members::remove))
         .split_for_parts();
     let import = OpenApiRouter::new()
         .routes(routes!(subscribers::import))
