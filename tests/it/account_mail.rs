@@ -314,3 +314,129 @@ async fn roles_bound_who_invites_and_changes_whom_and_the_last_owner_stays() {
     .unwrap();
     assert_eq!(events, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_e_mail_changes_need_the_password_and_are_told_to_old_and_new_addresses() {
+    let (h, smtp, web) = with_smtp().await;
+    let owner = h.owner_token().await;
+    let post = reqwest::Method::POST;
+    let url = |path: &str| format!("{web}/api/v1/me/{path}");
+    let first = "an old passphrase of mine";
+    sqlx::query("UPDATE users SET password_hash = NULL WHERE email = $1")
+        .bind(OWNER_EMAIL)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    // No password yet: nothing matches.
+    let change =
+        |current: &str, new: &str| Some(json!({"current_password": current, "new_password": new}));
+    let (s, _) = call(post.clone(), &url("password"), &owner, change("", first)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let owner_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(OWNER_EMAIL)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    let hash = moonengage_accounts::password::hash(first.to_owned().into())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(owner_id)
+        .bind(hash)
+        .execute(h.pool())
+        .await
+        .unwrap();
+
+    let (s, body) = call(
+        post.clone(),
+        &url("password"),
+        &owner,
+        change(first, "password1234"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("commonly used"),
+        "{body}"
+    );
+    let (s, _) = call(
+        post.clone(),
+        &url("password"),
+        &owner,
+        change("wrong password!", "a brand new passphrase"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let second = "a brand new passphrase";
+    let (s, body) = call(
+        post.clone(),
+        &url("password"),
+        &owner,
+        change(first, second),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    let output = wait_for(&smtp, "[MoonEngage] Your password was changed").await;
+    assert!(output.contains(&format!("To: {OWNER_EMAIL}")));
+    assert!(
+        !output.contains(second) && !output.contains(first),
+        "no password in e-mail"
+    );
+
+    let email = |password: &str, new: &str| Some(json!({"password": password, "new_email": new}));
+    let (s, _) = call(
+        post.clone(),
+        &url("email"),
+        &owner,
+        email(first, "moved@it.example"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "the old password no longer works");
+    let (s, body) = call(
+        post.clone(),
+        &url("email"),
+        &owner,
+        email(second, "not an address"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (s, body) = call(
+        post,
+        &url("email"),
+        &owner,
+        email(second, "Moved@IT.example"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    let subject = "[MoonEngage] Your login e-mail was changed";
+    eventually(
+        "both addresses hear of the change",
+        Duration::from_secs(30),
+        || async { smtp.count(subject) == 2 },
+    )
+    .await;
+    let output = smtp.output();
+    assert!(
+        output.contains(&format!("To: {OWNER_EMAIL}")) && output.contains("To: moved@it.example")
+    );
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM email_changes")
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "the old address is forgotten once told");
+    let payloads: Vec<String> = sqlx::query_scalar("SELECT payload::text FROM jobs")
+        .fetch_all(h.pool())
+        .await
+        .unwrap();
+    assert!(payloads.iter().all(|p| !p.contains('@')), "{payloads:?}");
+    let kinds: Vec<String> =
+        sqlx::query_scalar("SELECT kind FROM account_events WHERE user_id = $1 ORDER BY id")
+            .bind(owner_id)
+            .fetch_all(h.pool())
+            .await
+            .unwrap();
+    assert_eq!(kinds, ["password_changed", "email_changed"]);
+}

@@ -304,6 +304,13 @@ pub const COLUMNS: &[Column] = &[
     account_holder("users", "email", Holds::Login, "id", USER_RULES),
     account_holder("users", "password_hash", Holds::Hash, "id", USER_RULES),
     account_holder(
+        "email_changes",
+        "old_email",
+        Holds::Login,
+        "user_id",
+        EMAIL_CHANGE_RULES,
+    ),
+    account_holder(
         "invitations",
         "email",
         Holds::Login,
@@ -356,6 +363,11 @@ const USER_RULES: &[Retention] = &[Retention::Kept(
 /// What ends an invitation (its invitee is found by address: they may have no account yet).
 const INVITATION_RULES: &[Retention] = &[Retention::Kept(
     "while the workspace exists: cancellation deletes its invitations",
+)];
+
+/// What ends a previous address: the alert about the change, once sent to it.
+const EMAIL_CHANGE_RULES: &[Retention] = &[Retention::Kept(
+    "until the alert about the change has been sent to it (the alert job deletes it)",
 )];
 
 /// What ends an account's activity.

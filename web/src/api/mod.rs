@@ -5,6 +5,7 @@ mod auth;
 mod campaigns;
 mod dsr;
 mod incidents;
+mod me;
 mod members;
 mod pages;
 mod policy;
@@ -79,6 +80,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(auth::revoke_token))
         .routes(routes!(auth::logout))
         .routes(routes!(members::list))
+        .routes(routes!(me::change_password))
+        .routes(routes!(me::change_email))
         .routes(routes!(members::invite))
         .routes(routes!(members::change_role, members::remove))
         .split_for_parts();
