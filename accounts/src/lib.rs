@@ -9,6 +9,7 @@
 pub mod activity;
 pub mod alerts;
 pub mod invitations;
+pub mod maintenance;
 pub mod me;
 pub mod members;
 pub mod origin;

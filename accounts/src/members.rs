@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::activity::{self, EventKind};
 use crate::alerts::{self, AccountAlert};
 use crate::invitations;
+use crate::maintenance;
 use crate::origin::Origin;
 use crate::users::{self, InvalidEmail};
 use crate::{Forbidden, Principal, Role};
@@ -44,6 +45,9 @@ pub enum MemberError {
     /// The invitee's address is not one.
     #[error(transparent)]
     Email(#[from] InvalidEmail),
+    /// Maintenance access does not extend to who belongs to the workspace.
+    #[error("maintenance access cannot change the workspace's members")]
+    Maintenance,
     /// The invitee is a member already.
     #[error("this person is already a member; change their role instead")]
     AlreadyMember,
@@ -77,6 +81,7 @@ pub async fn invite(
 ) -> Result<i64, MemberError> {
     by.require(Role::Admin)?;
     by.require(role)?;
+    not_maintenance(pool, by).await?;
     let email = users::normalize_email(email)?;
     let mut tx = pool.begin().await.context("starting an invitation")?;
     let member: Option<i64> = sqlx::query_scalar(
@@ -114,6 +119,14 @@ pub async fn invite(
     Ok(id)
 }
 
+/// Refuses a principal acting through maintenance access.
+async fn not_maintenance(pool: &PgPool, by: &Principal) -> Result<(), MemberError> {
+    if maintenance::is_maintenance(pool, by).await? {
+        return Err(MemberError::Maintenance);
+    }
+    Ok(())
+}
+
 /// Locks the workspace (serialising member changes) and reads the member's current role.
 async fn lock_member(
     conn: &mut PgConnection,
@@ -147,6 +160,7 @@ pub async fn change_role(
     role: Role,
 ) -> Result<(), MemberError> {
     by.require(Role::Admin)?;
+    not_maintenance(pool, by).await?;
     let mut tx = pool.begin().await.context("starting a role change")?;
     let (had, owners) = lock_member(&mut tx, by.workspace_id, user_id).await?;
     by.require(had.max(role))?;
@@ -192,6 +206,7 @@ pub async fn change_role(
 /// Admins remove admins and viewers; only owners remove owners; the last owner stays.
 pub async fn remove(pool: &PgPool, by: &Principal, user_id: i64) -> Result<(), MemberError> {
     by.require(Role::Admin)?;
+    not_maintenance(pool, by).await?;
     let mut tx = pool.begin().await.context("starting a removal")?;
     let (had, owners) = lock_member(&mut tx, by.workspace_id, user_id).await?;
     by.require(had)?;

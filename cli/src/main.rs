@@ -6,6 +6,7 @@ mod demo;
 mod dsr;
 mod incident;
 mod keys;
+mod maintenance;
 mod policy;
 mod workspace;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Create workspaces and their owners (the first API token cannot come from the API).
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCommand),
+    /// Maintenance access: an operator's token for a grant an owner gave.
+    #[command(subcommand)]
+    Maintenance(maintenance::MaintenanceCommand),
     /// Manage campaigns.
     #[command(subcommand)]
     Campaign(admin::CampaignCommand),
@@ -80,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Command::Page(command) => admin::page(&pool, &settings, command).await,
                 Command::Workspace(command) => workspace::run(&pool, &settings, command).await,
+                Command::Maintenance(command) => maintenance::run(&pool, command).await,
                 Command::Campaign(command) => admin::campaign(&pool, command).await,
                 Command::Subscribers(command) => {
                     admin::subscribers(&pool, &settings, command).await

@@ -17,6 +17,7 @@ pub(crate) async fn with_smtp() -> (Harness, Smtp, String) {
     h.settings.email.smtp_url = format!("smtp://127.0.0.1:{port}");
     h.settings.email.timeout_ms = 2_000;
     h.settings.web.public_base_url = Some("https://engage.example.com".into());
+    h.settings.accounts.maintenance_check_secs = 1;
     let web = h.start_web().await;
     h.start_worker("it-account-mail").await;
     (h, smtp, web)

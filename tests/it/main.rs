@@ -11,6 +11,7 @@ mod layout;
 mod leader;
 mod lifecycle;
 mod log_scan;
+mod maintenance;
 mod metrics;
 mod notifications;
 mod policy_public;

@@ -20,6 +20,9 @@ impl From<MemberError> for ApiError {
         match error {
             MemberError::Role(forbidden) => ApiError::Role(forbidden),
             MemberError::NotFound => ApiError::NotFound("member"),
+            MemberError::Maintenance => {
+                ApiError::Forbidden("maintenance access cannot change the workspace's members")
+            }
             MemberError::LastOwner | MemberError::AlreadyMember => {
                 ApiError::Conflict(error.to_string())
             }

@@ -5,6 +5,7 @@ mod auth;
 mod campaigns;
 mod dsr;
 mod incidents;
+mod maintenance;
 mod me;
 mod members;
 mod pages;
@@ -80,6 +81,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(auth::revoke_token))
         .routes(routes!(auth::logout))
         .routes(routes!(members::list))
+        .routes(routes!(maintenance::grant, maintenance::list))
+        .routes(routes!(maintenance::revoke))
         .routes(routes!(me::change_password))
         .routes(routes!(me::change_email))
         .routes(routes!(members::invite))
