@@ -8,6 +8,7 @@
 
 pub mod activity;
 pub mod alerts;
+pub mod cancellation;
 pub mod invitations;
 pub mod maintenance;
 pub mod me;

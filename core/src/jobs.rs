@@ -4,6 +4,7 @@
 //! The worker says how each runs; anyone may queue them (`moonengage_queue::jobs::enqueue`).
 
 use moonengage_accounts::alerts::AccountAlert;
+use moonengage_accounts::cancellation::CancelJob;
 use moonengage_accounts::invitations::InvitationJob;
 use moonengage_ops::alerts::AdminEvent;
 use moonengage_privacy::dsr::DsrJob;
@@ -32,6 +33,7 @@ pub const QUEUES: &[&str] = &[
     RotateJob::KIND,
     AccountAlert::KIND,
     InvitationJob::KIND,
+    CancelJob::KIND,
 ];
 
 /// Which service message a notify job sends.

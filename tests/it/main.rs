@@ -3,6 +3,7 @@
 
 mod account_mail;
 mod browser;
+mod cancellation;
 mod delivery;
 mod first_hits;
 mod helpers;

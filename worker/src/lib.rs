@@ -20,6 +20,7 @@ mod rotate;
 mod send;
 mod service;
 mod webhook;
+mod workspace_cancel;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::mailer::Mailer;
 use anyhow::Context as _;
 use apalis::prelude::*;
 use moonengage_accounts::alerts::AccountAlert;
+use moonengage_accounts::cancellation::CancelJob;
 use moonengage_accounts::invitations::InvitationJob;
 use moonengage_core::db;
 use moonengage_core::jobs::{self, NotifyJob};
@@ -130,6 +132,7 @@ impl Worker {
             RotateJob::KIND,
             AccountAlert::KIND,
             InvitationJob::KIND,
+            CancelJob::KIND,
         ]
         .map(str::to_owned)
         .to_vec();
@@ -163,6 +166,7 @@ impl Worker {
         let monitor = register::<RotateJob>(monitor, &registration);
         let monitor = register::<AccountAlert>(monitor, &registration);
         let monitor = register::<InvitationJob>(monitor, &registration);
+        let monitor = register::<CancelJob>(monitor, &registration);
         let monitor = monitor
             .should_restart(|ctx, error| {
                 tracing::warn!(worker = ctx.name(), %error, "worker stopped; restarting");

@@ -11,6 +11,7 @@ mod members;
 mod pages;
 mod policy;
 mod subscribers;
+mod workspace;
 
 use std::sync::Arc;
 
@@ -81,6 +82,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(auth::revoke_token))
         .routes(routes!(auth::logout))
         .routes(routes!(members::list))
+        .routes(routes!(workspace::cancel))
         .routes(routes!(maintenance::grant, maintenance::list))
         .routes(routes!(maintenance::revoke))
         .routes(routes!(me::change_password))
