@@ -74,7 +74,7 @@ pub async fn run(
     };
     let mut tx = pool.begin().await.context("creating the owner's token")?;
     let token = tokens::create(
-        &mut *tx,
+        &mut tx,
         tokens::Request {
             workspace_id,
             user_id: owner_id,

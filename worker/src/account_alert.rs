@@ -22,6 +22,12 @@ use crate::env::Env;
 const NOT_YOU: &str = "If this was not you or someone you trust, change your password at once, \
                        revoke your API tokens and tell the workspace's owners.";
 
+/// A token as its alert describes it: workspace, name, role, created, expires.
+type TokenRow = (i64, String, String, DateTime<Utc>, DateTime<Utc>);
+
+/// A grant as its alert describes it: operator, reason, expiry, revocation.
+type GrantRow = (String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+
 /// One message to one address.
 struct Letter {
     to: String,
@@ -153,15 +159,14 @@ async fn letters(pool: &PgPool, alert: &AccountAlert, base: &str) -> anyhow::Res
             to_each(to, format!("{TAG} Your login e-mail was changed"), &body)
         }
         AccountAlert::TokenCreated { user_id, token_id } => {
-            let token: Option<(i64, String, String, DateTime<Utc>, DateTime<Utc>)> =
-                sqlx::query_as(
-                    "SELECT workspace_id, name, role, created_at, expires_at FROM api_tokens
+            let token: Option<TokenRow> = sqlx::query_as(
+                "SELECT workspace_id, name, role, created_at, expires_at FROM api_tokens
                      WHERE id = $1",
-                )
-                .bind(token_id)
-                .fetch_optional(pool)
-                .await
-                .context("reading a token for an alert")?;
+            )
+            .bind(token_id)
+            .fetch_optional(pool)
+            .await
+            .context("reading a token for an alert")?;
             let Some((workspace_id, name, role, created_at, expires_at)) = token else {
                 return Ok(Vec::new());
             };
@@ -250,7 +255,7 @@ async fn maintenance(
     grant_id: i64,
 ) -> anyhow::Result<(String, String)> {
     const TAG: &str = "[MoonEngage]";
-    let grant: Option<(String, String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let grant: Option<GrantRow> = sqlx::query_as(
         "SELECT u.email, g.reason, g.expires_at, g.revoked_at
          FROM maintenance_grants g JOIN users u ON u.id = g.operator_id WHERE g.id = $1",
     )

@@ -90,7 +90,7 @@ pub(crate) async fn create_token(
     }
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
     let created = tokens::create(
-        &mut *tx,
+        &mut tx,
         tokens::Request {
             workspace_id: principal.workspace_id,
             user_id: principal.user_id,
