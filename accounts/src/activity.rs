@@ -89,6 +89,26 @@ pub async fn record<'e>(
     Ok(())
 }
 
+/// Records an event in the activity of every owner of the workspace (maintenance access is
+/// theirs to watch), in the caller's transaction.
+pub async fn record_for_owners<'e>(
+    executor: impl PgExecutor<'e>,
+    workspace_id: i64,
+    kind: EventKind,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO account_events (user_id, workspace_id, kind)
+         SELECT user_id, workspace_id, $2 FROM memberships
+         WHERE workspace_id = $1 AND role = 'owner'",
+    )
+    .bind(workspace_id)
+    .bind(kind)
+    .execute(executor)
+    .await
+    .context("recording owners' activity")?;
+    Ok(())
+}
+
 /// The user's own events, newest first.
 pub async fn list(pool: &PgPool, user_id: i64, limit: i64) -> anyhow::Result<Vec<Event>> {
     sqlx::query_as(

@@ -8,8 +8,13 @@
 
 pub mod activity;
 pub mod alerts;
+pub mod cancellation;
+pub mod invitations;
 pub mod login;
 pub mod login_limit;
+pub mod maintenance;
+pub mod me;
+pub mod members;
 pub mod origin;
 pub mod password;
 mod principal;

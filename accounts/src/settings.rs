@@ -18,6 +18,8 @@ pub struct AccountsSettings {
     pub invitation_hours: i64,
     /// How long a maintenance grant lasts when the owner names no duration (hours).
     pub maintenance_hours: i64,
+    /// How often the scheduler leader looks for maintenance grants that ran out (seconds).
+    pub maintenance_check_secs: u64,
     /// Wrong passwords allowed per account in `login_window_secs` before logins of that
     /// account are refused for the rest of the window.
     pub login_attempts_per_account: u32,

@@ -8,8 +8,10 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use crate::activity::{self, EventKind};
+use crate::alerts::{self, AccountAlert};
 use crate::secret;
 use crate::{Principal, Role, Via, workspaces};
 
@@ -70,8 +72,12 @@ pub struct Request<'a> {
     pub max_days: i64,
 }
 
-/// Creates a token, holding it to its owner's role. The caller records the event and alerts.
-pub async fn create(pool: &PgPool, request: Request<'_>) -> Result<NewToken, CreateError> {
+/// Creates a token, holding it to its owner's role. Give it the transaction of the change: the
+/// caller records the event and queues the alert in the same one.
+pub async fn create(
+    conn: &mut PgConnection,
+    request: Request<'_>,
+) -> Result<NewToken, CreateError> {
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(CreateError::Name);
@@ -81,7 +87,7 @@ pub async fn create(pool: &PgPool, request: Request<'_>) -> Result<NewToken, Cre
             max: request.max_days,
         });
     }
-    let has = workspaces::role_of(pool, request.workspace_id, request.user_id)
+    let has = workspaces::role_of(&mut *conn, request.workspace_id, request.user_id)
         .await?
         .ok_or(CreateError::NotAMember)?;
     if request.role > has {
@@ -99,7 +105,7 @@ pub async fn create(pool: &PgPool, request: Request<'_>) -> Result<NewToken, Cre
     .bind(request.role)
     .bind(&minted.hash)
     .bind(i32::try_from(request.days).unwrap_or(i32::MAX))
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
     .context("creating an API token")?;
     Ok(NewToken {
@@ -110,32 +116,84 @@ pub async fn create(pool: &PgPool, request: Request<'_>) -> Result<NewToken, Cre
 }
 
 /// The principal a presented token acts as, or `None` when it is unknown, expired, revoked,
-/// of a cancelled workspace, or its user is no longer a member. Marks it used.
+/// of a cancelled workspace, or its user is no longer a member. Marks it used. A maintenance
+/// token (bound to a grant) works while its grant is live and its user is an operator, as an
+/// admin at most; each use goes into the owners' activity, and the first queues their alert.
 pub async fn authenticate(
     pool: &PgPool,
     token: &SecretString,
 ) -> anyhow::Result<Option<Principal>> {
-    let row: Option<(i64, i64, i64, Role, Role, bool)> = sqlx::query_as(
+    let row: Option<(i64, i64, i64, Role, Option<i64>, Role, bool)> = sqlx::query_as(
         "UPDATE api_tokens t SET last_used_at = now()
-         FROM memberships m, workspaces w, users u
+         FROM workspaces w, users holder
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
-           AND m.workspace_id = t.workspace_id AND m.user_id = t.user_id
-           AND w.id = t.workspace_id AND w.cancelled_at IS NULL AND u.id = t.user_id
-         RETURNING t.id, t.user_id, t.workspace_id, t.role, m.role, u.is_operator",
+           AND w.id = t.workspace_id AND w.cancelled_at IS NULL AND holder.id = t.user_id
+           AND CASE WHEN t.grant_id IS NULL THEN EXISTS (
+                    SELECT 1 FROM memberships m
+                    WHERE m.workspace_id = t.workspace_id AND m.user_id = t.user_id)
+               ELSE EXISTS (
+                    SELECT 1 FROM maintenance_grants g JOIN users u ON u.id = g.operator_id
+                    WHERE g.id = t.grant_id AND g.workspace_id = t.workspace_id
+                      AND g.operator_id = t.user_id AND u.is_operator
+                      AND g.revoked_at IS NULL AND g.expires_at > now())
+               END
+         RETURNING t.id, t.user_id, t.workspace_id, t.role, t.grant_id,
+             CASE WHEN t.grant_id IS NULL THEN (
+                 SELECT m.role FROM memberships m
+                 WHERE m.workspace_id = t.workspace_id AND m.user_id = t.user_id)
+             ELSE 'admin' END,
+             holder.is_operator",
     )
     .bind(secret::hash_secret(token))
     .fetch_optional(pool)
     .await
     .context("checking an API token")?;
-    Ok(row.map(
-        |(id, user_id, workspace_id, token_role, member_role, operator)| Principal {
-            user_id,
-            workspace_id,
-            role: token_role.min(member_role),
-            via: Via::Token(id),
-            operator,
-        },
-    ))
+    let Some((id, user_id, workspace_id, token_role, grant_id, member_role, operator)) = row else {
+        return Ok(None);
+    };
+    if let Some(grant_id) = grant_id {
+        record_maintenance_use(pool, workspace_id, grant_id).await?;
+    }
+    Ok(Some(Principal {
+        user_id,
+        workspace_id,
+        role: token_role.min(member_role),
+        via: Via::Token(id),
+        operator,
+    }))
+}
+
+/// Puts a use of maintenance access in the owners' activity; the first use also queues their
+/// alert (once: `first_used_at` is set in the same transaction).
+async fn record_maintenance_use(
+    pool: &PgPool,
+    workspace_id: i64,
+    grant_id: i64,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await.context("recording maintenance use")?;
+    activity::record_for_owners(&mut *tx, workspace_id, EventKind::MaintenanceUsed).await?;
+    let first: Option<i64> = sqlx::query_scalar(
+        "UPDATE maintenance_grants SET first_used_at = now()
+         WHERE workspace_id = $1 AND id = $2 AND first_used_at IS NULL RETURNING id",
+    )
+    .bind(workspace_id)
+    .bind(grant_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("marking a grant used")?;
+    if first.is_some() {
+        alerts::alert(
+            &mut *tx,
+            AccountAlert::MaintenanceUsed {
+                workspace_id,
+                grant_id,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await.context("committing maintenance use")?;
+    tracing::info!(grant_id, "maintenance access used");
+    Ok(())
 }
 
 /// A token as its owner's list shows it (never the token itself).

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::password::{self, PasswordRejected};
 
@@ -63,16 +63,16 @@ pub enum SetPasswordError {
     Internal(#[from] anyhow::Error),
 }
 
-/// Sets a user's password after checking it against the rules. The caller records the event
-/// and sends the alert (it knows the origin).
+/// Sets a user's password after checking it against the rules. Give it the transaction of the
+/// change: the caller records the event and queues the alert in it (it knows the origin).
 pub async fn set_password(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     user_id: i64,
     new_password: SecretString,
 ) -> Result<(), SetPasswordError> {
     let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
         .bind(user_id)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .context("reading the user to set a password for")?;
     password::check(new_password.expose_secret(), &email)?;
@@ -80,7 +80,7 @@ pub async fn set_password(
     sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1")
         .bind(user_id)
         .bind(hash)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .context("storing a password hash")?;
     Ok(())
@@ -103,6 +103,22 @@ pub async fn check_login(
     let (id, stored) = row.map_or((None, None), |(id, stored)| (Some(id), stored));
     let matches = password::verify(password, stored).await?;
     Ok(id.filter(|_| matches))
+}
+
+/// Whether `password` is the user's (a user without a password never matches). Takes as long
+/// either way.
+pub async fn verify_password(
+    conn: &mut PgConnection,
+    user_id: i64,
+    password: SecretString,
+) -> anyhow::Result<bool> {
+    let stored: Option<Option<String>> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("reading a password hash")?;
+    password::verify(password, stored.flatten()).await
 }
 
 /// The id of the user with this e-mail, if any (for the per-account login limit and events).

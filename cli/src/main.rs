@@ -6,6 +6,7 @@ mod demo;
 mod dsr;
 mod incident;
 mod keys;
+mod maintenance;
 mod operator;
 mod policy;
 mod workspace;
@@ -45,6 +46,9 @@ enum Command {
     /// requests).
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// Maintenance access: an operator's token for a grant an owner gave.
+    #[command(subcommand)]
+    Maintenance(maintenance::MaintenanceCommand),
     /// Manage campaigns.
     #[command(subcommand)]
     Campaign(admin::CampaignCommand),
@@ -87,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
                 Command::Page(command) => admin::page(&pool, &settings, command).await,
                 Command::Workspace(command) => workspace::run(&pool, &settings, command).await,
                 Command::Operator(command) => operator::run(&pool, &settings, command).await,
+                Command::Maintenance(command) => maintenance::run(&pool, command).await,
                 Command::Campaign(command) => admin::campaign(&pool, command).await,
                 Command::Subscribers(command) => {
                     admin::subscribers(&pool, &settings, command).await

@@ -3,6 +3,7 @@
 //! API; nobody else sees those routes. Operators are made from a shell only (shell access to
 //! the platform is trusted), never through the API.
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use moonengage_accounts::activity::{self, EventKind};
 use moonengage_accounts::origin::Origin;
@@ -37,8 +38,12 @@ pub async fn run(
     let email = normalize_email(&email)?;
     let created = workspaces::create(pool, OPERATORS_WORKSPACE, &email).await?;
     users::make_operator(pool, created.owner_id).await?;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("creating the operator's token")?;
     let token = tokens::create(
-        pool,
+        &mut tx,
         tokens::Request {
             workspace_id: created.workspace_id,
             user_id: created.owner_id,
@@ -50,13 +55,16 @@ pub async fn run(
     )
     .await?;
     activity::record(
-        pool,
+        &mut *tx,
         created.owner_id,
         Some(created.workspace_id),
         EventKind::TokenCreated,
         &Origin::default(),
     )
     .await?;
+    tx.commit()
+        .await
+        .context("committing the operator's token")?;
     tracing::info!(
         user_id = created.owner_id,
         workspace_id = created.workspace_id,

@@ -3,6 +3,9 @@
 //! PSID, a name or a text never goes in here — and says its stable kind name and unique key.
 //! The worker says how each runs; anyone may queue them (`moonengage_queue::jobs::enqueue`).
 
+use moonengage_accounts::alerts::AccountAlert;
+use moonengage_accounts::cancellation::CancelJob;
+use moonengage_accounts::invitations::InvitationJob;
 use moonengage_ops::alerts::AdminEvent;
 use moonengage_privacy::dsr::DsrJob;
 use moonengage_privacy::export_link::ExportLinkJob;
@@ -28,6 +31,9 @@ pub const QUEUES: &[&str] = &[
     ExportLinkJob::KIND,
     IncidentNoticeJob::KIND,
     RotateJob::KIND,
+    AccountAlert::KIND,
+    InvitationJob::KIND,
+    CancelJob::KIND,
 ];
 
 /// Which service message a notify job sends.

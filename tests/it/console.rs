@@ -23,9 +23,13 @@ async fn owner(h: &Harness) -> i64 {
         .await
         .unwrap()
         .unwrap();
-    users::set_password(h.pool(), id, SecretString::from(PASSWORD))
-        .await
-        .unwrap();
+    users::set_password(
+        &mut h.pool().acquire().await.unwrap(),
+        id,
+        SecretString::from(PASSWORD),
+    )
+    .await
+    .unwrap();
     id
 }
 

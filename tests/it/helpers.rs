@@ -283,8 +283,9 @@ impl Harness {
             .await
             .expect("owner look-up")
             .expect("the harness owner");
+        let mut conn = self.pool().acquire().await.expect("a connection");
         let created = tokens::create(
-            self.pool(),
+            &mut conn,
             tokens::Request {
                 workspace_id: self.workspace_id,
                 user_id: owner,
@@ -314,7 +315,7 @@ impl Harness {
             .await
             .expect("make operator");
         let created = tokens::create(
-            self.pool(),
+            &mut self.pool().acquire().await.expect("connection"),
             tokens::Request {
                 workspace_id: operator.workspace_id,
                 user_id: operator.owner_id,

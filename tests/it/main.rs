@@ -1,8 +1,10 @@
 //! Integration tests of the whole system against real Postgres, real Redis, the real sandbox
 //! over HTTP, and real processes where the behaviour under test is about processes.
 
+mod account_mail;
 mod api_fuzz;
 mod browser;
+mod cancellation;
 mod chaos;
 mod console;
 mod delivery;
@@ -13,6 +15,7 @@ mod layout;
 mod leader;
 mod lifecycle;
 mod log_scan;
+mod maintenance;
 mod metrics;
 mod notifications;
 mod policy_public;

@@ -227,7 +227,7 @@ async fn call(
 
 async fn token_of(h: &Harness, workspace_id: i64, user_id: i64, role: Role) -> (i64, String) {
     let created = tokens::create(
-        h.pool(),
+        &mut h.pool().acquire().await.unwrap(),
         tokens::Request {
             workspace_id,
             user_id,

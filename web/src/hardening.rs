@@ -57,6 +57,7 @@ pub(crate) async fn secure(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // A page with a stricter policy of its own (the console's) keeps it.
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));

@@ -7,6 +7,7 @@ mod error;
 mod exports;
 mod facebook;
 mod hardening;
+mod invitation_page;
 mod privacy_page;
 mod state;
 mod tls;
@@ -145,6 +146,10 @@ fn routes(state: AppState, tls: bool) -> Router {
         .route(
             "/u/{token}",
             get(unsubscribe::show).post(unsubscribe::confirm),
+        )
+        .route(
+            "/console/invitations/{link}",
+            get(invitation_page::show).post(invitation_page::accept),
         )
         .route("/deletion-status", get(facebook::status))
         .route("/privacy", get(privacy_page::current))

@@ -23,7 +23,7 @@ impl Run<Env> for AdminEvent {
     const CONCURRENCY: Option<usize> = Some(4);
 
     async fn run(self, env: &Env) -> Result<(), JobError> {
-        let Some(mailer) = &env.mailer else {
+        let Some(mailer) = env.mailer.as_ref().filter(|m| m.has_admins()) else {
             tracing::debug!(event = self.name(), "admin e-mail is off; not sent");
             return Ok(());
         };

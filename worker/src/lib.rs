@@ -2,12 +2,14 @@
 //! registers under a name unique among live processes (host and pid), heartbeats to keep the
 //! leases of what it holds, and runs one apalis worker per kind of job on the queue's backend.
 
+mod account_alert;
 mod dsr;
 mod email;
 mod env;
 mod export_link;
 mod handle;
 mod incident;
+mod invitation;
 mod mailer;
 mod notice;
 mod notify;
@@ -18,6 +20,7 @@ mod rotate;
 mod send;
 mod service;
 mod webhook;
+mod workspace_cancel;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +29,9 @@ use std::time::Duration;
 use crate::mailer::Mailer;
 use anyhow::Context as _;
 use apalis::prelude::*;
+use moonengage_accounts::alerts::AccountAlert;
+use moonengage_accounts::cancellation::CancelJob;
+use moonengage_accounts::invitations::InvitationJob;
 use moonengage_core::db;
 use moonengage_core::jobs::{self, NotifyJob};
 use moonengage_core::profile::ProfileJob;
@@ -127,6 +133,9 @@ impl Worker {
             DsrJob::KIND,
             ExportLinkJob::KIND,
             RotateJob::KIND,
+            AccountAlert::KIND,
+            InvitationJob::KIND,
+            CancelJob::KIND,
         ]
         .map(str::to_owned)
         .to_vec();
@@ -162,6 +171,9 @@ impl Worker {
         let monitor = register::<DsrJob>(monitor, &registration);
         let monitor = register::<ExportLinkJob>(monitor, &registration);
         let monitor = register::<RotateJob>(monitor, &registration);
+        let monitor = register::<AccountAlert>(monitor, &registration);
+        let monitor = register::<InvitationJob>(monitor, &registration);
+        let monitor = register::<CancelJob>(monitor, &registration);
         let monitor = monitor
             .should_restart(|ctx, error| {
                 tracing::warn!(worker = ctx.name(), %error, "worker stopped; restarting");

@@ -1,5 +1,6 @@
-//! The SMTP mailer of admin alerts (lettre over tokio, TLS by rustls): only the worker sends
-//! e-mail, so only it links an SMTP client.
+//! The SMTP mailer (lettre over tokio, TLS by rustls) of admin alerts and of account holders'
+//! e-mail (alerts on account changes, invitations): only the worker sends e-mail, so only it
+//! links an SMTP client.
 
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ pub enum EmailError {
     Smtp(#[from] lettre::transport::smtp::Error),
 }
 
-/// Sends plain-text e-mail to the configured admins, one SMTP connection per message.
+/// Sends plain-text e-mail to the configured admins or to one account holder, one SMTP
+/// connection per message.
 #[derive(Clone)]
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -38,9 +40,9 @@ impl std::fmt::Debug for Mailer {
 }
 
 impl Mailer {
-    /// Prepares the transport; `None` when admin e-mail is off.
+    /// Prepares the transport; `None` when no SMTP server is configured.
     pub fn new(settings: &EmailSettings) -> anyhow::Result<Option<Mailer>> {
-        if !settings.enabled() {
+        if settings.smtp_url.is_empty() {
             return Ok(None);
         }
         let endpoint = settings
@@ -69,17 +71,34 @@ impl Mailer {
         }))
     }
 
+    /// Whether admin e-mail is on (somebody is listed in `email.admins`).
+    pub fn has_admins(&self) -> bool {
+        !self.admins.is_empty()
+    }
+
     /// Sends one message to every admin.
     pub async fn send(&self, subject: &str, body: String) -> Result<(), EmailError> {
-        let build = |e: &dyn std::fmt::Display| EmailError::Build(e.to_string());
+        self.deliver(&self.admins, subject, body).await
+    }
+
+    /// Sends one message to one account holder (each recipient gets their own, so nobody sees
+    /// another's address).
+    pub async fn send_to(&self, to: &str, subject: &str, body: String) -> Result<(), EmailError> {
+        self.deliver(std::slice::from_ref(&to.to_owned()), subject, body)
+            .await
+    }
+
+    /// Builds and sends one message. A build error names no address (it would be logged).
+    async fn deliver(&self, to: &[String], subject: &str, body: String) -> Result<(), EmailError> {
+        let build = |what: &str| EmailError::Build(format!("{what} does not parse"));
         let mut message = Message::builder()
-            .from(self.from.parse().map_err(|e| build(&e))?)
+            .from(self.from.parse().map_err(|_| build("the sender"))?)
             .subject(subject)
             .header(ContentType::TEXT_PLAIN);
-        for admin in &self.admins {
-            message = message.to(admin.parse().map_err(|e| build(&e))?);
+        for address in to {
+            message = message.to(address.parse().map_err(|_| build("a recipient"))?);
         }
-        let message = message.body(body).map_err(|e| build(&e))?;
+        let message = message.body(body).map_err(|_| build("the body"))?;
         self.transport.send(message).await?;
         Ok(())
     }
@@ -90,7 +109,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_admins_there_is_no_mailer() {
+    fn without_a_server_there_is_no_mailer() {
         let off = EmailSettings {
             smtp_url: String::new(),
             tls: SmtpTls::None,

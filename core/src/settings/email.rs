@@ -18,8 +18,9 @@ pub enum SmtpTls {
     Tls,
 }
 
-/// The `[email]` section: where admin notifications go and how they are sent. With no `admins`
-/// listed, admin e-mail is off (jobs are still queued and finish without sending).
+/// The `[email]` section: where admin notifications go and how e-mail is sent. With no `admins`
+/// listed, admin e-mail is off (jobs are still queued and finish without sending); account
+/// holders' e-mail (alerts, invitations, cancellation) goes whenever `smtp_url` is set.
 #[derive(Debug, Clone, Deserialize)]
 pub struct EmailSettings {
     /// `smtp://host:port` or `smtps://host:port`; credentials go in `username`/`password`, never
@@ -68,11 +69,6 @@ pub struct Endpoint {
 }
 
 impl EmailSettings {
-    /// Whether admin e-mail is on: somebody to tell and a server to tell them through.
-    pub fn enabled(&self) -> bool {
-        !self.admins.is_empty() && !self.smtp_url.is_empty()
-    }
-
     /// Checks what types cannot: a parsable URL that agrees with `tls`, TLS in production,
     /// addresses that parse, credentials given in pairs.
     pub fn validate(&self, production: bool) -> Result<(), EmailSettingsError> {
@@ -202,10 +198,9 @@ mod tests {
     }
 
     #[test]
-    fn without_admins_email_is_off_and_not_checked() {
+    fn without_admins_and_a_server_email_is_not_checked() {
         let mut off = settings("", SmtpTls::None);
         off.admins.clear();
-        assert!(!off.enabled());
         assert!(off.validate(true).is_ok());
     }
 }

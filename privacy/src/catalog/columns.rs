@@ -20,6 +20,11 @@ pub const NOT_PERSONAL: &[(&str, &str, &str)] = &[
         "a console session secret's SHA-256 hash: a secret's, about nobody",
     ),
     ("data_keys", "wrapped", "a data key, wrapped with age"),
+    (
+        "invitations",
+        "token_hash",
+        "an invitation link's SHA-256 hash: a secret's, about nobody",
+    ),
     ("pages", "name", "the business's Page name, public"),
     ("queue_workers", "name", "a worker process's name"),
     (
@@ -304,6 +309,20 @@ pub const COLUMNS: &[Column] = &[
     account_holder("users", "email", Holds::Login, "id", USER_RULES),
     account_holder("users", "password_hash", Holds::Hash, "id", USER_RULES),
     account_holder(
+        "email_changes",
+        "old_email",
+        Holds::Login,
+        "user_id",
+        EMAIL_CHANGE_RULES,
+    ),
+    account_holder(
+        "invitations",
+        "email",
+        Holds::Login,
+        "email",
+        INVITATION_RULES,
+    ),
+    account_holder(
         "account_events",
         "origin",
         Holds::State,
@@ -357,6 +376,16 @@ const USER_RULES: &[Retention] = &[Retention::Kept(
 /// What ends a console session's row.
 const SESSION_RULES: &[Retention] = &[Retention::Kept(
     "until logout, or its idle or absolute expiry (deleted at the next login)",
+)];
+
+/// What ends an invitation (its invitee is found by address: they may have no account yet).
+const INVITATION_RULES: &[Retention] = &[Retention::Kept(
+    "while the workspace exists: cancellation deletes its invitations",
+)];
+
+/// What ends a previous address: the alert about the change, once sent to it.
+const EMAIL_CHANGE_RULES: &[Retention] = &[Retention::Kept(
+    "until the alert about the change has been sent to it (the alert job deletes it)",
 )];
 
 /// What ends an account's activity.

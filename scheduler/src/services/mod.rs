@@ -9,6 +9,7 @@ mod completion;
 mod due_soon;
 pub mod fanout;
 mod gauges;
+mod maintenance;
 mod retention;
 
 use std::future::Future;
@@ -57,6 +58,10 @@ impl Services {
         services.spawn(retention::Retention::new(&settings.retention), pool);
         services.spawn(due_soon::DueSoon::new(&settings.email), pool);
         services.spawn(gauges::Gauges::new(settings), pool);
+        services.spawn(
+            maintenance::MaintenanceExpiry::new(&settings.accounts),
+            pool,
+        );
         tracing::info!("leader services started");
         services
     }

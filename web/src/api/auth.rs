@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use moonengage_accounts::activity::{self, EventKind};
+use moonengage_accounts::alerts::{self, AccountAlert};
 use moonengage_accounts::origin::Origin;
 use moonengage_accounts::tokens::{self, CreateError, TokenView};
 use moonengage_accounts::{Principal, Role, Via};
@@ -92,8 +93,9 @@ pub(crate) async fn create_token(
         }
         .into());
     }
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
     let created = tokens::create(
-        &state.pool,
+        &mut tx,
         tokens::Request {
             workspace_id: principal.workspace_id,
             user_id: principal.user_id,
@@ -116,13 +118,22 @@ pub(crate) async fn create_token(
         },
     })?;
     activity::record(
-        &state.pool,
+        &mut *tx,
         principal.user_id,
         Some(principal.workspace_id),
         EventKind::TokenCreated,
         &Origin::default(),
     )
     .await?;
+    alerts::alert(
+        &mut *tx,
+        AccountAlert::TokenCreated {
+            user_id: principal.user_id,
+            token_id: created.id,
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
     tracing::info!(token_id = created.id, "api token created");
     Ok((
         StatusCode::CREATED,

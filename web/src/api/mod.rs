@@ -6,10 +6,14 @@ mod campaigns;
 mod doc;
 mod dsr;
 mod incidents;
+mod maintenance;
+mod me;
+mod members;
 mod pages;
 mod policy;
 mod schema;
 mod subscribers;
+mod workspace;
 
 use std::sync::Arc;
 
@@ -50,6 +54,14 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(auth::create_token, auth::list_tokens))
         .routes(routes!(auth::revoke_token))
         .routes(routes!(auth::logout))
+        .routes(routes!(members::list))
+        .routes(routes!(workspace::cancel))
+        .routes(routes!(maintenance::grant, maintenance::list))
+        .routes(routes!(maintenance::revoke))
+        .routes(routes!(me::change_password))
+        .routes(routes!(me::change_email))
+        .routes(routes!(members::invite))
+        .routes(routes!(members::change_role, members::remove))
         .split_for_parts();
     let import = OpenApiRouter::new()
         .routes(routes!(subscribers::import))

@@ -64,8 +64,9 @@ pub(crate) async fn create(
         ))
         .await;
     }
+    let mut tx = state.pool.begin().await.context("creating a token")?;
     let created = tokens::create(
-        &state.pool,
+        &mut tx,
         tokens::Request {
             workspace_id: principal.workspace_id,
             user_id: principal.user_id,
@@ -83,13 +84,14 @@ pub(crate) async fn create(
         Err(invalid) => return refused(invalid.to_string()).await,
     };
     record(
-        &state,
+        &mut tx,
         principal.user_id,
         principal.workspace_id,
         created.id,
         &origin,
     )
     .await?;
+    tx.commit().await.context("committing a new token")?;
     tracing::info!(token_id = created.id, "api token created in the console");
     let shown = json!({
         "token": created.token.expose_secret(),
@@ -98,15 +100,14 @@ pub(crate) async fn create(
     page(&state, &console, StatusCode::CREATED, shown, None).await
 }
 
-/// The creation's activity and alert, together.
+/// The creation's activity and alert, in the creation's transaction.
 async fn record(
-    state: &AppState,
+    tx: &mut sqlx::PgConnection,
     user_id: i64,
     workspace_id: i64,
     token_id: i64,
     origin: &Origin,
 ) -> anyhow::Result<()> {
-    let mut tx = state.pool.begin().await.context("recording a new token")?;
     activity::record(
         &mut *tx,
         user_id,
@@ -116,7 +117,7 @@ async fn record(
     )
     .await?;
     alerts::alert(&mut *tx, AccountAlert::TokenCreated { user_id, token_id }).await?;
-    tx.commit().await.context("committing a new token's record")
+    Ok(())
 }
 
 /// `POST /console/tokens/{id}/revoke`: revokes one of the user's own tokens.
