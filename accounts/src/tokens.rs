@@ -123,7 +123,7 @@ pub async fn authenticate(
     pool: &PgPool,
     token: &SecretString,
 ) -> anyhow::Result<Option<Principal>> {
-    let row: Option<(i64, i64, i64, Role, Option<i64>, Role, bool)> = sqlx::query_as(
+    let row: Option<Presented> = sqlx::query_as(
         "UPDATE api_tokens t SET last_used_at = now()
          FROM workspaces w, users holder
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
@@ -137,30 +137,42 @@ pub async fn authenticate(
                       AND g.operator_id = t.user_id AND u.is_operator
                       AND g.revoked_at IS NULL AND g.expires_at > now())
                END
-         RETURNING t.id, t.user_id, t.workspace_id, t.role, t.grant_id,
+         RETURNING t.id, t.user_id, t.workspace_id, t.role AS token_role, t.grant_id,
              CASE WHEN t.grant_id IS NULL THEN (
                  SELECT m.role FROM memberships m
                  WHERE m.workspace_id = t.workspace_id AND m.user_id = t.user_id)
-             ELSE 'admin' END,
-             holder.is_operator",
+             ELSE 'admin' END AS member_role,
+             holder.is_operator AS operator",
     )
     .bind(secret::hash_secret(token))
     .fetch_optional(pool)
     .await
     .context("checking an API token")?;
-    let Some((id, user_id, workspace_id, token_role, grant_id, member_role, operator)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    if let Some(grant_id) = grant_id {
-        record_maintenance_use(pool, workspace_id, grant_id).await?;
+    if let Some(grant_id) = row.grant_id {
+        record_maintenance_use(pool, row.workspace_id, grant_id).await?;
     }
     Ok(Some(Principal {
-        user_id,
-        workspace_id,
-        role: token_role.min(member_role),
-        via: Via::Token(id),
-        operator,
+        user_id: row.user_id,
+        workspace_id: row.workspace_id,
+        role: row.token_role.min(row.member_role),
+        via: Via::Token(row.id),
+        operator: row.operator,
     }))
+}
+
+/// A live token as authentication reads it.
+#[derive(sqlx::FromRow)]
+struct Presented {
+    id: i64,
+    user_id: i64,
+    workspace_id: i64,
+    token_role: Role,
+    grant_id: Option<i64>,
+    member_role: Role,
+    operator: bool,
 }
 
 /// Puts a use of maintenance access in the owners' activity; the first use also queues their
