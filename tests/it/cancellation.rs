@@ -74,7 +74,7 @@ async fn fill(h: &Harness, workspace_id: i64, fb_page_id: &str) -> i64 {
         &[Person::in_window("Ann"), Person::in_window("Bo")],
     )
     .await;
-    let campaign = h.campaign(page, "Hi").await;
+    let campaign = h.campaign_in(workspace_id, page, "Hi").await;
     let statements = [
         "INSERT INTO deliveries (campaign_id, subscriber_id, status)
          SELECT $2, id, 'sent' FROM subscribers WHERE page_id = $1",

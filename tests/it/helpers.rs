@@ -368,8 +368,13 @@ impl Harness {
 
     /// Creates a campaign with the given template and schedules it now.
     pub async fn campaign(&self, page_id: i64, template: &str) -> i64 {
+        self.campaign_in(self.workspace_id, page_id, template).await
+    }
+
+    /// [`Harness::campaign`] on a Page of another workspace.
+    pub async fn campaign_in(&self, workspace_id: i64, page_id: i64, template: &str) -> i64 {
         let new = campaigns::NewCampaign {
-            workspace_id: self.workspace_id,
+            workspace_id,
             page_id,
             name: "test campaign",
             template,
@@ -377,7 +382,7 @@ impl Harness {
         let id = campaigns::create(self.pool(), &new)
             .await
             .expect("create campaign");
-        campaigns::schedule(self.pool(), self.workspace_id, id, Utc::now())
+        campaigns::schedule(self.pool(), workspace_id, id, Utc::now())
             .await
             .expect("schedule");
         id

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::helpers::{Harness, Person, bin_dir, repo_root};
+use crate::helpers::{Harness, OPERATOR_EMAIL, OWNER_EMAIL, Person, bin_dir, repo_root};
 
 /// Workspace A's objects, which workspace B must never reach.
 struct Ids {
@@ -24,6 +24,12 @@ struct Ids {
     platform_request: i64,
     token: i64,
     incident: i64,
+    /// An admin of A whose role the walk sets (to what it is).
+    member: i64,
+    /// A viewer of A the walk removes.
+    removable: i64,
+    /// A's maintenance grant.
+    grant: i64,
 }
 
 /// What an operation is about.
@@ -62,6 +68,7 @@ fn case(method: &Method, path: &str) -> Option<Case> {
     let campaign = Some((|ids: &Ids| ids.campaign) as fn(&Ids) -> i64);
     let request = Some((|ids: &Ids| ids.request) as fn(&Ids) -> i64);
     let incident = Some((|ids: &Ids| ids.incident) as fn(&Ids) -> i64);
+    let grant = Some((|ids: &Ids| ids.grant) as fn(&Ids) -> i64);
     let write = |id, body| Case {
         scope: Workspace,
         id,
@@ -75,6 +82,14 @@ fn case(method: &Method, path: &str) -> Option<Case> {
         body: None,
         other: Status(404),
         viewer: 200,
+    };
+    // Each answers to its own password only; the walk gives a wrong one.
+    let own_password = |body| Case {
+        scope: Own,
+        id: None,
+        body: Some(body),
+        other: Status(403),
+        viewer: 403,
     };
     let platform = |id, body: Option<fn(&Ids) -> Value>| Case {
         scope: Platform,
@@ -167,6 +182,48 @@ fn case(method: &Method, path: &str) -> Option<Case> {
             other: Status(204),
             viewer: 204,
         },
+        ("GET", "/api/v1/members") => Case {
+            other: ListWithout(|ids| ids.member),
+            ..read(None)
+        },
+        ("PUT", "/api/v1/members/{user_id}") => write(
+            Some(|ids| ids.member),
+            Some(|_| json!({"role": "admin"})),
+        ),
+        ("DELETE", "/api/v1/members/{user_id}") => write(Some(|ids| ids.removable), None),
+        // An invitation names nobody of A: B's owner invites into B.
+        ("POST", "/api/v1/invitations") => Case {
+            other: Status(201),
+            ..write(
+                None,
+                Some(|_| json!({"email": "invited@it.example", "role": "viewer"})),
+            )
+        },
+        // The confirmation is never the caller's workspace name, so nothing is cancelled.
+        ("POST", "/api/v1/workspace/cancel") => Case {
+            other: Status(422),
+            ..write(None, Some(|_| json!({"confirm": "not the name"})))
+        },
+        // A grant names an operator, not A: B's owner grants B.
+        ("POST", "/api/v1/maintenance") => Case {
+            other: Status(201),
+            ..write(
+                None,
+                Some(|_| json!({"operator_email": OPERATOR_EMAIL, "reason": "walk"})),
+            )
+        },
+        ("GET", "/api/v1/maintenance") => Case {
+            other: ListWithout(|ids| ids.grant),
+            viewer: 403,
+            ..read(None)
+        },
+        ("DELETE", "/api/v1/maintenance/{id}") => write(grant, None),
+        ("POST", "/api/v1/me/password") => own_password(|_| {
+            json!({"current_password": "not my password", "new_password": "a long new passphrase"})
+        }),
+        ("POST", "/api/v1/me/email") => own_password(|_| {
+            json!({"password": "not my password", "new_email": OWNER_EMAIL})
+        }),
         _ => return None,
     })
 }
@@ -206,7 +263,9 @@ async fn call(
     ids: &Ids,
 ) -> (u16, Value) {
     let path = match c.id {
-        Some(id) => path.replace("{id}", &id(ids).to_string()),
+        Some(id) => path
+            .replace("{id}", &id(ids).to_string())
+            .replace("{user_id}", &id(ids).to_string()),
         None => path.to_owned(),
     };
     let token = if path.ends_with("/logout") {
@@ -301,11 +360,39 @@ async fn two_workspaces(h: &mut Harness) -> (String, Ids, i64, i64) {
         .json()
         .await
         .unwrap();
-    let a_user = moonengage_accounts::users::id_by_email(h.pool(), crate::helpers::OWNER_EMAIL)
+    let a_user = moonengage_accounts::users::id_by_email(h.pool(), OWNER_EMAIL)
         .await
         .unwrap()
         .unwrap();
     let (token, _) = token_of(h, h.workspace_id, a_user, Role::Owner).await;
+    let grant: Value = http
+        .post(format!("{web}/api/v1/maintenance"))
+        .bearer_auth(&a_owner)
+        .json(&json!({"operator_email": OPERATOR_EMAIL, "reason": "the walk"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut tx = h.pool().begin().await.unwrap();
+    let mut members = Vec::new();
+    for (email, role) in [
+        ("admin@it.example", Role::Admin),
+        ("leaving@it.example", Role::Viewer),
+    ] {
+        let (user, _) = moonengage_accounts::users::find_or_create(&mut *tx, email)
+            .await
+            .unwrap();
+        workspaces::set_member(&mut tx, h.workspace_id, user, role)
+            .await
+            .unwrap();
+        members.push(user);
+    }
+    let [member, removable] = members[..] else {
+        unreachable!("two members")
+    };
+    tx.commit().await.unwrap();
     let b = workspaces::create(h.pool(), "B", "owner@b.example")
         .await
         .unwrap();
@@ -317,6 +404,9 @@ async fn two_workspaces(h: &mut Harness) -> (String, Ids, i64, i64) {
         platform_request,
         token,
         incident: declared["id"].as_i64().expect("an incident"),
+        member,
+        removable,
+        grant: grant["id"].as_i64().expect("a grant"),
     };
     (web, ids, b.workspace_id, b.owner_id)
 }
@@ -349,7 +439,7 @@ async fn every_operation_of_the_document_keeps_another_workspace_out() {
                     .as_array()
                     .expect("a list")
                     .iter()
-                    .filter_map(|item| item["id"].as_i64())
+                    .filter_map(|item| item["id"].as_i64().or(item["user_id"].as_i64()))
                     .collect();
                 assert!(
                     !listed.contains(&a_id(&ids)),
@@ -439,7 +529,7 @@ async fn expired_and_revoked_tokens_are_refused_and_no_token_mints_above_its_rol
         let request = http.get(format!("{web}/api/v1/pages")).bearer_auth(token);
         async move { request.send().await.unwrap().status() }
     };
-    let owner = moonengage_accounts::users::id_by_email(h.pool(), crate::helpers::OWNER_EMAIL)
+    let owner = moonengage_accounts::users::id_by_email(h.pool(), OWNER_EMAIL)
         .await
         .unwrap()
         .unwrap();
