@@ -42,7 +42,7 @@ pub enum IncidentError {
         /// What is wrong.
         reason: String,
     },
-    /// No incident (or Page) with this id.
+    /// No incident with this id.
     #[error("no such {0}")]
     NotFound(&'static str),
     /// The change would move the status backwards, or the notice was decided already.

@@ -70,16 +70,6 @@ pub async fn decide_notice(
         Affected::Page(page_id) => Some(page_id),
         Affected::Everyone => None,
     };
-    if let Some(page_id) = page_id {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pages WHERE id = $1)")
-            .bind(page_id)
-            .fetch_one(&mut *tx)
-            .await
-            .context("finding the Page")?;
-        if !exists {
-            return Err(IncidentError::NotFound("page"));
-        }
-    }
     let decided: Option<Option<DateTime<Utc>>> =
         sqlx::query_scalar("SELECT notice_decided_at FROM incidents WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -94,6 +84,21 @@ pub async fn decide_notice(
             )));
         }
         Some(None) => {}
+    }
+    if let Some(page_id) = page_id {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pages WHERE id = $1)")
+            .bind(page_id)
+            .fetch_one(&mut *tx)
+            .await
+            .context("finding the Page")?;
+        if !exists {
+            // The path names the incident; a body naming no Page is a bad body, not a
+            // missing incident.
+            return Err(IncidentError::Invalid {
+                field: "page_id",
+                reason: "no Page has this id".into(),
+            });
+        }
     }
     sqlx::query(
         "UPDATE incidents SET notice_decided_at = now(), notice_page_id = $2 WHERE id = $1",

@@ -51,7 +51,7 @@ pub(crate) struct NewToken {
     #[schema(min_length = 1, max_length = 200)]
     name: String,
     /// Its role; at most your own, which is the default.
-    #[schema(schema_with = schema::role)]
+    #[schema(schema_with = schema::optional_role)]
     role: Option<Role>,
     /// Days until it expires (default `accounts.token_days`, at most `accounts.token_max_days`,
     /// 365 unless configured otherwise).

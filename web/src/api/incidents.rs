@@ -227,7 +227,7 @@ pub(crate) async fn update(
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/notice", tag = "incidents", request_body = NoticeRequest,
     params(("id" = i64, Path, description = "Incident id")),
     responses((status = 202, body = NoticeView), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn notice(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -12,6 +12,7 @@ use moonengage_accounts::{Principal, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -43,7 +44,7 @@ pub(crate) struct MemberItem {
     /// Their login e-mail.
     email: String,
     /// Their role.
-    #[schema(value_type = String, example = "admin")]
+    #[schema(schema_with = schema::role)]
     role: Role,
     /// When they joined.
     joined_at: DateTime<Utc>,
@@ -77,7 +78,7 @@ pub(crate) struct NewInvitation {
     /// Their e-mail address: the link goes there.
     email: String,
     /// The role they get: at most yours.
-    #[schema(value_type = String, example = "viewer")]
+    #[schema(schema_with = schema::role)]
     role: Role,
 }
 
@@ -110,7 +111,7 @@ pub(crate) async fn invite(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct RoleChange {
     /// The role: owner changes need an owner.
-    #[schema(value_type = String, example = "admin")]
+    #[schema(schema_with = schema::role)]
     role: Role,
 }
 

@@ -51,8 +51,13 @@ fn one_of(names: impl IntoIterator<Item = &'static str>, nullable: bool) -> Obje
 }
 
 /// The roles a token can be given (absent: the creator's own).
-pub(crate) fn role() -> ObjectBuilder {
+pub(crate) fn optional_role() -> ObjectBuilder {
     one_of(Role::ALL.map(Role::as_str), true)
+}
+
+/// A member's role, always named.
+pub(crate) fn role() -> ObjectBuilder {
+    one_of(Role::ALL.map(Role::as_str), false)
 }
 
 /// The kinds of data-subject request.
