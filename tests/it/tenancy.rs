@@ -186,10 +186,9 @@ fn case(method: &Method, path: &str) -> Option<Case> {
             other: ListWithout(|ids| ids.member),
             ..read(None)
         },
-        ("PUT", "/api/v1/members/{user_id}") => write(
-            Some(|ids| ids.member),
-            Some(|_| json!({"role": "admin"})),
-        ),
+        ("PUT", "/api/v1/members/{user_id}") => {
+            write(Some(|ids| ids.member), Some(|_| json!({"role": "admin"})))
+        }
         ("DELETE", "/api/v1/members/{user_id}") => write(Some(|ids| ids.removable), None),
         // An invitation names nobody of A: B's owner invites into B.
         ("POST", "/api/v1/invitations") => Case {
@@ -218,12 +217,12 @@ fn case(method: &Method, path: &str) -> Option<Case> {
             ..read(None)
         },
         ("DELETE", "/api/v1/maintenance/{id}") => write(grant, None),
-        ("POST", "/api/v1/me/password") => own_password(|_| {
-            json!({"current_password": "not my password", "new_password": "a long new passphrase"})
-        }),
-        ("POST", "/api/v1/me/email") => own_password(|_| {
-            json!({"password": "not my password", "new_email": OWNER_EMAIL})
-        }),
+        ("POST", "/api/v1/me/password") => own_password(
+            |_| json!({"current_password": "not my password", "new_password": "a long new passphrase"}),
+        ),
+        ("POST", "/api/v1/me/email") => {
+            own_password(|_| json!({"password": "not my password", "new_email": OWNER_EMAIL}))
+        }
         _ => return None,
     })
 }
