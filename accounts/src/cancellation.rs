@@ -47,8 +47,14 @@ pub enum CancelError {
 }
 
 /// Cancels the principal's workspace, confirmed with its name: marks it cancelled (access ends
-/// at once), records `CancellationRequested` and queues its deletion, in one transaction.
-pub async fn request(pool: &PgPool, by: &Principal, confirm: &str) -> Result<(), CancelError> {
+/// at once), records `CancellationRequested` (from `origin`) and queues its deletion, in one
+/// transaction.
+pub async fn request(
+    pool: &PgPool,
+    by: &Principal,
+    confirm: &str,
+    origin: &Origin,
+) -> Result<(), CancelError> {
     by.require(Role::Owner)?;
     let mut tx = pool.begin().await.context("starting a cancellation")?;
     let cancelled: Option<i64> = sqlx::query_scalar(
@@ -66,7 +72,7 @@ pub async fn request(pool: &PgPool, by: &Principal, confirm: &str) -> Result<(),
         by.user_id,
         Some(by.workspace_id),
         EventKind::CancellationRequested,
-        &Origin::default(),
+        origin,
     )
     .await?;
     let job = CancelJob {

@@ -79,6 +79,15 @@ pub async fn role_of<'e>(
     .context("reading a membership")
 }
 
+/// The workspace's name: what a cancellation must be confirmed with.
+pub async fn name(pool: &PgPool, workspace_id: i64) -> anyhow::Result<String> {
+    sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1")
+        .bind(workspace_id)
+        .fetch_one(pool)
+        .await
+        .context("reading a workspace's name")
+}
+
 /// A member as the workspace's member list shows them.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Member {

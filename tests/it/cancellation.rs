@@ -1,18 +1,21 @@
 //! Cancellation: an owner cancels a workspace; access ends at once, and the queued job deletes
 //! everything of it — the catalog's personal-data tables and every table with a workspace id
 //! hold exactly what they held before the workspace existed — while another workspace's rows
-//! are untouched, and the owners get a confirmation on the real SMTP test server.
+//! are untouched, and the owners get a confirmation on the real SMTP test server. The console's
+//! form does the same for an owner, confirmed with the name, and for nobody else.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use moonengage_accounts::{Role, tokens, workspaces};
+use moonengage_accounts::{Role, tokens, users, workspaces};
 use moonengage_privacy::catalog;
+use reqwest::header::SET_COOKIE;
 use reqwest::{Method, StatusCode};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::account_mail::{call, wait_for, with_smtp};
+use crate::console;
 use crate::helpers::{Harness, OWNER_EMAIL, Person, eventually};
 
 /// Every table the scan compares: the catalog's, those with a workspace id, and the accounts'.
@@ -218,4 +221,103 @@ async fn cancelling_deletes_everything_of_the_workspace_and_nothing_of_another()
         .unwrap();
     let about = format!("\"workspace_id\": {}", gone.workspace_id);
     assert!(jobs.iter().all(|p| !p.contains(&about)), "{jobs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_cancels_in_the_console_with_the_name_and_nobody_gets_in_afterwards() {
+    let mut h = Harness::new().await;
+    let owner = console::owner(&h).await;
+    let web = h.start_web().await;
+    let viewer_email = "viewer@it.example";
+    let mut conn = h.pool().acquire().await.unwrap();
+    let (viewer, _) = users::find_or_create(&mut *conn, viewer_email)
+        .await
+        .unwrap();
+    users::set_password(&mut conn, viewer, SecretString::from(console::PASSWORD))
+        .await
+        .unwrap();
+    workspaces::set_member(&mut conn, h.workspace_id, viewer, Role::Viewer)
+        .await
+        .unwrap();
+    drop(conn);
+    let cancelled = async || -> bool {
+        sqlx::query_scalar("SELECT cancelled_at IS NOT NULL FROM workspaces WHERE id = $1")
+            .bind(h.workspace_id)
+            .fetch_one(h.pool())
+            .await
+            .unwrap()
+    };
+
+    // A viewer sees the workspace but no form, and a forged post of theirs is refused.
+    let theirs = console::session_of(&web, viewer_email).await;
+    let page = console::get(&web, "/console/workspace", &theirs).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Only an owner can cancel"), "{page}");
+    let refused = console::post(
+        &web,
+        "/console/workspace/cancel",
+        &theirs,
+        &[("csrf", &console::csrf(&page)), ("confirm", "it")],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(!cancelled().await);
+
+    // The owner: a wrong name is refused and changes nothing; the right one cancels.
+    let cookie = console::session(&web).await;
+    let page = console::get(&web, "/console/workspace", &cookie).await;
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("action=\"/console/workspace/cancel\""),
+        "{page}"
+    );
+    let token = console::csrf(&page);
+    let wrong = console::post(
+        &web,
+        "/console/workspace/cancel",
+        &cookie,
+        &[("csrf", &token), ("confirm", "not it")],
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.text().await.unwrap().contains("exact name"));
+    assert!(!cancelled().await);
+    assert!(console::logged_in(&web, &cookie).await);
+
+    let done = console::post(
+        &web,
+        "/console/workspace/cancel",
+        &cookie,
+        &[("csrf", &token), ("confirm", "it")],
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let expired = done.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(expired.contains("Max-Age=0"), "{expired}");
+    assert!(done.text().await.unwrap().contains("being deleted"));
+    assert!(cancelled().await);
+    // Access ends at once, for the owner and for every other member.
+    assert!(!console::logged_in(&web, &cookie).await);
+    assert!(!console::logged_in(&web, &theirs).await);
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE kind = 'workspace_cancel' AND payload->>'workspace_id' = $1",
+    )
+    .bind(h.workspace_id.to_string())
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(queued, 1, "the deletion is queued");
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM account_events
+         WHERE user_id = $1 AND kind = 'cancellation_requested' AND origin IS NOT NULL",
+    )
+    .bind(owner)
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        recorded, 1,
+        "the owner's activity shows it, with its coarse origin"
+    );
 }

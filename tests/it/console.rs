@@ -12,13 +12,13 @@ use crate::browser::Browser;
 use crate::helpers::{Harness, OWNER_EMAIL, RedisServer, eventually};
 use crate::notifications::secs;
 
-const PASSWORD: &str = "lunar-tide-4417-quartz";
+pub(crate) const PASSWORD: &str = "lunar-tide-4417-quartz";
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// The harness owner, with a password.
-async fn owner(h: &Harness) -> i64 {
+pub(crate) async fn owner(h: &Harness) -> i64 {
     let id = users::id_by_email(h.pool(), OWNER_EMAIL)
         .await
         .unwrap()
@@ -49,9 +49,14 @@ async fn login(web: &str, email: &str, password: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// Logs in and returns the session cookie's value.
-async fn session(web: &str) -> String {
-    let response = login(web, OWNER_EMAIL, PASSWORD).await;
+/// Logs the harness owner in and returns the session cookie's value.
+pub(crate) async fn session(web: &str) -> String {
+    session_of(web, OWNER_EMAIL).await
+}
+
+/// Logs a user with [`PASSWORD`] in and returns the session cookie's value.
+pub(crate) async fn session_of(web: &str, email: &str) -> String {
+    let response = login(web, email, PASSWORD).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
@@ -67,7 +72,7 @@ async fn session(web: &str) -> String {
     value.to_owned()
 }
 
-async fn get(web: &str, path: &str, cookie: &str) -> reqwest::Response {
+pub(crate) async fn get(web: &str, path: &str, cookie: &str) -> reqwest::Response {
     client()
         .get(format!("{web}{path}"))
         .header(COOKIE, format!("__Host-moonengage_session={cookie}"))
@@ -76,7 +81,12 @@ async fn get(web: &str, path: &str, cookie: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn post(web: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn post(
+    web: &str,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
     client()
         .post(format!("{web}{path}"))
         .header(COOKIE, format!("__Host-moonengage_session={cookie}"))
@@ -87,7 +97,7 @@ async fn post(web: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> req
 }
 
 /// Whether the cookie still opens the console (a page) or is sent to log in (a redirect).
-async fn logged_in(web: &str, cookie: &str) -> bool {
+pub(crate) async fn logged_in(web: &str, cookie: &str) -> bool {
     let response = get(web, "/console", cookie).await;
     match response.status() {
         StatusCode::OK => true,
@@ -100,7 +110,7 @@ async fn logged_in(web: &str, cookie: &str) -> bool {
 }
 
 /// The CSRF token of a page's forms.
-fn csrf(page: &str) -> String {
+pub(crate) fn csrf(page: &str) -> String {
     let start = page
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF token")
@@ -130,6 +140,7 @@ async fn logout_ends_the_session_and_expires_the_cookie_and_every_page_is_script
         "/console/sessions",
         "/console/tokens",
         "/console/members",
+        "/console/workspace",
     ] {
         let response = get(&web, path, &cookie).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");

@@ -8,6 +8,7 @@ use moonengage_accounts::cancellation::{self, CancelError};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use crate::client::ClientOrigin;
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 
@@ -27,9 +28,10 @@ pub(crate) struct Cancel {
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    ClientOrigin(origin): ClientOrigin,
     ApiJson(body): ApiJson<Cancel>,
 ) -> Result<StatusCode, ApiError> {
-    cancellation::request(&state.pool, &principal, &body.confirm)
+    cancellation::request(&state.pool, &principal, &body.confirm, &origin)
         .await
         .map_err(|error| match error {
             CancelError::Role(forbidden) => ApiError::Role(forbidden),

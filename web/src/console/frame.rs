@@ -38,6 +38,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "message",
         include_str!("../../templates/console/message.hbs"),
     ),
+    (
+        "workspace",
+        include_str!("../../templates/console/workspace.hbs"),
+    ),
 ];
 
 /// The navigation of a logged-in page: path and label.
@@ -46,6 +50,7 @@ const NAV: &[(&str, &str)] = &[
     ("/console/sessions", "Sessions"),
     ("/console/tokens", "API tokens"),
     ("/console/members", "Members"),
+    ("/console/workspace", "Workspace"),
 ];
 
 /// Scripts are not allowed at all; styles, images and forms only from us; never framed.

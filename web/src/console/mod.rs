@@ -11,6 +11,7 @@ mod members;
 mod session;
 mod sessions_page;
 mod tokens;
+mod workspace;
 
 use axum::Router;
 use axum::middleware::from_fn;
@@ -30,6 +31,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/console/tokens", get(tokens::list).post(tokens::create))
         .route("/console/tokens/{id}/revoke", post(tokens::revoke))
         .route("/console/members", get(members::list))
+        .route("/console/workspace", get(workspace::show))
+        .route("/console/workspace/cancel", post(workspace::cancel))
         .route("/console/static/console.css", get(frame::stylesheet))
         .layer(from_fn(frame::headers))
 }
