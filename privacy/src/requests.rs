@@ -48,6 +48,31 @@ pub async fn claim(
     .context("claiming a data-subject request")
 }
 
+/// Claims the one message the request sends its person, in its own commit before it is sent:
+/// true when this run may send it, false when an earlier run did (or may have).
+pub async fn claim_notice(executor: impl PgExecutor<'_>, request_id: i64) -> anyhow::Result<bool> {
+    let claimed = sqlx::query(
+        "UPDATE dsr_requests SET notice_claimed_at = now()
+         WHERE id = $1 AND notice_claimed_at IS NULL",
+    )
+    .bind(request_id)
+    .execute(executor)
+    .await
+    .context("claiming a request's message")?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Gives the claim of [`claim_notice`] back after a send that certainly did not reach the
+/// person, so a later run may try again.
+pub async fn release_notice(executor: impl PgExecutor<'_>, request_id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE dsr_requests SET notice_claimed_at = NULL WHERE id = $1")
+        .bind(request_id)
+        .execute(executor)
+        .await
+        .context("releasing a request's message")?;
+    Ok(())
+}
+
 /// Completes a request: the audit row keeps type, channel, times and the outcome; who it was
 /// about is dropped, and admins are notified (with the change). Returns false when it was not
 /// open (completed by an earlier run).

@@ -46,8 +46,13 @@ async fn a_formation_of_eight_workers_behind_pgbouncer_in_transaction_mode_sends
     }
 }
 
+/// One chaos run at a time: two formations on the machine's two cores would mostly measure
+/// each other.
+static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `bench/chaos` with the test binaries and returns its table, which must say PASS.
 async fn chaos(args: &[&str]) -> String {
+    let _one = ONE_RUN.lock().await;
     // A turn on the machine like any harness, so the tests that time a Page's busiest second
     // (which run alone) never share it with this one.
     let _turn = Harness::new().await;

@@ -723,3 +723,83 @@ async fn an_objection_unsubscribes_from_every_campaign_of_the_page() {
     .unwrap();
     assert_eq!(reason, "unsubscribed");
 }
+
+/// A run repeated after its worker died finds the person's message claimed and does not send
+/// it again: an erasure whose confirmation an interrupted run claimed completes without one
+/// (and says it may have gone), an unsubscribe whose confirmation was claimed is not confirmed
+/// twice; the same requests and unsubscribes unclaimed are told once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_an_interrupted_run_claimed_is_never_sent_again() {
+    let mut h = harness().await;
+    let page = h.add_page(FB_PAGE).await;
+    let people: Vec<Person> = (0..4).map(|_| Person::in_window("Once")).collect();
+    h.seed(page, FB_PAGE, &people).await;
+    let mut ids = Vec::new();
+    for person in &people {
+        ids.push(subscriber(&h, page, &person.psid).await.unwrap());
+    }
+    let mut conn = h.pool().acquire().await.unwrap();
+    let mut requests = Vec::new();
+    for (person, id) in people.iter().zip(&ids).take(2) {
+        let subject = Subject {
+            page_id: page,
+            subscriber_id: Some(*id),
+            psid: Some(person.psid.clone()),
+        };
+        let filed = dsr::file(
+            &mut conn,
+            &h.keyring,
+            DsrType::Erasure,
+            Channel::Admin,
+            &subject,
+            3,
+        )
+        .await
+        .unwrap();
+        requests.push(filed.id);
+    }
+    for (n, id) in ids.iter().enumerate().skip(2) {
+        let mut tx = h.pool().begin().await.unwrap();
+        let via = moonengage_core::subscribers::Via::Keyword(9_000 + n as i64);
+        moonengage_core::subscribers::unsubscribe(&mut tx, *id, page, via, 3)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    // What a run that died after sending leaves behind: the first request's and the third
+    // person's messages claimed.
+    sqlx::query("UPDATE dsr_requests SET notice_claimed_at = now() WHERE id = $1")
+        .bind(requests[0])
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE subscribers SET unsubscribe_confirmation_owed = false WHERE id = $1")
+        .bind(ids[2])
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    h.start_worker("it-privacy-once").await;
+    h.start_scheduler().await;
+    completed(&h, "erasure", 2).await;
+    wait_message(&h, &people[1].psid, "We are erasing all data").await;
+    wait_message(&h, &people[3].psid, "You are unsubscribed").await;
+    crate::helpers::eventually("the confirmations are settled", WAIT, || async {
+        count(&h, "SELECT count(*) FROM jobs WHERE kind = 'notify'").await == 0
+    })
+    .await;
+    assert_eq!(h.texts_to(&people[0].psid), Vec::<String>::new());
+    assert_eq!(h.texts_to(&people[1].psid).len(), 1);
+    assert_eq!(h.texts_to(&people[2].psid), Vec::<String>::new());
+    assert_eq!(h.texts_to(&people[3].psid).len(), 1);
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM dsr_requests WHERE id = $1")
+        .bind(requests[0])
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert!(
+        outcome.contains("may have gone") && outcome.contains("not repeated"),
+        "{outcome}"
+    );
+}

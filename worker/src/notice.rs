@@ -1,7 +1,8 @@
-//! What every notice owed to one person shares (privacy-policy updates, incident notices): sent
-//! as a `RESPONSE` inside their 24-hour window, at the Page's send rate, once. The notice's claim
-//! makes it once per person however many jobs (the decision, their replies) race; a send that
-//! certainly failed gives the claim back, so a retry or their next reply can tell them.
+//! What every notice owed to one person shares (unsubscribe confirmations, privacy-policy
+//! updates, incident notices): sent as a `RESPONSE` inside their 24-hour window, at the Page's
+//! send rate, once. The notice's claim makes it once per person however many jobs (the
+//! decision, their replies, a run repeated after its worker died) race; a send that certainly
+//! failed gives the claim back, so a retry or their next reply can tell them.
 
 use std::future::Future;
 

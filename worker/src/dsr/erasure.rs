@@ -1,5 +1,6 @@
-//! Erasure (GDPR Art. 17): the person is told first (inside their window), then every row
-//! about them goes, and the request completes, in one transaction.
+//! Erasure (GDPR Art. 17): the person is told first (inside their window, once: the message is
+//! claimed in its own commit), then every row about them goes, and the request completes, in
+//! one transaction.
 
 use anyhow::Context as _;
 use moonengage_privacy::crypto::SealedField;
@@ -7,7 +8,8 @@ use moonengage_privacy::dsr::Subject;
 use moonengage_privacy::requests::{self, Claimed};
 use moonengage_privacy::{erasure, subject};
 
-use super::{NOTHING_HELD, notice, reachable};
+use super::notice::{self, Told};
+use super::{NOTHING_HELD, reachable};
 use crate::env::Env;
 
 /// Confirms, erases, completes. Someone already gone completes as "nothing held".
@@ -37,21 +39,23 @@ pub(super) async fn run(
                     request.confirmation_code
                 )
             })
-            .await
+            .await?
         }
-        _ => false,
+        _ => Told::NotSent,
     };
     let erased =
         erasure::erase(&mut tx, &ctx.keyring, request_id, subject, person.as_ref()).await?;
     let outcome = if erased.nothing_held() {
         NOTHING_HELD.to_owned()
-    } else if told {
-        format!("{}; confirmation sent in Messenger", erased.summary())
     } else {
-        format!(
-            "{}; confirmation not sent: the person is outside the 24-hour Messenger window",
-            erased.summary()
-        )
+        let confirmation = match told {
+            Told::Sent => "confirmation sent in Messenger",
+            Told::Maybe => "confirmation may have gone in Messenger (no answer came); not repeated",
+            Told::NotSent => {
+                "confirmation not sent: the person is outside the 24-hour Messenger window"
+            }
+        };
+        format!("{}; {confirmation}", erased.summary())
     };
     requests::complete(&mut tx, request_id, &outcome).await?;
     tx.commit().await.context("committing an erasure")?;

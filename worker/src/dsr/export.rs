@@ -9,7 +9,8 @@ use moonengage_privacy::export_link as link;
 use moonengage_privacy::requests::{self, Claimed};
 use moonengage_privacy::{exports, subject, subject_data};
 
-use super::{NOTHING_HELD, notice, reachable};
+use super::notice::{self, Told};
+use super::{NOTHING_HELD, reachable};
 use crate::env::Env;
 use crate::export_link;
 
@@ -34,7 +35,7 @@ pub(super) async fn run(
                     request.confirmation_code
                 )
             })
-            .await;
+            .await?;
         }
         requests::complete(&mut tx, request_id, NOTHING_HELD).await?;
         tx.commit().await.context("committing an empty export")?;
@@ -67,20 +68,27 @@ pub(super) async fn run(
                 &request.confirmation_code,
             )
         })
-        .await
+        .await?
     } else {
-        false
+        Told::NotSent
     };
     let mut tx = ctx.pool.begin().await.context("completing an export")?;
-    let outcome = if told {
-        format!("export ready until {expires}; link sent in Messenger")
-    } else {
-        link::wait(&mut *tx, request_id).await?;
-        format!(
-            "export ready until {expires}; link waiting for the person's next message (outside \
-             the 24-hour Messenger window)"
-        )
+    // A link that may have gone (or went with an export a repeated run has since replaced)
+    // waits for the person's next message too, which brings the live one.
+    let link = match told {
+        Told::Sent => "link sent in Messenger",
+        Told::Maybe => {
+            "link may have gone in Messenger (no answer came); it waits for the person's next \
+             message too"
+        }
+        Told::NotSent => {
+            "link waiting for the person's next message (outside the 24-hour Messenger window)"
+        }
     };
+    if told != Told::Sent {
+        link::wait(&mut *tx, request_id).await?;
+    }
+    let outcome = format!("export ready until {expires}; {link}");
     requests::complete(&mut tx, request_id, &outcome).await?;
     tx.commit()
         .await

@@ -3,8 +3,9 @@
 
 use anyhow::Context as _;
 use moonengage_core::pages;
-use moonengage_messenger::OutgoingMessage;
+use moonengage_messenger::{ErrorClass, OutgoingMessage};
 use moonengage_ops::metrics;
+use moonengage_privacy::requests;
 use secrecy::SecretString;
 use sqlx::PgExecutor;
 
@@ -42,16 +43,32 @@ pub(super) async fn sender(
     .transpose()
 }
 
-/// Sends `text(page_name)` to `psid` at the Page's rate; true when Facebook accepted it. A refusal (window
-/// closed, person unreachable) is logged by class and answered false, since the request is
-/// carried out either way.
+/// What came of telling the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Told {
+    /// Facebook accepted the message.
+    Sent,
+    /// It certainly did not reach them (window closed, person unreachable, an error).
+    NotSent,
+    /// It may have: its answer never came, or an earlier run of the request claimed it and
+    /// was cut off. It is not sent again.
+    Maybe,
+}
+
+/// Sends `text(page_name)` to `psid` at the Page's rate, once per request: the message is
+/// claimed (`requests::claim_notice`, committed on its own) before it goes, and given back
+/// only when it certainly did not. A refusal is logged by class, since the request is carried
+/// out either way.
 pub(super) async fn tell(
     ctx: &Env,
     request_id: i64,
     sender: &Sender,
     psid: &str,
     text: impl FnOnce(&str) -> String,
-) -> bool {
+) -> anyhow::Result<Told> {
+    if !requests::claim_notice(&ctx.pool, request_id).await? {
+        return Ok(Told::Maybe);
+    }
     let text = text(&sender.name);
     let message = OutgoingMessage {
         psid,
@@ -59,17 +76,20 @@ pub(super) async fn tell(
         quick_replies: &[],
     };
     crate::service::wait_slot(ctx, sender.page_id, sender.send_rate).await;
-    match ctx.client.send(&sender.token, &message).await {
-        Ok(_) => true,
-        Err(error) => {
-            metrics::send_error(sender.page_id, error.class().as_str());
-            tracing::debug!(
-                request_id,
-                page_id = sender.page_id,
-                class = error.class().as_str(),
-                "request notice not accepted"
-            );
-            false
-        }
+    let Err(error) = ctx.client.send(&sender.token, &message).await else {
+        return Ok(Told::Sent);
+    };
+    let class = error.class();
+    metrics::send_error(sender.page_id, class.as_str());
+    tracing::debug!(
+        request_id,
+        page_id = sender.page_id,
+        class = class.as_str(),
+        "request notice not accepted"
+    );
+    if class == ErrorClass::Ambiguous {
+        return Ok(Told::Maybe);
     }
+    requests::release_notice(&ctx.pool, request_id).await?;
+    Ok(Told::NotSent)
 }
