@@ -28,7 +28,7 @@ impl Notice for NotifyJob {
     async fn claim(&self, pool: &PgPool) -> anyhow::Result<Option<()>> {
         let claimed = match self.kind {
             NotifyKind::Unsubscribed => {
-                subscribers::claim_confirmation(pool, self.subscriber_id).await?
+                subscribers::confirmation::claim(pool, self.subscriber_id).await?
             }
         };
         Ok(claimed.then_some(()))
@@ -37,7 +37,7 @@ impl Notice for NotifyJob {
     async fn release(&self, pool: &PgPool, (): &()) -> anyhow::Result<()> {
         match self.kind {
             NotifyKind::Unsubscribed => {
-                subscribers::release_confirmation(pool, self.subscriber_id).await
+                subscribers::confirmation::release(pool, self.subscriber_id).await
             }
         }
     }

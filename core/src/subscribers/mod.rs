@@ -13,12 +13,10 @@ use sqlx::{PgConnection, PgPool};
 
 use moonengage_privacy::crypto::{Keyring, SealedField};
 
+pub mod confirmation;
 mod unsubscribe;
 
-pub use unsubscribe::{
-    OptOut, Unsubscribed, Via, claim_confirmation, release_confirmation, unsubscribe,
-    unsubscribe_by_admin,
-};
+pub use unsubscribe::{OptOut, Unsubscribed, Via, unsubscribe, unsubscribe_by_admin};
 
 /// One person to add, with the evidence of their opt-in.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use moonengage_ops::metrics;
 use moonengage_queue::jobs;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgConnection;
 
 use crate::jobs::{Cause, NotifyJob, NotifyKind};
 
@@ -115,37 +115,6 @@ pub async fn unsubscribe(
     via.count();
     tracing::debug!(subscriber_id, ?via, "unsubscribed");
     Ok(Unsubscribed::Done)
-}
-
-/// Claims the confirmation an unsubscribe owes the person, in its own commit before it is sent:
-/// true when this run may send it, false when it went (or may have) or is owed no more.
-pub async fn claim_confirmation(
-    executor: impl PgExecutor<'_>,
-    subscriber_id: i64,
-) -> anyhow::Result<bool> {
-    let claimed = sqlx::query(
-        "UPDATE subscribers SET unsubscribe_confirmation_owed = false
-         WHERE id = $1 AND unsubscribe_confirmation_owed",
-    )
-    .bind(subscriber_id)
-    .execute(executor)
-    .await
-    .context("claiming an unsubscribe's confirmation")?;
-    Ok(claimed.rows_affected() == 1)
-}
-
-/// Gives the claim of [`claim_confirmation`] back after a send that certainly did not reach
-/// the person, so a retry may tell them.
-pub async fn release_confirmation(
-    executor: impl PgExecutor<'_>,
-    subscriber_id: i64,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE subscribers SET unsubscribe_confirmation_owed = true WHERE id = $1")
-        .bind(subscriber_id)
-        .execute(executor)
-        .await
-        .context("releasing an unsubscribe's confirmation")?;
-    Ok(())
 }
 
 /// Unsubscribes people of a Page at an admin's request (the CLI's demo seed), in one statement
