@@ -11,6 +11,7 @@ use moonengage_messenger::{ErrorClass, OutgoingMessage};
 use moonengage_ops::metrics;
 use moonengage_privacy::crypto::SealedField;
 use moonengage_queue::JobError;
+use secrecy::SecretString;
 
 use crate::env::Env;
 
@@ -62,19 +63,32 @@ pub(crate) async fn send_claimed(
         .open_string(SealedField::SubscriberPsid, sealed_psid)
         .context("opening the PSID")?;
     let token = pages::open_token(&env.keyring, sealed_token).context("opening the Page token")?;
+    let refused = send(env, page_id, &psid, &token, text).await.err();
+    Ok(refused.filter(|class| *class != ErrorClass::Ambiguous))
+}
+
+/// Sends a service message to one person and counts a refusal by class; `Err(class)` says how
+/// it was refused (`Ambiguous`: the answer never came, so it may have gone).
+pub(crate) async fn send(
+    env: &Env,
+    page_id: i64,
+    psid: &str,
+    token: &SecretString,
+    text: &str,
+) -> Result<(), ErrorClass> {
     let message = OutgoingMessage {
-        psid: &psid,
+        psid,
         text,
         quick_replies: &[],
     };
-    let Err(error) = env.client.send(&token, &message).await else {
+    let Err(error) = env.client.send(token, &message).await else {
         tracing::debug!(page_id, "service message sent");
-        return Ok(None);
+        return Ok(());
     };
     let class = error.class();
     metrics::send_error(page_id, class.as_str());
     tracing::debug!(page_id, class = class.as_str(), %error, "service message not accepted");
-    Ok((class != ErrorClass::Ambiguous).then_some(class))
+    Err(class)
 }
 
 /// What a service message that Facebook certainly refused means: a transient error or a rate

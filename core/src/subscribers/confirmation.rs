@@ -5,6 +5,16 @@
 use anyhow::Context as _;
 use sqlx::PgExecutor;
 
+/// Owes the person a confirmation: run in the unsubscribe's transaction that queues its job.
+pub async fn owe(executor: impl PgExecutor<'_>, subscriber_id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE subscribers SET unsubscribe_confirmation_owed = true WHERE id = $1")
+        .bind(subscriber_id)
+        .execute(executor)
+        .await
+        .context("owing an unsubscribe's confirmation")?;
+    Ok(())
+}
+
 /// Claims the confirmation an unsubscribe owes the person, in its own commit before it is sent:
 /// true when this run may send it, false when it went (or may have) or is owed no more.
 pub async fn claim(executor: impl PgExecutor<'_>, subscriber_id: i64) -> anyhow::Result<bool> {
@@ -22,10 +32,5 @@ pub async fn claim(executor: impl PgExecutor<'_>, subscriber_id: i64) -> anyhow:
 /// Gives the claim of [`claim`] back after a send that certainly did not reach
 /// the person, so a retry may tell them.
 pub async fn release(executor: impl PgExecutor<'_>, subscriber_id: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE subscribers SET unsubscribe_confirmation_owed = true WHERE id = $1")
-        .bind(subscriber_id)
-        .execute(executor)
-        .await
-        .context("releasing an unsubscribe's confirmation")?;
-    Ok(())
+    owe(executor, subscriber_id).await
 }

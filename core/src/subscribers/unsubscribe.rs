@@ -105,11 +105,7 @@ pub async fn unsubscribe(
             kind: NotifyKind::Unsubscribed,
             cause,
         };
-        sqlx::query("UPDATE subscribers SET unsubscribe_confirmation_owed = true WHERE id = $1")
-            .bind(subscriber_id)
-            .execute(&mut *conn)
-            .await
-            .context("owing an unsubscribe's confirmation")?;
+        super::confirmation::owe(&mut *conn, subscriber_id).await?;
         jobs::enqueue(&mut *conn, &confirmation, max_attempts).await?;
     }
     via.count();

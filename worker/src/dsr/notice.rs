@@ -3,8 +3,7 @@
 
 use anyhow::Context as _;
 use moonengage_core::pages;
-use moonengage_messenger::{ErrorClass, OutgoingMessage};
-use moonengage_ops::metrics;
+use moonengage_messenger::ErrorClass;
 use moonengage_privacy::requests;
 use secrecy::SecretString;
 use sqlx::PgExecutor;
@@ -56,9 +55,9 @@ pub(super) enum Told {
 }
 
 /// Sends `text(page_name)` to `psid` at the Page's rate, once per request: the message is
-/// claimed (`requests::claim_notice`, committed on its own) before it goes, and given back
-/// only when it certainly did not. A refusal is logged by class, since the request is carried
-/// out either way.
+/// claimed (`requests::claim_notice`, committed on its own, so on a connection of the pool's
+/// beside the caller's transaction) before it goes, and given back only when it certainly did
+/// not. A refusal is only counted, since the request is carried out either way.
 pub(super) async fn tell(
     ctx: &Env,
     request_id: i64,
@@ -70,26 +69,13 @@ pub(super) async fn tell(
         return Ok(Told::Maybe);
     }
     let text = text(&sender.name);
-    let message = OutgoingMessage {
-        psid,
-        text: &text,
-        quick_replies: &[],
-    };
     crate::service::wait_slot(ctx, sender.page_id, sender.send_rate).await;
-    let Err(error) = ctx.client.send(&sender.token, &message).await else {
-        return Ok(Told::Sent);
-    };
-    let class = error.class();
-    metrics::send_error(sender.page_id, class.as_str());
-    tracing::debug!(
-        request_id,
-        page_id = sender.page_id,
-        class = class.as_str(),
-        "request notice not accepted"
-    );
-    if class == ErrorClass::Ambiguous {
-        return Ok(Told::Maybe);
+    match crate::service::send(ctx, sender.page_id, psid, &sender.token, &text).await {
+        Ok(()) => Ok(Told::Sent),
+        Err(ErrorClass::Ambiguous) => Ok(Told::Maybe),
+        Err(_) => {
+            requests::release_notice(&ctx.pool, request_id).await?;
+            Ok(Told::NotSent)
+        }
     }
-    requests::release_notice(&ctx.pool, request_id).await?;
-    Ok(Told::NotSent)
 }
