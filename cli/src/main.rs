@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(settings, args).await,
         command => {
             telemetry::init(settings.app.is_production());
-            let pool = db::connect(&settings.database)?;
+            let pool = db::connect(&settings.database.direct())?;
             match command {
                 Command::Migrate => {
                     db::migrate(&pool).await?;

@@ -32,6 +32,9 @@ pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     if settings.transaction_pooler {
         options = options.statement_cache_capacity(0);
         pool = pool
+            // sqlx closes a connection past its lifetime as it comes back, before
+            // `after_release`: that would roll the checkout back. The pooler recycles servers.
+            .max_lifetime(None)
             .after_connect(|conn, _| Box::pin(async move { begin_checkout(conn).await }))
             .before_acquire(|conn, _| {
                 Box::pin(async move { begin_checkout(conn).await.map(|()| true) })

@@ -50,6 +50,19 @@ impl DatabaseSettings {
     pub fn session_url(&self) -> &SecretString {
         self.session_url.as_ref().unwrap_or(&self.url)
     }
+
+    /// These settings for a one-shot process (the command line): Postgres itself, through
+    /// `session_url`, without the pooler's checkout transactions. Behind a pooler a checkout's
+    /// writes commit only when its connection comes back to the pool, which a process that
+    /// exits right after its last statement may never see: its migration or new workspace would
+    /// be rolled back.
+    pub fn direct(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: self.session_url().clone(),
+            transaction_pooler: false,
+            ..self.clone()
+        }
+    }
 }
 
 /// Where the web process listens and how it protects itself.
